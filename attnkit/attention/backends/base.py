@@ -1,0 +1,106 @@
+"""What every backend receives (:class:`Problem`) and answers (:class:`Backend`), plus the
+small helpers they share: index grids, score modifiers, row liveness."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...registry import Registry
+from ..masks import MaskMod
+from ..mods import ScoreMod
+from ..scores import Score
+
+BACKENDS: Registry["Backend"] = Registry("attention backend")
+
+
+@dataclass
+class Problem:
+    """One attention call, after the score's ``prepare`` and head expansion.
+
+    ``qf [B, H, Lq, F]``, ``kf [B, H, Lk, F]``, ``v [B, H, Lk, Dv]``. For dot-product scores
+    the scale (and any ``scale`` modifiers) is already folded into ``qf``, so the fused
+    kernels run with ``scale=1``.
+    """
+
+    qf: torch.Tensor
+    kf: torch.Tensor
+    v: torch.Tensor
+    score: Score
+    mask: MaskMod | None = None
+    mods: list[ScoreMod] = field(default_factory=list)
+    need_weights: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(B, H, Lq, Lk)``."""
+        b, h, lq, _ = self.qf.shape
+        return b, h, lq, self.kf.shape[-2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.qf.device
+
+    def params(self) -> list[torch.Tensor]:
+        """Trainable tensors used inside ``score.block`` and the modifiers."""
+        mods = [p for m in self.mods for p in m.parameters()]
+        return [p for p in list(self.score.parameters()) + mods if p.requires_grad]
+
+    @property
+    def needs_grad(self) -> bool:
+        """Whether autograd will want gradients out of this call."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(t.requires_grad for t in (self.qf, self.kf, self.v)) or bool(self.params())
+
+
+class Backend:
+    """A way to run attention. ``why_not`` returns ``None`` when it can run ``p`` (else the
+    reason); ``run`` returns ``(out [B,H,Lq,Dv], weights [B,H,Lq,Lk] or None)``."""
+
+    name = "backend"
+
+    def why_not(self, p: Problem) -> str | None:
+        raise NotImplementedError
+
+    def run(self, p: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+def index_grid(batch: int, heads: int, q_range: tuple[int, int], kv_range: tuple[int, int], device):
+    """Broadcastable ``(b, h, q_idx, kv_idx)`` index tensors for a tile."""
+    return (
+        torch.arange(batch, device=device).view(-1, 1, 1, 1),
+        torch.arange(heads, device=device).view(1, -1, 1, 1),
+        torch.arange(*q_range, device=device).view(1, 1, -1, 1),
+        torch.arange(*kv_range, device=device).view(1, 1, 1, -1),
+    )
+
+
+def apply_mods(s: torch.Tensor, mods, grid) -> torch.Tensor:
+    """Apply score modifiers in order to a tile of scores."""
+    for m in mods:
+        s = m(s, *grid)
+    return s
+
+
+def additive_bias(mods, grid, dtype) -> torch.Tensor | None:
+    """The summed term of ``bias``-kind modifiers on a tile (``None`` if there are none)."""
+    bias = None
+    for m in mods:
+        if m.kind == "bias":
+            zero = torch.zeros((), dtype=dtype, device=grid[0].device)
+            term = m(zero, *grid)
+            bias = term if bias is None else bias + term
+    return bias
+
+
+def tile_scores(p: Problem, q_range, kv_range, qf=None, kf=None) -> torch.Tensor:
+    """Modified scores of one tile (mask not applied)."""
+    b, h, _, _ = p.shape
+    qf = p.qf[:, :, q_range[0]:q_range[1]] if qf is None else qf
+    kf = p.kf[:, :, kv_range[0]:kv_range[1]] if kf is None else kf
+    s = p.score.block(qf, kf)
+    if p.mods:
+        s = apply_mods(s, p.mods, index_grid(b, h, q_range, kv_range, p.device))
+    return s

@@ -1,0 +1,138 @@
+"""Block-sparse dot-product attention on CPU, built on PyTorch's fused flash kernel.
+
+The dense CPU kernels (SDPA) compute every score and mask afterwards: causal attention
+costs as much as dense. Here the mask is planned into key tiles first (``tiles.py``); each
+query block calls the fused kernel once per run of visible tiles (no mask for full runs,
+``is_causal`` for the diagonal, a float mask for partial ones), and the partial results are
+merged exactly with their log-sum-exp. The backward pass reuses the kernel's own backward:
+given the *merged* output and log-sum-exp, each run's gradient is exact (FlashAttention's
+identity ``dS = P * (dP - rowsum(dO * O))``), so nothing is recomputed twice.
+
+Bias modifiers (ALiBi, ...) are added as a float mask per tile. A bias with trainable
+parameters needs a gradient the fused kernel does not return, so such calls go elsewhere.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import BACKENDS, Backend, Problem, additive_bias, index_grid
+from .tiles import QueryBlock, plan_tiles
+from .weights import blockwise_softmax
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+NEG_INF = float("-inf")
+
+
+def _tile_mask(p: Problem, qb: QueryBlock, tile) -> torch.Tensor | None:
+    """Float mask (bias, with -inf where masked) for one tile, or ``None`` if not needed."""
+    b, h, _, _ = p.shape
+    bias = None
+    if any(m.kind == "bias" for m in p.mods):
+        grid = index_grid(b, h, (qb.q0, qb.q1), (tile.k0, tile.k1), p.device)
+        bias = additive_bias(p.mods, grid, p.qf.dtype)
+    allowed = tile.allowed
+    if tile.causal and bias is not None:
+        n = qb.q1 - qb.q0
+        allowed = torch.ones(n, n, dtype=torch.bool, device=p.device).tril()[None, None]
+    if allowed is None:
+        return None if bias is None else bias.expand(-1, -1, qb.q1 - qb.q0, -1).to(p.qf.dtype)
+    base = torch.zeros((), dtype=p.qf.dtype, device=p.device) if bias is None else bias.to(p.qf.dtype)
+    out = base.masked_fill(~allowed, NEG_INF) if bias is not None else torch.zeros(
+        allowed.shape, dtype=p.qf.dtype, device=p.device).masked_fill_(~allowed, NEG_INF)
+    return out.expand(*out.shape[:2], qb.q1 - qb.q0, tile.k1 - tile.k0)
+
+
+def _calls(p: Problem, plan: list[QueryBlock]):
+    """For each query block, the kernel calls: (k0, k1, is_causal, float mask, alive rows)."""
+    calls = []
+    for qb in plan:
+        row = []
+        for t in qb.tiles:
+            use_causal = t.causal and not any(m.kind == "bias" for m in p.mods)
+            mask = None if use_causal else _tile_mask(p, qb, t)
+            alive = None if t.allowed is None or t.causal else t.allowed.any(-1)
+            row.append((t.k0, t.k1, use_causal, mask, alive))
+        calls.append(row)
+    return calls
+
+
+class _BlockSparseFlash(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plan, calls, qf, kf, v):
+        b, h, lq, _ = qf.shape
+        out = qf.new_zeros(b, h, lq, v.shape[-1])
+        lse = qf.new_full((b, h, lq), NEG_INF)
+        for qb, row in zip(plan, calls):
+            q = qf[:, :, qb.q0:qb.q1]
+            o_acc = l_acc = None
+            for k0, k1, causal, mask, alive in row:
+                o, l = _flash(q, kf[:, :, k0:k1], v[:, :, k0:k1], 0.0, causal, attn_mask=mask, scale=1.0)
+                if alive is not None:  # the kernel reports lse=0 for rows it saw fully masked
+                    l = l.masked_fill(~alive, NEG_INF)
+                if o_acc is None:
+                    o_acc, l_acc = o, l
+                    continue
+                l_new = torch.logaddexp(l_acc, l)
+                l_safe = torch.where(torch.isinf(l_new), torch.zeros_like(l_new), l_new)
+                o_acc = o_acc * torch.exp(l_acc - l_safe).unsqueeze(-1) + o * torch.exp(l - l_safe).unsqueeze(-1)
+                l_acc = l_new
+            if o_acc is not None:
+                out[:, :, qb.q0:qb.q1] = o_acc
+                lse[:, :, qb.q0:qb.q1] = l_acc
+        ctx.plan, ctx.calls = plan, calls
+        ctx.mark_non_differentiable(lse)
+        ctx.save_for_backward(qf, kf, v, out, lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, gout, glse):
+        qf, kf, v, out, lse = ctx.saved_tensors
+        # Fully masked rows: +inf makes P = exp(S - lse) = 0, so their gradient is zero.
+        lse = torch.where(torch.isinf(lse), torch.full_like(lse, float("inf")), lse)
+        dq, dk, dv = torch.zeros_like(qf), torch.zeros_like(kf), torch.zeros_like(v)
+        gout = gout.contiguous()
+        for qb, row in zip(ctx.plan, ctx.calls):
+            s = slice(qb.q0, qb.q1)
+            for k0, k1, causal, mask, _ in row:
+                gq, gk, gv = _flash_bwd(gout[:, :, s], qf[:, :, s], kf[:, :, k0:k1], v[:, :, k0:k1],
+                                        out[:, :, s], lse[:, :, s], 0.0, causal, attn_mask=mask, scale=1.0)
+                dq[:, :, s] += gq
+                dk[:, :, k0:k1] += gk
+                dv[:, :, k0:k1] += gv
+        return None, None, dq, dk, dv
+
+
+class BlockSparseBackend(Backend):
+    """Dot-product scores with any mask and bias modifiers, on CPU: fused kernel per visible
+    tile run; skips masked-out tiles."""
+
+    name = "blocksparse"
+    block_q = 256
+    block_k = 256
+
+    def why_not(self, p: Problem) -> str | None:
+        if p.device.type != "cpu":
+            return "CPU only (built on the CPU flash kernel); FlexAttention covers GPUs"
+        if not p.score.is_dot:
+            return f"score {type(p.score).__name__} is not a dot product"
+        if p.qf.dtype not in (torch.float32, torch.float64, torch.bfloat16):
+            return f"dtype {p.qf.dtype} not supported by the CPU flash kernel"
+        general = [type(m).__name__ for m in p.mods if m.kind != "bias"]
+        if general:
+            return f"modifier(s) {general} are not additive biases"
+        if p.needs_grad and any(q.requires_grad for m in p.mods for q in m.parameters()):
+            return "a bias modifier has trainable parameters; the fused kernel returns no bias gradient"
+        return None
+
+    def run(self, p: Problem):
+        b, h, lq, lk = p.shape
+        plan = plan_tiles(p.mask, b, h, lq, lk, self.block_q, self.block_k, p.device, merge=True)
+        if p.need_weights:
+            return blockwise_softmax(p, plan)
+        calls = _calls(p, plan)
+        out, _ = _BlockSparseFlash.apply(plan, calls, p.qf, p.kf, p.v)
+        return out, None
+
+
+BACKENDS.register("blocksparse")(BlockSparseBackend())

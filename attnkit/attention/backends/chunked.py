@@ -1,0 +1,138 @@
+"""Memory-efficient attention for any score, mask and modifier.
+
+Online softmax over key tiles (FlashAttention's recurrence) in a custom autograd function
+that saves only the inputs, the output and the per-row log-sum-exp, and recomputes each
+tile's scores in the backward pass. So additive/MLP scores never hold the
+``Lq x Lk x hidden`` tensor nor the ``Lq x Lk`` matrix: peak memory is one tile,
+``O((Lq + Lk) * d)`` overall. Tiles the mask removes are skipped.
+
+The backward of one tile: ``P = exp(S - lse)``, ``dV += P^T dO``,
+``dS = P * (dO V^T - rowsum(dO * O))`` (plus the weights' own gradient when they were
+returned), then ``autograd.grad(S, (q_tile, k_tile, params), dS)`` differentiates whatever
+the score and modifiers computed — so a user's score function needs no backward of its own.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import BACKENDS, Backend, Problem, tile_scores
+from .tiles import plan_tiles
+
+NEG_INF = float("-inf")
+
+
+def tile_sizes(p: Problem, budget: int = 1 << 22) -> tuple[int, int]:
+    """Query and key tile sizes so that a tile's score work (``B*H*bq*bk*block_cost``
+    floats) stays near ``budget`` (4M floats, 16 MB in fp32)."""
+    b, h, lq, lk = p.shape
+    per_pair = b * h * max(1, p.score.block_cost)
+    bq = min(lq, 256 if p.score.block_cost == 1 else 64)
+    bk = max(32, budget // (per_pair * bq))
+    bk = min(lk, 1 << (bk.bit_length() - 1))  # a power of two for aligned tiles
+    return max(1, bq), max(1, bk)
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p: Problem, plan, qf, kf, v, *params):
+        b, h, lq, lk = p.shape
+        out = v.new_zeros(b, h, lq, v.shape[-1])
+        lse = qf.new_full((b, h, lq), NEG_INF)
+        weights = qf.new_zeros(b, h, lq, lk) if p.need_weights else None
+        for qb in plan:
+            n = qb.q1 - qb.q0
+            m = qf.new_full((b, h, n), NEG_INF)
+            den = qf.new_zeros(b, h, n)
+            acc = v.new_zeros(b, h, n, v.shape[-1])
+            kept = []
+            for t in qb.tiles:
+                s = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), qf[:, :, qb.q0:qb.q1], kf[:, :, t.k0:t.k1])
+                if t.allowed is not None:
+                    s = s.masked_fill(~t.allowed, NEG_INF)
+                m_new = torch.maximum(m, s.amax(-1))
+                m_safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
+                pr = torch.exp(s - m_safe.unsqueeze(-1))
+                decay = torch.exp(m - m_safe)
+                den = den * decay + pr.sum(-1)
+                acc = acc * decay.unsqueeze(-1) + pr.to(v.dtype) @ v[:, :, t.k0:t.k1]
+                m = m_new
+                if weights is not None:
+                    kept.append((t, pr, m_safe))
+            alive = den > 0
+            safe_den = torch.where(alive, den, torch.ones_like(den))
+            out[:, :, qb.q0:qb.q1] = acc / safe_den.unsqueeze(-1)
+            m_safe = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+            lse[:, :, qb.q0:qb.q1] = torch.where(alive, m_safe + torch.log(safe_den), torch.full_like(m, NEG_INF))
+            for t, pr, m_at in kept:  # rescale each tile's probabilities to the final max
+                scale = torch.exp(m_at - m_safe) / safe_den
+                weights[:, :, qb.q0:qb.q1, t.k0:t.k1] = pr * scale.unsqueeze(-1)
+        ctx.p, ctx.plan, ctx.n_params = p, plan, len(params)
+        ctx.save_for_backward(qf, kf, v, out, lse, *params, *([weights] if weights is not None else []))
+        ctx.mark_non_differentiable(lse)
+        return (out, lse, weights) if weights is not None else (out, lse)
+
+    @staticmethod
+    def backward(ctx, gout, glse, gweights=None):
+        p, plan = ctx.p, ctx.plan
+        saved = ctx.saved_tensors
+        qf, kf, v, out, lse = saved[:5]
+        params = list(saved[5:5 + ctx.n_params])
+        weights = saved[5 + ctx.n_params] if len(saved) > 5 + ctx.n_params else None
+        lse = torch.where(torch.isinf(lse), torch.full_like(lse, float("inf")), lse)
+        delta = (gout * out).sum(-1)  # rowsum(dO * O)
+        if gweights is not None and weights is not None:
+            delta = delta + (gweights * weights).sum(-1)
+        dq, dk, dv = torch.zeros_like(qf), torch.zeros_like(kf), torch.zeros_like(v)
+        dparams = [torch.zeros_like(x) for x in params]
+        for qb in plan:
+            rows = slice(qb.q0, qb.q1)
+            go, lse_b, delta_b = gout[:, :, rows], lse[:, :, rows].unsqueeze(-1), delta[:, :, rows].unsqueeze(-1)
+            for t in qb.tiles:
+                cols = slice(t.k0, t.k1)
+                with torch.enable_grad():
+                    q_t = qf[:, :, rows].detach().requires_grad_(qf.requires_grad)
+                    k_t = kf[:, :, cols].detach().requires_grad_(kf.requires_grad)
+                    s = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), q_t, k_t)
+                sd = s.detach()
+                if t.allowed is not None:
+                    sd = sd.masked_fill(~t.allowed, NEG_INF)
+                pr = torch.exp(sd - lse_b)
+                dv[:, :, cols] += pr.transpose(-1, -2).to(v.dtype) @ go
+                dp = go @ v[:, :, cols].transpose(-1, -2)
+                if gweights is not None:
+                    dp = dp + gweights[:, :, rows, cols]
+                ds = pr * (dp - delta_b)
+                wrt = [x for x in (q_t, k_t) if x.requires_grad] + params
+                if not wrt:
+                    continue
+                grads = torch.autograd.grad(s, wrt, ds, allow_unused=True)
+                it = iter(grads)
+                if q_t.requires_grad:
+                    dq[:, :, rows] += next(it)
+                if k_t.requires_grad:
+                    dk[:, :, cols] += next(it)
+                for i, g in enumerate(it):
+                    if g is not None:
+                        dparams[i] += g
+        return (None, None, dq, dk, dv, *dparams)
+
+
+class ChunkedBackend(Backend):
+    """Any score, any mask, any modifier; O(n) memory; skips masked tiles; weights from the
+    log-sum-exp it keeps."""
+
+    name = "chunked"
+    budget = 1 << 22
+
+    def why_not(self, p: Problem) -> str | None:
+        return None
+
+    def run(self, p: Problem):
+        b, h, lq, lk = p.shape
+        bq, bk = tile_sizes(p, self.budget)
+        plan = plan_tiles(p.mask, b, h, lq, lk, bq, bk, p.device)
+        res = _ChunkedAttention.apply(p, plan, p.qf, p.kf, p.v, *p.params())
+        return res[0], (res[2] if p.need_weights else None)
+
+
+BACKENDS.register("chunked")(ChunkedBackend())

@@ -1,0 +1,69 @@
+"""Choosing a backend: fastest correct first, per device, with the reason recorded.
+
+Order (each backend's ``why_not`` decides whether it can run the call):
+
+* CPU: ``sdpa`` (unmasked dot product: one fused call) -> ``blocksparse`` (masked or
+  biased dot product: fused kernel on visible tiles only) -> ``chunked`` (anything).
+* CUDA: ``sdpa`` -> ``flex`` (compiled FlexAttention, any mask/modifier) -> ``chunked``.
+
+``flex`` is never picked automatically on CPU (forward-only there, and slower than the
+above in ``benchmarks/results/attention.json``), and ``reference`` (the float64 oracle)
+only when forced. A forced backend that cannot run the call raises
+:class:`BackendError` with the reason; nothing falls back silently: every call's
+:class:`Dispatch` says what ran, why, and why each faster backend was passed over.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..errors import BackendError
+from .backends import BACKENDS, Problem
+
+log = logging.getLogger("attnkit.attention")
+
+ORDER = {
+    "cpu": ["sdpa", "blocksparse", "chunked"],
+    "cuda": ["sdpa", "flex", "chunked"],
+}
+DEFAULT_ORDER = ["sdpa", "chunked"]
+NOT_AUTOMATIC = {
+    "cpu": {"flex": "not picked automatically on CPU: forward-only and slower than sdpa/blocksparse "
+                    "here (benchmarks/results/attention.json); force it with backend='flex'"},
+}
+
+
+@dataclass
+class Dispatch:
+    """Which backend ran a call and why; ``passed_over`` lists faster ones and their reasons."""
+
+    backend: str
+    reason: str
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"backend: {self.backend} ({self.reason})"]
+        lines += [f"  not {name}: {why}" for name, why in self.passed_over]
+        return "\n".join(lines)
+
+
+def choose_backend(p: Problem, force: str | None = None) -> Dispatch:
+    """Pick the backend for ``p`` (or check the forced one)."""
+    if force not in (None, "auto"):
+        backend = BACKENDS.get(force, where="backend")
+        why = backend.why_not(p)
+        if why is not None:
+            raise BackendError(f"backend {force!r} cannot run this attention: {why}")
+        return Dispatch(force, "forced")
+    order = ORDER.get(p.device.type, DEFAULT_ORDER)
+    passed = []
+    for name in order:
+        why = BACKENDS.get(name).why_not(p)
+        if why is None:
+            passed += list(NOT_AUTOMATIC.get(p.device.type, {}).items())
+            kind = "first able" if not passed else "fastest able"
+            d = Dispatch(name, f"{kind} for {p.device.type}, grad={'yes' if p.needs_grad else 'no'}", passed)
+            log.debug("%s", d)
+            return d
+        passed.append((name, why))
+    raise BackendError(f"no backend can run this attention: {passed}")  # chunked never refuses

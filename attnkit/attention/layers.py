@@ -1,0 +1,194 @@
+"""Attention modules: plain ``nn.Module``s, usable outside attnkit.
+
+* :class:`Attention` — one head, no projections; queries and keys may differ in length
+  and (with ``general``/``additive``/``mlp`` scores) in dim.
+* :class:`MultiHeadAttention` — self or cross attention with q/k/v/out projections and
+  optional grouped-query heads (``kv_heads``).
+* :class:`AttentionPooling` — a learned query per head pools a sequence into one vector.
+
+Each forward returns ``(output, weights or None)`` and records the backend it used in
+``self.last_dispatch``; ``explain_dispatch(module, ...)`` tells without running.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ShapeError
+from .dispatch import Dispatch, choose_backend
+from .functional import attend, build_problem
+from .masks import key_padding, segment
+from .spec import AttentionSpec
+
+
+def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segment_ids=None, mask=None) -> list:
+    """Masks that come with the data: padding (bool ``[B, Lk]``, True = real token, or
+    ``lengths [B]``), segment ids (``[B, L]`` or a ``(q_ids, kv_ids)`` pair), extra mask_mod."""
+    out = []
+    if key_padding_mask is not None:
+        if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
+            raise ShapeError(f"key_padding_mask: expected a bool tensor [B, Lk], got "
+                             f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
+        if tuple(key_padding_mask.shape) != (batch, lk):
+            raise ShapeError(f"key_padding_mask: expected shape [{batch}, {lk}] (batch, key length), "
+                             f"got {list(key_padding_mask.shape)}")
+        out.append(key_padding(mask=key_padding_mask))
+    if lengths is not None:
+        if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
+            raise ShapeError(f"lengths: expected a tensor of shape [{batch}], got "
+                             f"{list(getattr(lengths, 'shape', [])) or type(lengths).__name__}")
+        if bool((lengths < 0).any()) or bool((lengths > lk).any()):
+            raise ShapeError(f"lengths: values must be in [0, {lk}], got {lengths.tolist()}")
+        out.append(key_padding(lengths=lengths))
+    if segment_ids is not None:
+        q_ids, kv_ids = segment_ids if isinstance(segment_ids, (tuple, list)) else (segment_ids, None)
+        out.append(segment(q_ids, kv_ids))
+    if mask is not None:
+        out.append(mask)
+    return out
+
+
+class _AttentionBase(nn.Module):
+    def _setup(self, spec: AttentionSpec, q_dim: int, k_dim: int):
+        self.spec = spec
+        self.score = spec.build_score(q_dim, k_dim)
+        self.static_mask = spec.build_mask()
+        self.mods = nn.ModuleList(spec.build_mods())
+        self.last_dispatch: Dispatch | None = None
+
+    def _masks(self, batch, lk, **runtime):
+        return [self.static_mask] + runtime_mask(batch, lk, **runtime)
+
+    def _attend(self, q, k, v, masks, need_weights):
+        out, w, self.last_dispatch = attend(q, k, v, self.score, masks, list(self.mods), need_weights,
+                                            self.spec.backend)
+        return out, w
+
+
+class Attention(_AttentionBase):
+    """Single-head attention of ``query [B, Lq, Dq]`` over ``key [B, Lk, Dk]`` /
+    ``value [B, Lk, Dv]`` with any score, mask and modifier. No projections."""
+
+    def __init__(self, q_dim: int, k_dim: int | None = None, score="scaled_dot", mask=(), mods=(),
+                 backend: str = "auto", **score_options):
+        super().__init__()
+        k_dim = k_dim or q_dim
+        score_cfg = {"name": score, **score_options} if score_options and isinstance(score, str) else score
+        spec = AttentionSpec(score=score_cfg, mask=list(mask) if isinstance(mask, (list, tuple)) else [mask],
+                             mods=list(mods) if isinstance(mods, (list, tuple)) else [mods], backend=backend)
+        self._setup(spec, q_dim, k_dim)
+
+    def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
+                mask=None, need_weights: bool = False):
+        """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
+        key = query if key is None else key
+        value = key if value is None else value
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 3:
+                raise ShapeError(f"{name}: expected rank 3 [B, L, D], got "
+                                 f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        masks = self._masks(key.shape[0], key.shape[1], key_padding_mask=key_padding_mask, lengths=lengths,
+                            segment_ids=segment_ids, mask=mask)
+        out, w = self._attend(query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), masks, need_weights)
+        return out.squeeze(1), (w.squeeze(1) if w is not None else None)
+
+
+class MultiHeadAttention(_AttentionBase):
+    """Multi-head self/cross attention over ``x [B, Lq, E]`` (and ``context [B, Lk, kv_dim]``).
+
+    Build from arguments or an :class:`AttentionSpec` (``spec=``); every score, mask and
+    modifier works per head.
+    """
+
+    def __init__(self, embed_dim: int, heads: int = 1, *, kv_dim: int | None = None, spec: AttentionSpec | None = None,
+                 bias: bool = True, **spec_fields):
+        super().__init__()
+        spec = spec or AttentionSpec(heads=heads, **spec_fields)
+        if embed_dim <= 0 or embed_dim % spec.heads:
+            raise ShapeError(f"embed_dim ({embed_dim}) must be > 0 and divisible by heads ({spec.heads})")
+        self.embed_dim, self.heads = embed_dim, spec.heads
+        self.kv_heads = spec.kv_heads or spec.heads
+        self.head_dim = embed_dim // spec.heads
+        kv_dim = kv_dim or embed_dim
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(kv_dim, self.kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(kv_dim, self.kv_heads * self.head_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.dropout = nn.Dropout(spec.dropout)
+        self._setup(spec, self.head_dim, self.head_dim)
+
+    def _split(self, t, heads):
+        b, n, _ = t.shape
+        return t.view(b, n, heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
+
+    def _qkv(self, x, context):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ShapeError(f"x: expected [B, L, {self.embed_dim}], got "
+                             f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        context = x if context is None else context
+        if context.dim() != 3 or context.shape[0] != x.shape[0] or context.shape[-1] != self.k_proj.in_features:
+            raise ShapeError(f"context: expected [{x.shape[0]}, Lk, {self.k_proj.in_features}], got {list(context.shape)}")
+        q = self._split(self.q_proj(x), self.heads)
+        k = self._split(self.k_proj(context), self.kv_heads)
+        v = self._split(self.v_proj(context), self.kv_heads)
+        return q, k, v, context
+
+    def forward(self, x, context=None, *, key_padding_mask=None, lengths=None, segment_ids=None, mask=None,
+                need_weights: bool = False):
+        """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``."""
+        q, k, v, context = self._qkv(x, context)
+        masks = self._masks(x.shape[0], context.shape[1], key_padding_mask=key_padding_mask, lengths=lengths,
+                            segment_ids=segment_ids, mask=mask)
+        out, w = self._attend(q, k, v, masks, need_weights)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.embed_dim)  # (B, Lq, E)
+        return self.out_proj(self.dropout(out)), w
+
+
+class AttentionPooling(_AttentionBase):
+    """Pools ``x [B, L, D]`` into ``[B, D]`` with a learned query per head (each head attends
+    over its ``D / heads`` slice). Default score: additive (Bahdanau), as in the classic
+    "RNN -> attention -> classifier" models."""
+
+    def __init__(self, dim: int, score="additive", heads: int = 1, mods=(), backend: str = "auto", **score_options):
+        super().__init__()
+        if dim <= 0 or dim % heads:
+            raise ShapeError(f"dim ({dim}) must be > 0 and divisible by heads ({heads})")
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        score_cfg = {"name": score, **score_options} if score_options and isinstance(score, str) else score
+        spec = AttentionSpec(score=score_cfg, mods=list(mods), heads=heads, backend=backend)
+        self.query = nn.Parameter(torch.randn(heads, 1, self.head_dim) / self.head_dim ** 0.5)
+        self._setup(spec, self.head_dim, self.head_dim)
+
+    def forward(self, x, *, key_padding_mask=None, lengths=None, need_weights: bool = False):
+        """Returns ``(pooled [B, D], weights [B, heads, L] or None)``."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ShapeError(f"x: expected [B, L, {self.dim}], got "
+                             f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        b, n, _ = x.shape
+        kv = x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
+        q = self.query.unsqueeze(0).expand(b, -1, -1, -1).to(x.dtype)  # (B, h, 1, hd)
+        masks = self._masks(b, n, key_padding_mask=key_padding_mask, lengths=lengths)
+        out, w = self._attend(q, kv, kv, masks, need_weights)
+        return out.reshape(b, self.dim), (w.squeeze(2) if w is not None else None)
+
+
+def explain_dispatch(module: _AttentionBase, *inputs, need_weights: bool = False, **runtime) -> Dispatch:
+    """Which backend ``module(*inputs, **runtime)`` would use and why, without running it."""
+    if isinstance(module, MultiHeadAttention):
+        x = inputs[0]
+        q, k, v, context = module._qkv(x, inputs[1] if len(inputs) > 1 else None)
+        masks = module._masks(x.shape[0], context.shape[1], **runtime)
+    elif isinstance(module, AttentionPooling):
+        x = inputs[0]
+        b, n, _ = x.shape
+        k = v = x.view(b, n, module.heads, module.head_dim).transpose(1, 2)
+        q = module.query.unsqueeze(0).expand(b, -1, -1, -1)
+        masks = module._masks(b, n, **runtime)
+    else:
+        query = inputs[0]
+        key = inputs[1] if len(inputs) > 1 else query
+        value = inputs[2] if len(inputs) > 2 else key
+        q, k, v = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        masks = module._masks(key.shape[0], key.shape[1], **runtime)
+    p = build_problem(q, k, v, module.score, masks, list(module.mods), need_weights)
+    return choose_backend(p, module.spec.backend)

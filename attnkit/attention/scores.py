@@ -1,0 +1,197 @@
+"""Attention scores: how much query ``i`` matches key ``j``.
+
+Every score is an ``nn.Module`` with a two-step contract that serves every backend:
+
+* ``prepare(q, k) -> (qf, kf)`` runs once per call on whole sequences (projections,
+  normalisation, scaling);
+* ``block(qf, kf) -> s`` scores any block of prepared queries against any block of prepared
+  keys: ``qf[..., Lq, Fq]``, ``kf[..., Lk, Fk]`` -> ``s[..., Lq, Lk]``.
+
+``forward(q, k)`` is ``block(*prepare(q, k))``. A score whose ``block`` is a plain
+``qf @ kf.transpose(-1, -2)`` sets ``is_dot = True``; the fused dot-product kernels (SDPA, the
+block-sparse flash path, FlexAttention) then run it. The others (additive, MLP, user
+callables) run on the chunked backend, which calls ``block`` on key/query tiles so the
+``Lq x Lk x hidden`` tensor of additive scores never exists at once.
+
+``block_cost`` is the number of floats ``block`` holds per (query, key) pair; the chunked
+backend sizes its tiles with it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+SCORES: Registry[type["Score"]] = Registry("score")
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "sigmoid": torch.sigmoid,
+}
+
+
+class Score(nn.Module):
+    """Base class of attention scores (see the module docstring for the contract)."""
+
+    is_dot = False
+    block_cost = 1
+
+    def __init__(self, q_dim: int, k_dim: int):
+        super().__init__()
+        if q_dim <= 0 or k_dim <= 0:
+            raise ConfigError(f"score dims must be > 0, got q_dim={q_dim}, k_dim={k_dim}")
+        self.q_dim, self.k_dim = q_dim, k_dim
+
+    def prepare(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sequence work done once per call; identity by default."""
+        return q, k
+
+    def block(self, qf: torch.Tensor, kf: torch.Tensor) -> torch.Tensor:
+        """Scores ``[..., Lq, Lk]`` of prepared query and key blocks."""
+        return qf @ kf.transpose(-1, -2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Full score matrix ``[..., Lq, Lk]``."""
+        return self.block(*self.prepare(q, k))
+
+
+def _same_dims(name: str, q_dim: int, k_dim: int) -> None:
+    if q_dim != k_dim:
+        raise ConfigError(
+            f"score {name!r} needs queries and keys of the same dim, got q_dim={q_dim}, "
+            f"k_dim={k_dim}; use 'general', 'additive' or 'mlp' for different dims"
+        )
+
+
+@SCORES.register("dot")
+class DotScore(Score):
+    """Dot product ``q . k`` (Luong et al., 2015, "dot")."""
+
+    is_dot = True
+
+    def __init__(self, q_dim: int, k_dim: int):
+        super().__init__(q_dim, k_dim)
+        _same_dims("dot", q_dim, k_dim)
+
+
+@SCORES.register("scaled_dot")
+class ScaledDotScore(DotScore):
+    """Scaled dot product ``q . k / sqrt(d)`` (Vaswani et al., 2017)."""
+
+    def __init__(self, q_dim: int, k_dim: int, scale: float | None = None):
+        super().__init__(q_dim, k_dim)
+        self.scale = float(scale) if scale is not None else 1.0 / math.sqrt(q_dim)
+
+    def prepare(self, q, k):
+        return q * self.scale, k
+
+
+@SCORES.register("general")
+class BilinearScore(Score):
+    """Bilinear ``q^T W k`` (Luong et al., 2015, "general"); queries and keys may differ in dim."""
+
+    is_dot = True
+
+    def __init__(self, q_dim: int, k_dim: int):
+        super().__init__(q_dim, k_dim)
+        self.weight = nn.Linear(q_dim, k_dim, bias=False)
+
+    def prepare(self, q, k):
+        return self.weight(q), k
+
+
+@SCORES.register("mlp")
+class MLPScore(Score):
+    """``v^T act(W_q q + W_k k + b)``: an MLP over each (query, key) pair.
+
+    ``hidden`` is the attention dim; ``activation`` one of tanh, relu, gelu, silu, sigmoid.
+    """
+
+    def __init__(self, q_dim: int, k_dim: int, hidden: int = 128, activation: str = "tanh", bias: bool = True):
+        super().__init__(q_dim, k_dim)
+        if hidden <= 0:
+            raise ConfigError(f"score hidden: must be > 0, got {hidden}")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"score activation: unknown {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        self.hidden, self.activation = hidden, activation
+        self.w_q = nn.Linear(q_dim, hidden, bias=bias)
+        self.w_k = nn.Linear(k_dim, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+        self.block_cost = hidden
+
+    def prepare(self, q, k):
+        return self.w_q(q), self.w_k(k)
+
+    def block(self, qf, kf):
+        act = ACTIVATIONS[self.activation]
+        hidden = act(qf.unsqueeze(-2) + kf.unsqueeze(-3))  # (..., Lq, Lk, hidden)
+        return (hidden @ self.v.weight.squeeze(0).unsqueeze(-1)).squeeze(-1)
+
+
+@SCORES.register("additive")
+class AdditiveScore(MLPScore):
+    """Bahdanau et al. (2015): ``v^T tanh(W_q q + W_k k)``."""
+
+    def __init__(self, q_dim: int, k_dim: int, hidden: int = 128):
+        super().__init__(q_dim, k_dim, hidden=hidden, activation="tanh", bias=False)
+
+
+@SCORES.register("cosine")
+class CosineScore(Score):
+    """Cosine similarity times a learnable inverse temperature ``exp(log_scale)``
+    (as in Swin v2 / CLIP); initialised to ``scale`` (default 10)."""
+
+    is_dot = True
+
+    def __init__(self, q_dim: int, k_dim: int, scale: float = 10.0, learnable: bool = True):
+        super().__init__(q_dim, k_dim)
+        _same_dims("cosine", q_dim, k_dim)
+        log_scale = torch.tensor(math.log(scale))
+        self.log_scale = nn.Parameter(log_scale) if learnable else nn.Buffer(log_scale)
+
+    def prepare(self, q, k):
+        return F.normalize(q, dim=-1) * self.log_scale.exp(), F.normalize(k, dim=-1)
+
+
+class CallableScore(Score):
+    """Wraps a user function ``score(q, k) -> [..., Lq, Lk]``.
+
+    The function must score pairs independently (row ``i`` of the result depends only on
+    query ``i``, column ``j`` only on key ``j``): the chunked backend calls it on tiles.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], q_dim: int = 1, k_dim: int = 1):
+        super().__init__(q_dim, k_dim)
+        if not callable(fn):
+            raise ConfigError(f"score: expected a name or a callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = getattr(fn, "__name__", "callable")
+
+    def block(self, qf, kf):
+        return self.fn(qf, kf)
+
+
+def list_scores(pattern: str = "*") -> list[str]:
+    """Names of the registered scores (``list_scores("*dot*")``)."""
+    return SCORES.names(pattern)
+
+
+def build_score(score: str | Callable | Score, q_dim: int, k_dim: int, **options) -> Score:
+    """Build a score module from a registered name, a ``Score`` or a user callable."""
+    if isinstance(score, Score):
+        return score
+    if isinstance(score, str):
+        cls = SCORES.get(score, where="score")
+        try:
+            return cls(q_dim, k_dim, **options)
+        except TypeError as e:
+            raise ConfigError(f"score {score!r}: bad options {options}: {e}") from None
+    return CallableScore(score, q_dim, k_dim)
