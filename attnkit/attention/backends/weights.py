@@ -24,15 +24,12 @@ def blockwise_softmax(p: Problem, plan: list[QueryBlock]) -> tuple[torch.Tensor,
     weights = None if track else p.qf.new_zeros(b, h, lq, lk)
     out = None if track else p.qf.new_zeros(b, h, lq, p.v.shape[-1])
     for qb in plan:
-        n = qb.q1 - qb.q0
-        if not qb.tiles:
-            if track:
-                outs.append(p.qf.new_zeros(b, h, n, p.v.shape[-1]))
-                rows.append(p.qf.new_zeros(b, h, n, lk))
-            continue
-        k0, k1 = qb.tiles[0].k0, qb.tiles[-1].k1
+        if not qb.tiles and not track:
+            continue  # nothing visible: zeros
+        k0, k1 = (qb.tiles[0].k0, qb.tiles[-1].k1) if qb.tiles else (0, lk)
         s = tile_scores(p, (qb.q0, qb.q1), (k0, k1))
-        allowed = _span_mask(qb, k0, k1, s)
+        # A block with nothing visible still runs (all masked -> zeros) to keep the graph connected.
+        allowed = _span_mask(qb, k0, k1, s) if qb.tiles else torch.zeros(s.shape, dtype=torch.bool, device=s.device)
         w = masked_softmax(s, allowed)
         o = w @ p.v[:, :, k0:k1]
         if track:
@@ -51,7 +48,6 @@ def _span_mask(qb: QueryBlock, k0: int, k1: int, s: torch.Tensor) -> torch.Tenso
     if all(t.allowed is None and not t.causal for t in qb.tiles) and sum(t.k1 - t.k0 for t in qb.tiles) == k1 - k0:
         return None
     allowed = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
-    n = qb.q1 - qb.q0
     for t in qb.tiles:
         if t.allowed is not None:
             allowed[..., t.k0 - k0:t.k1 - k0] = t.allowed

@@ -1,0 +1,129 @@
+"""Every backend against the float64 reference, over every score x mask x modifier the
+registries hold: outputs, weights and gradients (q, k, v and module parameters)."""
+import copy
+import itertools
+
+import pytest
+import torch
+
+from attnkit.attention import BACKENDS, list_backends
+from attnkit.attention.functional import attend, build_problem
+from attnkit.errors import BackendError
+
+from .cases import MASK_KINDS, MOD_KINDS, SHAPES, make_mask, make_mods, make_score, score_names
+
+CASES = list(itertools.product(score_names(), MASK_KINDS, MOD_KINDS))
+FAST_BACKENDS = [b for b in list_backends() if b != "reference"]
+
+
+def _params(score, mods):
+    return [p for m in [score, *mods] for p in m.parameters() if p.requires_grad]
+
+
+def _run(backend, q, k, v, score, mask, mods, need_weights, upstream):
+    out, w, _ = attend(q, k, v, score, mask, mods, need_weights=need_weights, backend=backend)
+    loss = (out * upstream).sum()
+    if w is not None:
+        loss = loss + (w * torch.linspace(0, 1, w.shape[-1], dtype=w.dtype, device=w.device)).sum()
+    params = _params(score, mods)
+    grads = torch.autograd.grad(loss, [q, k, v, *params], allow_unused=True)
+    return out, w, grads
+
+
+@pytest.mark.parametrize("score_name,mask_kind,mod_kind", CASES, ids=["-".join(c) for c in CASES])
+def test_backends_match_float64_reference(score_name, mask_kind, mod_kind, device, small_tiles):
+    i = CASES.index((score_name, mask_kind, mod_kind))
+    b, h, lq, lk, d = SHAPES[i % len(SHAPES)]
+    score = make_score(score_name, d, device)
+    mods = make_mods(mod_kind, h, device)
+    mask = make_mask(mask_kind, b, lq, lk, device)
+    q, k, v = (torch.randn(b, h, n, d, device=device, requires_grad=True) for n in (lq, lk, lk))
+    upstream = torch.randn(b, h, lq, d, device=device)
+
+    ref_score, ref_mods = copy.deepcopy(score).double(), [copy.deepcopy(m).double() for m in mods]
+    ref = _run("reference", *(t.detach().double().requires_grad_() for t in (q, k, v)), ref_score, mask, ref_mods,
+               True, upstream.double())
+
+    p = build_problem(q, k, v, score, mask, mods)
+    ran = 0
+    for name in FAST_BACKENDS:
+        if BACKENDS.get(name).why_not(p) is not None:
+            continue
+        for need_weights in (False, True):
+            out, w, grads = _run(name, q, k, v, score, mask, mods, need_weights, upstream)
+            assert torch.isfinite(out).all(), name
+            torch.testing.assert_close(out.double(), ref[0], atol=2e-5, rtol=1e-4, msg=lambda m: f"{name} output: {m}")
+            if need_weights:
+                torch.testing.assert_close(w.double(), ref[1], atol=2e-6, rtol=1e-4, msg=lambda m: f"{name} weights: {m}")
+                ref_grads = ref[2]
+                for g, rg, what in zip(grads, ref_grads, ["q", "k", "v"] + ["param"] * 9):
+                    if rg is None:
+                        continue
+                    assert g is not None, f"{name}: no gradient for {what}"
+                    torch.testing.assert_close(g.double(), rg, atol=1e-4, rtol=1e-3, msg=lambda m: f"{name} grad {what}: {m}")
+            ran += 1
+    assert ran >= 2, "at least one fast backend must accept every spec (chunked accepts all)"
+
+
+def _ref_grads_without_weights(q, k, v, score, mask, mods, upstream):
+    return _run("reference", q, k, v, score, mask, mods, False, upstream)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_gradients_without_weights(backend, device, small_tiles):
+    """Output-only gradients (the common training case) against the float64 reference."""
+    for score_name, mask_kind in [("scaled_dot", "causal&window|prefix"), ("additive", "key_padding"),
+                                  ("general", "segment")]:
+        b, h, lq, lk, d = SHAPES[0]
+        score = make_score(score_name, d, device)
+        mask = make_mask(mask_kind, b, lq, lk, device)
+        q, k, v = (torch.randn(b, h, n, d, device=device, requires_grad=True) for n in (lq, lk, lk))
+        p = build_problem(q, k, v, score, mask, [])
+        if BACKENDS.get(backend).why_not(p) is not None:
+            continue
+        up = torch.randn(b, h, lq, d, device=device)
+        _, _, grads = _run(backend, q, k, v, score, mask, [], False, up)
+        dq, dk, dv = (t.detach().double().requires_grad_() for t in (q, k, v))
+        _, _, ref = _ref_grads_without_weights(dq, dk, dv, copy.deepcopy(score).double(), mask, [], up.double())
+        for g, rg in zip(grads, ref):
+            if rg is not None:
+                torch.testing.assert_close(g.double(), rg, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["chunked", "blocksparse", "reference"])
+@pytest.mark.parametrize("mask_kind", ["none", "causal&window|prefix", "key_padding"])
+def test_gradcheck_float64(backend, mask_kind, small_tiles):
+    """torch.autograd.gradcheck on small float64 cases (finite differences)."""
+    b, h, lq, lk, d = 1, 2, 9, 7, 3
+    score = make_score("additive" if backend == "chunked" else "scaled_dot", d, "cpu").double()
+    mods = make_mods("alibi", h, "cpu")
+    mask = make_mask(mask_kind, b, lq, lk, "cpu")
+    q, k, v = (torch.randn(b, h, n, d, dtype=torch.float64, requires_grad=True) for n in (lq, lk, lk))
+
+    def f(q, k, v):
+        return attend(q, k, v, score, mask, mods, backend=backend)[0]
+
+    assert torch.autograd.gradcheck(f, (q, k, v), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS + ["reference"])
+def test_fully_masked_rows_are_zero_not_nan(backend, small_tiles):
+    b, h, lq, lk, d = 2, 2, 20, 18, 4
+    q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for n in (lq, lk, lk))
+    score = make_score("scaled_dot", d, "cpu")
+    mask = make_mask("key_padding", b, lq, lk, "cpu")  # batch row 0 has no keys
+    try:
+        out, w, _ = attend(q, k, v, score, mask, need_weights=True, backend=backend)
+    except BackendError:
+        pytest.skip(f"{backend} does not run this spec here")
+    assert torch.all(out[0] == 0) and torch.all(w[0] == 0)
+    out.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_forcing_an_unable_backend_says_why():
+    q = k = v = torch.randn(1, 1, 4, 4)
+    with pytest.raises(BackendError, match="not a dot product"):
+        attend(q, k, v, make_score("additive", 4, "cpu"), backend="sdpa")
+    with pytest.raises(Exception, match="known: .*chunked"):
+        attend(q, k, v, make_score("dot", 4, "cpu"), backend="nope")

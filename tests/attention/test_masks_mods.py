@@ -1,0 +1,123 @@
+"""Masks (combinators, key-range hints, data masks) and score modifiers against formulas."""
+import math
+
+import pytest
+import torch
+
+from attnkit.attention import ALiBi, RelativePositionBias, SoftCap, Temperature, causal, key_padding, prefix_lm, window
+from attnkit.attention.masks import build_mask, evaluate_mask, list_masks
+from attnkit.attention.mods import build_mod, list_mods
+from attnkit.errors import ConfigError, ShapeError, UnknownNameError
+
+from .cases import MASK_KINDS, make_mask
+
+
+def _dense(mask, b=2, h=2, lq=13, lk=11):
+    return evaluate_mask(mask, b, h, (0, lq), (0, lk), "cpu").expand(b, h, lq, lk)
+
+
+def test_every_registered_mask_has_a_test_case():
+    assert set(list_masks()) <= set(MASK_KINDS)
+
+
+def test_builtin_masks_match_their_definition():
+    i = torch.arange(13).view(-1, 1)
+    j = torch.arange(11).view(1, -1)
+    assert torch.equal(_dense(causal())[0, 0], i >= j)
+    assert torch.equal(_dense(window(3))[0, 0], (i - j).abs() <= 3)
+    assert torch.equal(_dense(prefix_lm(4))[0, 0], (i >= j) | (j < 4))
+    lengths = torch.tensor([5, 11])
+    m = _dense(key_padding(lengths=lengths))
+    assert torch.equal(m[0, 0], (j < 5).expand(13, 11)) and m[1].all()
+
+
+def test_combinators():
+    a, b = causal(), window(2)
+    torch.testing.assert_close(_dense(a & b), _dense(a) & _dense(b))
+    torch.testing.assert_close(_dense(a | b), _dense(a) | _dense(b))
+    torch.testing.assert_close(_dense(~a), ~_dense(a))
+    torch.testing.assert_close(_dense(a & (lambda b_, h, q, kv: kv % 2 == 0)), _dense(a) & (torch.arange(11) % 2 == 0))
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_kv_bounds_cover_every_visible_key(kind):
+    """The key-range hint may be loose, never tight: backends skip keys outside it."""
+    b, lq, lk = 2, 23, 19
+    mask = make_mask(kind, b, lq, lk, "cpu")
+    if mask is None:
+        return
+    from attnkit.attention.masks import as_mask
+
+    mask = as_mask(mask)
+    dense = _dense(mask, b, 1, lq, lk)
+    for q0 in range(0, lq, 5):
+        q1 = min(lq, q0 + 5)
+        lo, hi = mask.kv_bounds(q0, q1, lk)
+        visible = dense[:, :, q0:q1].any(0).any(0).any(0).nonzero().flatten()
+        if visible.numel():
+            assert lo <= int(visible.min()) and int(visible.max()) < hi, (kind, q0, lo, hi)
+
+
+def test_mask_spec_entries_and_errors():
+    assert build_mask({"window": 4}).name == "window(4)"
+    with pytest.raises(UnknownNameError, match="known: causal"):
+        build_mask("casual")
+    with pytest.raises(ConfigError, match="window: size must be an int >= 0"):
+        build_mask({"window": -1})
+    with pytest.raises(ShapeError, match=r"key_padding mask: expected a bool tensor \[B, Lk\]"):
+        key_padding(mask=torch.ones(2, 3))
+    with pytest.raises(ShapeError, match="must return a bool tensor"):
+        evaluate_mask(build_mask(lambda b, h, q, kv: q - kv), 1, 1, (0, 2), (0, 2), "cpu")
+
+
+def _grid(h=4, lq=6, lk=9):
+    return (torch.zeros(1, 1, 1, 1, dtype=torch.long), torch.arange(h).view(1, -1, 1, 1),
+            torch.arange(lq).view(1, 1, -1, 1), torch.arange(lk).view(1, 1, 1, -1))
+
+
+def test_alibi_formula():
+    s = torch.randn(1, 4, 6, 9, dtype=torch.float64)
+    out = ALiBi(4).double()(s, *_grid())
+    for h in range(4):
+        m = 2 ** (-8 * (h + 1) / 4)
+        for i in range(6):
+            for j in range(9):
+                assert math.isclose(out[0, h, i, j].item(), s[0, h, i, j].item() - m * abs(i - j), rel_tol=1e-12)
+
+
+def _t5_bucket(rel, num_buckets, max_distance):
+    """T5's relative_position_bucket (bidirectional), transcribed from the paper's code."""
+    n = num_buckets // 2
+    ret = n if rel > 0 else 0
+    rel = abs(rel)
+    max_exact = n // 2
+    if rel < max_exact:
+        return ret + rel
+    val = max_exact + int(math.log(rel / max_exact) / math.log(max_distance / max_exact) * (n - max_exact))
+    return ret + min(val, n - 1)
+
+
+def test_relative_bias_buckets_match_t5():
+    mod = RelativePositionBias(2, num_buckets=32, max_distance=128)
+    rel = torch.arange(-300, 301)
+    got = mod.bucket(rel)
+    want = torch.tensor([_t5_bucket(int(r), 32, 128) for r in rel])
+    assert torch.equal(got, want)
+    s = torch.zeros(1, 2, 6, 9)
+    out = mod(s, *_grid(h=2))
+    assert out[0, 1, 2, 5] == mod.bias[_t5_bucket(3, 32, 128), 1]
+
+
+def test_softcap_and_temperature():
+    s = torch.randn(1, 4, 6, 9, dtype=torch.float64) * 10
+    torch.testing.assert_close(SoftCap(3.0)(s, *_grid()), 3.0 * torch.tanh(s / 3.0))
+    torch.testing.assert_close(Temperature(2.0).double()(s, *_grid()), s / 2.0)
+
+
+def test_every_registered_mod_builds_from_its_name():
+    for name in list_mods():
+        assert build_mod(name, heads=4) is not None
+    with pytest.raises(UnknownNameError, match="known: alibi"):
+        build_mod("alibbi", 4)
+    with pytest.raises(ConfigError, match="softcap: cap must be > 0"):
+        build_mod({"softcap": -1}, 4)
