@@ -28,6 +28,11 @@ class ScoreMod(nn.Module):
     kind = "general"
     needs_heads = False
 
+    def bias(self, b, h, q_idx, kv_idx, dtype) -> torch.Tensor:
+        """For ``bias`` modifiers: the added term alone (override when a direct formula is
+        cheaper than ``forward(0, ...)``)."""
+        return self(torch.zeros((), dtype=dtype, device=q_idx.device), b, h, q_idx, kv_idx)
+
 
 @MODS.register("alibi")
 class ALiBi(ScoreMod):
@@ -49,6 +54,11 @@ class ALiBi(ScoreMod):
         slopes = self.slopes.to(score.dtype) if score.is_floating_point() else self.slopes
         return score - slopes[h] * (q_idx - kv_idx).abs()
 
+    def bias(self, b, h, q_idx, kv_idx, dtype):
+        # one pass over the [1, H, Lq, Lk] tile instead of forward's three
+        dist = (q_idx - kv_idx).abs().to(dtype)
+        return dist * (-self.slopes.to(dtype)[h])
+
 
 @MODS.register("relative_bias")
 class RelativePositionBias(ScoreMod):
@@ -63,7 +73,7 @@ class RelativePositionBias(ScoreMod):
             raise ConfigError("relative_bias: needs heads > 0, num_buckets >= 2, max_distance >= 1, got "
                               f"{heads}, {num_buckets}, {max_distance}")
         self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
-        self.bias = nn.Parameter(torch.randn(num_buckets, heads) * 0.02)
+        self.table = nn.Parameter(torch.randn(num_buckets, heads) * 0.02)
 
     def bucket(self, rel: torch.Tensor) -> torch.Tensor:
         """T5's bucket of ``rel = kv_idx - q_idx``: exact for small distances, log-spaced after."""
@@ -83,7 +93,7 @@ class RelativePositionBias(ScoreMod):
         return out + torch.where(rel < exact, rel, big)
 
     def forward(self, score, b, h, q_idx, kv_idx):
-        bias = self.bias.t()[h, self.bucket(kv_idx - q_idx)]  # (1, H, Lq, Lk)
+        bias = self.table.t()[h, self.bucket(kv_idx - q_idx)]  # (1, H, Lq, Lk)
         return score + bias.to(score.dtype) if score.is_floating_point() else score + bias
 
 

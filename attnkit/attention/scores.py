@@ -13,6 +13,10 @@ block-sparse flash path, FlexAttention) then run it. The others (additive, MLP, 
 callables) run on the chunked backend, which calls ``block`` on key/query tiles so the
 ``Lq x Lk x hidden`` tensor of additive scores never exists at once.
 
+Dot-product scores may keep a constant factor out of ``prepare`` as ``dot_scale``
+(``block`` multiplies by it): fused kernels take it as their ``scale`` argument instead of
+paying a pass over the queries.
+
 ``block_cost`` is the number of floats ``block`` holds per (query, key) pair; the chunked
 backend sizes its tiles with it.
 """
@@ -42,6 +46,7 @@ class Score(nn.Module):
     """Base class of attention scores (see the module docstring for the contract)."""
 
     is_dot = False
+    dot_scale = 1.0
     block_cost = 1
 
     def __init__(self, q_dim: int, k_dim: int):
@@ -56,7 +61,8 @@ class Score(nn.Module):
 
     def block(self, qf: torch.Tensor, kf: torch.Tensor) -> torch.Tensor:
         """Scores ``[..., Lq, Lk]`` of prepared query and key blocks."""
-        return qf @ kf.transpose(-1, -2)
+        s = qf @ kf.transpose(-1, -2)
+        return s * self.dot_scale if self.dot_scale != 1.0 else s
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Full score matrix ``[..., Lq, Lk]``."""
@@ -88,10 +94,7 @@ class ScaledDotScore(DotScore):
 
     def __init__(self, q_dim: int, k_dim: int, scale: float | None = None):
         super().__init__(q_dim, k_dim)
-        self.scale = float(scale) if scale is not None else 1.0 / math.sqrt(q_dim)
-
-    def prepare(self, q, k):
-        return q * self.scale, k
+        self.dot_scale = float(scale) if scale is not None else 1.0 / math.sqrt(q_dim)
 
 
 @SCORES.register("general")

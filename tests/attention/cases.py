@@ -61,7 +61,7 @@ def make_mods(name, heads, device):
     if name == "relative_bias":
         m = MODS.RelativePositionBias(heads, num_buckets=8, max_distance=16).to(device)
         with torch.no_grad():
-            m.bias.normal_()
+            m.table.normal_()
         return [m]
     return [MODS.build_mod(name, heads)]
 

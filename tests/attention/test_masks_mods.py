@@ -105,7 +105,7 @@ def test_relative_bias_buckets_match_t5():
     assert torch.equal(got, want)
     s = torch.zeros(1, 2, 6, 9)
     out = mod(s, *_grid(h=2))
-    assert out[0, 1, 2, 5] == mod.bias[_t5_bucket(3, 32, 128), 1]
+    assert out[0, 1, 2, 5] == mod.table[_t5_bucket(3, 32, 128), 1]
 
 
 def test_softcap_and_temperature():

@@ -19,8 +19,8 @@ class Problem:
     """One attention call, after the score's ``prepare`` and head expansion.
 
     ``qf [B, H, Lq, F]``, ``kf [B, H, Lk, F]``, ``v [B, H, Lk, Dv]``. For dot-product scores
-    the scale (and any ``scale`` modifiers) is already folded into ``qf``, so the fused
-    kernels run with ``scale=1``.
+    ``scale`` modifiers are already folded into ``qf``; fused kernels take ``score.dot_scale``
+    as their scale.
     """
 
     qf: torch.Tensor
@@ -89,8 +89,7 @@ def additive_bias(mods, grid, dtype) -> torch.Tensor | None:
     bias = None
     for m in mods:
         if m.kind == "bias":
-            zero = torch.zeros((), dtype=dtype, device=grid[0].device)
-            term = m(zero, *grid)
+            term = m.bias(*grid, dtype)
             bias = term if bias is None else bias + term
     return bias
 

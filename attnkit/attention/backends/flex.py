@@ -64,7 +64,7 @@ class FlexBackend(Backend):
             def score_mod(score, bi, hi, qi, ki):
                 return apply_mods(score, mods, (bi, hi, qi, ki))
 
-        out = _compiled_flex()(p.qf, p.kf, p.v, score_mod=score_mod, block_mask=block_mask, scale=1.0)
+        out = _compiled_flex()(p.qf, p.kf, p.v, score_mod=score_mod, block_mask=block_mask, scale=p.score.dot_scale)
         return out, None
 
 

@@ -30,7 +30,7 @@ class SDPABackend(Backend):
         if p.need_weights:
             b, h, lq, lk = p.shape
             return blockwise_softmax(p, plan_tiles(None, b, h, lq, lk, self.block_q, lk, p.device))
-        return F.scaled_dot_product_attention(p.qf, p.kf, p.v, scale=1.0), None
+        return F.scaled_dot_product_attention(p.qf, p.kf, p.v, scale=p.score.dot_scale), None
 
 
 BACKENDS.register("sdpa")(SDPABackend())

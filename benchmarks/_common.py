@@ -1,0 +1,73 @@
+"""Shared benchmark plumbing: machine description, timing, results files in one shape."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """CPU model, core count, torch version, and GPU if any."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def median_ms(fn, max_seconds: float = 8.0, max_reps: int = 7, warmup: bool = True) -> float:
+    """Median wall time of ``fn`` in ms; repetitions adapt so that slow cases stay bounded."""
+    first = time.perf_counter()
+    fn()
+    t0 = time.perf_counter() - first
+    if not warmup:
+        return t0 * 1e3
+    reps = max(1, min(max_reps, int(max_seconds / max(t0, 1e-6))))
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2] * 1e3
+
+
+def row(name, metric, value, target=None, better="lower", unit="", **extra) -> dict:
+    """One result row; ``meets`` is set when there is a target."""
+    r = {"name": name, "metric": metric, "value": value, "target": target, "better": better, "unit": unit}
+    if target is not None and value is not None:
+        r["meets"] = bool(value <= target) if better == "lower" else bool(value >= target)
+    elif target is not None:
+        r["meets"] = False
+    r.update(extra)
+    return r
+
+
+def write_results(name: str, rows: list[dict], notes: list[str] | None = None) -> Path:
+    """Write ``benchmarks/results/NAME.json`` with command, date and machine."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "notes": notes or [],
+        "rows": rows,
+    }
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return path

@@ -1,0 +1,272 @@
+"""Attention benchmark: naive materialised PyTorch vs torch SDPA vs FlexAttention vs attnkit,
+same inputs, fp32, 2 threads; forward and forward+backward median time and peak memory.
+
+    python benchmarks/attention.py                 # everything (about 30-40 minutes here)
+    python benchmarks/attention.py --section dot --lengths 128 512
+
+Each (case, contender) runs in a fresh subprocess so its peak memory (ru_maxrss above the
+inputs' baseline) is its own. Writes benchmarks/results/attention.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import median_ms, row, write_results  # noqa: E402
+
+DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 64)}
+DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
+ADD_SCORES = ["additive", "mlp"]
+NAIVE_ADDITIVE_MAX = 2048  # at 8192 the Lq x Lk x 128 tensor alone is 64 GiB (fwd+bwd: > 128 GiB)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------- worker side
+def _dot_case(variant, length, contender, grad):
+    import torch
+    import torch.nn.functional as F
+
+    from attnkit.attention import ALiBi, attend, build_score, causal, key_padding, window
+
+    b, h, d = DOT_SHAPES[length]
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(b, h, length, d, generator=g).requires_grad_(grad) for _ in range(3))
+    scale = 1 / math.sqrt(d)
+    i = torch.arange(length)
+    lengths = torch.full((b,), length - length // 4)  # every row padded by 25%
+    alibi = ALiBi(h)
+    allowed = {
+        "none": None,
+        "padding": (i[None, :] < lengths[:, None])[:, None, None, :],  # (B,1,1,L)
+        "causal": i[:, None] >= i[None, :],
+        "alibi": None,
+        "window256": (i[:, None] - i[None, :]).abs() <= 256,
+    }[variant]
+    bias = (-alibi.slopes.view(1, h, 1, 1) * (i[:, None] - i[None, :]).abs()) if variant == "alibi" else None
+
+    if contender == "naive":
+        def fn():
+            s = (q * scale) @ k.transpose(-1, -2)
+            if bias is not None:
+                s = s + bias
+            if allowed is not None:
+                s = s.masked_fill(~allowed, float("-inf"))
+            return torch.softmax(s, -1) @ v
+    elif contender == "sdpa":
+        def fn():
+            if variant == "causal":
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias if bias is not None else allowed)
+    elif contender == "flex":
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        flex = torch.compile(flex_attention, dynamic=False)
+        mask_mod = {"padding": lambda b_, h_, qi, ki: ki < lengths[b_], "causal": lambda b_, h_, qi, ki: qi >= ki,
+                    "window256": lambda b_, h_, qi, ki: (qi - ki).abs() <= 256}.get(variant)
+        block_mask = create_block_mask(mask_mod, b, h, length, length, device="cpu") if mask_mod else None
+        slopes = alibi.slopes
+        score_mod = (lambda s, b_, h_, qi, ki: s - slopes[h_] * (qi - ki).abs()) if variant == "alibi" else None
+
+        def fn():
+            return flex(q, k, v, score_mod=score_mod, block_mask=block_mask)
+    else:
+        score = build_score("scaled_dot", d, d)
+        mask = {"none": None, "padding": key_padding(lengths=lengths), "causal": causal(), "alibi": None,
+                "window256": window(256)}[variant]
+        mods = [alibi] if variant == "alibi" else []
+        need_weights = contender == "attnkit+weights"
+
+        def fn():
+            out, w, _ = attend(q, k, v, score, mask, mods, need_weights=need_weights)
+            return out
+    return fn, (q, k, v)
+
+
+def _additive_case(score_name, length, contender, grad):
+    import torch
+
+    from attnkit.attention import attend, build_score
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 1, length, 128, generator=g).requires_grad_(grad) for _ in range(3))
+    opts = {"hidden": 128} if score_name == "additive" else {"hidden": 128, "activation": "relu"}
+    score = build_score(score_name, 128, 128, **opts)
+    if contender == "naive":
+        def fn():
+            return torch.softmax(score(q, k), -1) @ v  # materialises (B,1,L,L,128)
+    else:
+        def fn():
+            return attend(q, k, v, score)[0]
+    return fn, (q, k, v)
+
+
+def worker(spec: dict) -> dict:
+    """Measure one (case, contender): forward (no grad) then forward+backward."""
+    import time
+
+    import torch
+
+    torch.set_num_threads(2)
+    make = _dot_case if spec["section"] == "dot" else _additive_case
+    res = {}
+    slow = spec["section"] == "additive" and spec["contender"] == "naive" and spec["length"] >= 2048
+    for mode in ("fwd", "fwdbwd"):
+        if mode == "fwdbwd" and spec["contender"] == "flex":
+            res[mode + "_ms"] = None  # FlexAttention has no backward on CPU in this torch
+            continue
+        fn, inputs = make(spec["variant"], spec["length"], spec["contender"], grad=mode == "fwdbwd")
+        base = _peak_mb()
+        if mode == "fwd":
+            call = fn
+        else:
+            def call():
+                for t in inputs:
+                    t.grad = None
+                fn().sum().backward()
+        with torch.set_grad_enabled(mode == "fwdbwd"):
+            if spec["contender"] == "flex":
+                t0 = time.perf_counter()
+                call()
+                res["compile_s"] = round(time.perf_counter() - t0, 2)
+            res[mode + "_ms"] = round(median_ms(call, max_seconds=6.0, warmup=not slow), 2)
+        res[mode + "_peak_mb"] = round(max(0.0, _peak_mb() - base), 1)
+    return res
+
+
+# --------------------------------------------------------------------------- parent side
+def measure(spec: dict) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def dot_rows(results: dict, lengths) -> list[dict]:
+    rows = []
+    for variant in DOT_VARIANTS:
+        for n in lengths:
+            r = results.get(("dot", variant, n))
+            if not r:
+                continue
+            ours = r["attnkit"]
+            for mode in ("fwd", "fwdbwd"):
+                others = {c: r[c].get(f"{mode}_ms") for c in ("naive", "sdpa", "flex") if r.get(c)}
+                others = {c: t for c, t in others.items() if t}
+                name = f"dot/{variant}/L{n}"
+                if not others or not ours.get(f"{mode}_ms"):
+                    continue
+                best = min(others, key=others.get)
+                slow = ratio(ours[f"{mode}_ms"], others[best])
+                if variant in ("none", "padding", "alibi"):
+                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, 1.10, "lower", "x", fastest=best))
+                else:
+                    sp = ratio(others["sdpa"], ours[f"{mode}_ms"])
+                    target = None
+                    if variant == "causal" and n == 2048:
+                        target = 1.0
+                    elif variant == "causal" and n == 8192:
+                        target = 1.5
+                    elif variant == "window256" and n == 8192:
+                        target = 4.0
+                    rows.append(row(name, f"{mode}_speedup_vs_sdpa", sp, target, "higher", "x"))
+                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, None, "lower", "x", fastest=best))
+    return rows
+
+
+def additive_rows(results: dict, lengths) -> list[dict]:
+    rows = []
+    for score in ADD_SCORES:
+        for n in lengths:
+            r = results.get(("additive", score, n))
+            if not r:
+                continue
+            ours, naive = r["attnkit"], r.get("naive") or {}
+            name = f"{score}/L{n}"
+            target_speed = 5.0 if n == 2048 else None
+            target_mem = 0.05 if n == 2048 else None
+            if naive.get("fwdbwd_ms"):
+                rows.append(row(name, "fwdbwd_speedup_vs_naive", ratio(naive["fwdbwd_ms"], ours["fwdbwd_ms"]),
+                                target_speed, "higher", "x"))
+                rows.append(row(name, "fwdbwd_peak_vs_naive", ratio(ours["fwdbwd_peak_mb"], naive["fwdbwd_peak_mb"]),
+                                target_mem, "lower", "x"))
+                rows.append(row(name, "fwd_speedup_vs_naive", ratio(naive["fwd_ms"], ours["fwd_ms"]), None, "higher", "x"))
+            if n == 8192:
+                rows.append(row(name, "fwdbwd_peak_mb", ours["fwdbwd_peak_mb"], 2048, "lower", "MiB"))
+    return rows
+
+
+def weights_rows(results: dict) -> list[dict]:
+    r = results.get(("dot", "none", 2048))
+    if not r or not r.get("attnkit+weights"):
+        return []
+    w, base = r["attnkit+weights"], r["attnkit"]
+    return [row("dot/none/L2048", "need_weights_fwd_cost", ratio(w["fwd_ms"], base["fwd_ms"]), 2.0, "lower", "x"),
+            row("dot/none/L2048", "need_weights_fwdbwd_cost", ratio(w["fwdbwd_ms"], base["fwdbwd_ms"]), None, "lower", "x")]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--section", choices=["dot", "additive", "all"], default="all")
+    ap.add_argument("--lengths", type=int, nargs="*", default=[128, 512, 2048, 8192])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    results: dict = {}
+    timings = []
+    sections = ["dot", "additive"] if args.section == "all" else [args.section]
+    for section in sections:
+        variants = DOT_VARIANTS if section == "dot" else ADD_SCORES
+        for variant in variants:
+            for n in args.lengths:
+                contenders = ["naive", "sdpa", "flex", "attnkit"] if section == "dot" else ["naive", "attnkit"]
+                if section == "dot" and variant == "none" and n == 2048:
+                    contenders.append("attnkit+weights")
+                for c in contenders:
+                    if section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX:
+                        continue
+                    spec = {"section": section, "variant": variant, "length": n, "contender": c}
+                    res = measure(spec)
+                    results.setdefault((section, variant, n), {})[c] = res
+                    timings.append(row(f"{section if section == 'dot' else variant}/{variant if section == 'dot' else ''}"
+                                       f"{'/' if section == 'dot' else ''}L{n}/{c}".replace("//", "/"),
+                                       "measurement", res.get("fwd_ms"), None, "lower", "ms", **res))
+                    print(f"{section:8s} {variant:10s} L={n:5d} {c:16s} "
+                          + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
+    rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
+    notes = [
+        "fp32, torch.set_num_threads(2); medians; peak = ru_maxrss growth over the inputs, per fresh subprocess",
+        "padding: every sequence padded by 25% (lengths = 0.75 L); attnkit trims keys the mask removes",
+        "SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
+        "mask_mod/score_mod on every call",
+        "FlexAttention: compiled (compile_s reported separately), forward only (no CPU backward in this torch), "
+        "block mask created once outside the timing",
+        f"naive additive/MLP not run above L={NAIVE_ADDITIVE_MAX}: its Lq x Lk x 128 tensor needs > 64 GiB",
+    ]
+    path = write_results("attention", rows, notes)
+    print(f"\nwrote {path}")
+    for r in rows:
+        if r["metric"] != "measurement":
+            mark = "" if r.get("target") is None else ("  OK" if r.get("meets") else "  MISS")
+            print(f"{r['name']:22s} {r['metric']:28s} {r['value']!s:>8} target {r['target']!s:>5}{mark}")
+
+
+if __name__ == "__main__":
+    main()
