@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import median_ms, row, write_results  # noqa: E402
+from _common import row, write_results  # noqa: E402
 
 DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 64)}
 DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
@@ -111,42 +111,88 @@ def _additive_case(score_name, length, contender, grad):
     return fn, (q, k, v)
 
 
-def worker(spec: dict) -> dict:
-    """Measure one (case, contender): forward (no grad) then forward+backward."""
+def _callable(make, spec, contender, mode):
+    fn, inputs = make(spec["variant"], spec["length"], contender, grad=mode == "fwdbwd")
+    if mode == "fwd":
+        return fn
+
+    def call():
+        for t in inputs:
+            t.grad = None
+        fn().sum().backward()
+    return call
+
+
+def _skip_bwd(contender):
+    return contender == "flex"  # FlexAttention has no backward on CPU in this torch
+
+
+def worker_memory(spec: dict) -> dict:
+    """Peak memory of one contender (fresh process): forward, then forward+backward."""
+    import torch
+
+    torch.set_num_threads(2)
+    make = _dot_case if spec["section"] == "dot" else _additive_case
+    res = {}
+    for mode in ("fwd", "fwdbwd"):
+        if mode == "fwdbwd" and _skip_bwd(spec["contender"]):
+            continue
+        call = _callable(make, spec, spec["contender"], mode)
+        base = _peak_mb()
+        with torch.set_grad_enabled(mode == "fwdbwd"):
+            call()
+        res[mode + "_peak_mb"] = round(max(0.0, _peak_mb() - base), 1)
+    return res
+
+
+def worker_time(spec: dict) -> dict:
+    """Median times of all contenders of one case, interleaved round by round in one
+    process so that machine noise hits them alike."""
     import time
 
     import torch
 
     torch.set_num_threads(2)
     make = _dot_case if spec["section"] == "dot" else _additive_case
-    res = {}
-    slow = spec["section"] == "additive" and spec["contender"] == "naive" and spec["length"] >= 2048
+    res = {c: {} for c in spec["contenders"]}
     for mode in ("fwd", "fwdbwd"):
-        if mode == "fwdbwd" and spec["contender"] == "flex":
-            res[mode + "_ms"] = None  # FlexAttention has no backward on CPU in this torch
-            continue
-        fn, inputs = make(spec["variant"], spec["length"], spec["contender"], grad=mode == "fwdbwd")
-        base = _peak_mb()
-        if mode == "fwd":
-            call = fn
-        else:
-            def call():
-                for t in inputs:
-                    t.grad = None
-                fn().sum().backward()
+        calls = {}
+        for c in spec["contenders"]:
+            if mode == "fwdbwd" and _skip_bwd(c):
+                res[c]["fwdbwd_ms"] = None
+                continue
+            calls[c] = _callable(make, spec, c, mode)
+        times = {c: [] for c in calls}
         with torch.set_grad_enabled(mode == "fwdbwd"):
-            if spec["contender"] == "flex":
+            first = {}
+            for c, call in calls.items():  # warm-up round (compiles flex)
                 t0 = time.perf_counter()
                 call()
-                res["compile_s"] = round(time.perf_counter() - t0, 2)
-            res[mode + "_ms"] = round(median_ms(call, max_seconds=6.0, warmup=not slow), 2)
-        res[mode + "_peak_mb"] = round(max(0.0, _peak_mb() - base), 1)
+                first[c] = time.perf_counter() - t0
+                if c == "flex" and mode == "fwd":
+                    res[c]["compile_s"] = round(first[c], 2)
+            slow = sum(first.values()) > 20
+            rounds = 1 if slow else max(3, min(31, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
+            if slow:  # one measured run each is all we can afford; the warm-up was it
+                times = {c: [t] for c, t in first.items()}
+                rounds = 0
+            for _ in range(rounds):
+                for c, call in calls.items():
+                    t0 = time.perf_counter()
+                    call()
+                    times[c].append(time.perf_counter() - t0)
+        for c, ts in times.items():
+            ts.sort()
+            res[c][mode + "_ms"] = round(ts[len(ts) // 2] * 1e3, 3)
+            res[c][mode + "_rounds"] = len(ts)
     return res
 
 
 # --------------------------------------------------------------------------- parent side
-def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+def measure(spec: dict, kind: str) -> dict:
+    """Run a worker subprocess (``kind`` is "time" or "memory") and parse its JSON line."""
+    proc = subprocess.run([sys.executable, __file__, f"--worker-{kind}", json.dumps(spec)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -223,10 +269,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", choices=["dot", "additive", "all"], default="all")
     ap.add_argument("--lengths", type=int, nargs="*", default=[128, 512, 2048, 8192])
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=20.0, help="timing budget per case and mode")
+    ap.add_argument("--worker-time", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    if args.worker_time:
+        print(json.dumps(worker_time(json.loads(args.worker_time))))
+        return
+    if args.worker_memory:
+        print(json.dumps(worker_memory(json.loads(args.worker_memory))))
         return
 
     results: dict = {}
@@ -239,20 +290,23 @@ def main(argv=None):
                 contenders = ["naive", "sdpa", "flex", "attnkit"] if section == "dot" else ["naive", "attnkit"]
                 if section == "dot" and variant == "none" and n == 2048:
                     contenders.append("attnkit+weights")
+                contenders = [c for c in contenders
+                              if not (section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX)]
+                spec = {"section": section, "variant": variant, "length": n, "contenders": contenders,
+                        "seconds": args.seconds}
+                timed = measure(spec, "time")
                 for c in contenders:
-                    if section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX:
-                        continue
-                    spec = {"section": section, "variant": variant, "length": n, "contender": c}
-                    res = measure(spec)
+                    res = dict(timed.get(c, {"error": timed.get("error")}))
+                    res.update(measure({**spec, "contender": c}, "memory"))
                     results.setdefault((section, variant, n), {})[c] = res
-                    timings.append(row(f"{section if section == 'dot' else variant}/{variant if section == 'dot' else ''}"
-                                       f"{'/' if section == 'dot' else ''}L{n}/{c}".replace("//", "/"),
-                                       "measurement", res.get("fwd_ms"), None, "lower", "ms", **res))
+                    label = f"{section}/{variant}/L{n}/{c}" if section == "dot" else f"{variant}/L{n}/{c}"
+                    timings.append(row(label, "measurement", res.get("fwd_ms"), None, "lower", "ms", **res))
                     print(f"{section:8s} {variant:10s} L={n:5d} {c:16s} "
                           + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
     notes = [
-        "fp32, torch.set_num_threads(2); medians; peak = ru_maxrss growth over the inputs, per fresh subprocess",
+        "fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
+        "interleaved in one process; peak memory: ru_maxrss growth over the inputs, one fresh process per contender",
         "padding: every sequence padded by 25% (lengths = 0.75 L); attnkit trims keys the mask removes",
         "SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
         "mask_mod/score_mod on every call",

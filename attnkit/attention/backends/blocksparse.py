@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import BACKENDS, Backend, Problem, additive_bias, index_grid
-from .tiles import QueryBlock, plan_tiles
+from ..masks import evaluate_mask
+from .tiles import KeyTile, QueryBlock, plan_tiles
 from .weights import blockwise_softmax
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -42,6 +43,14 @@ def _tile_mask(p: Problem, qb: QueryBlock, tile) -> torch.Tensor | None:
     out = base.masked_fill(~allowed, NEG_INF) if bias is not None else torch.zeros(
         allowed.shape, dtype=p.qf.dtype, device=p.device).masked_fill_(~allowed, NEG_INF)
     return out.expand(*out.shape[:2], qb.q1 - qb.q0, tile.k1 - tile.k0)
+
+
+def _span_tile(plan: list[QueryBlock], p: Problem, k0: int, k1: int, lq: int, full: bool) -> KeyTile:
+    """One tile covering all queries and keys ``[k0, k1)`` (its mask re-evaluated if needed)."""
+    if full:
+        return KeyTile(k0, k1)
+    b, h, _, _ = p.shape
+    return KeyTile(k0, k1, evaluate_mask(p.mask, b, h, (0, lq), (k0, k1), p.device))
 
 
 def _calls(p: Problem, plan: list[QueryBlock]):
@@ -104,6 +113,18 @@ class _BlockSparseFlash(torch.autograd.Function):
         return None, None, None, dq, dk, dv
 
 
+def _dense_span(plan: list[QueryBlock], lq: int, lk: int, dense_fraction: float) -> tuple[int, int] | None:
+    """The key span ``(k0, k1)`` to run in one fused call when tiling would not pay: the
+    visible tiles cover more than ``dense_fraction`` of the span (measured: below that,
+    per-tile masks and merges cost more than the work they skip)."""
+    spans = [(qb.tiles[0].k0, qb.tiles[-1].k1) for qb in plan if qb.tiles]
+    if len(spans) != len(plan):
+        return None  # some query rows see nothing: keep the tile path's exact zeros
+    k0, k1 = min(s[0] for s in spans), max(s[1] for s in spans)
+    visible = sum((qb.q1 - qb.q0) * (t.k1 - t.k0) for qb in plan for t in qb.tiles)
+    return (k0, k1) if visible >= dense_fraction * lq * (k1 - k0) else None
+
+
 class BlockSparseBackend(Backend):
     """Dot-product scores with any mask and bias modifiers, on CPU: fused kernel per visible
     tile run; skips masked-out tiles."""
@@ -111,6 +132,18 @@ class BlockSparseBackend(Backend):
     name = "blocksparse"
     block_q = 256
     block_k = 256
+    dense_fraction = 0.8
+
+    def _one_call(self, p: Problem, plan: list[QueryBlock], k0: int, k1: int) -> torch.Tensor:
+        """The whole problem as one fused SDPA call over keys ``[k0, k1)``, with the mask
+        (and bias) materialised only where the plan has partial tiles."""
+        b, h, lq, _ = p.shape
+        full = all(t.allowed is None for qb in plan for t in qb.tiles)
+        mask = None
+        if not full or any(m.kind == "bias" for m in p.mods):
+            mask = _tile_mask(p, QueryBlock(0, lq, []), _span_tile(plan, p, k0, k1, lq, full))
+        return F.scaled_dot_product_attention(p.qf, p.kf[:, :, k0:k1], p.v[:, :, k0:k1], attn_mask=mask,
+                                              scale=p.score.dot_scale)
 
     def why_not(self, p: Problem) -> str | None:
         if p.device.type != "cpu":
@@ -135,6 +168,9 @@ class BlockSparseBackend(Backend):
         plan = plan_tiles(p.mask, b, h, lq, lk, self.block_q, self.block_k, p.device, merge=True)
         if p.need_weights:
             return blockwise_softmax(p, plan)
+        span = _dense_span(plan, lq, lk, self.dense_fraction)
+        if span is not None:
+            return self._one_call(p, plan, *span), None
         calls = _calls(p, plan)
         out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, p.qf, p.kf, p.v)
         return out, None
