@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +25,6 @@ DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 6
 DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
 ADD_SCORES = ["additive", "mlp"]
 NAIVE_ADDITIVE_MAX = 2048  # at 8192 the Lq x Lk x 128 tensor alone is 64 GiB (fwd+bwd: > 128 GiB)
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # --------------------------------------------------------------------------- worker side
@@ -127,22 +123,60 @@ def _skip_bwd(contender):
     return contender == "flex"  # FlexAttention has no backward on CPU in this torch
 
 
+class PeakRSS:
+    """Peak resident memory growth during a ``with`` block, sampled every 0.2 ms from
+    /proc/self/statm (torch releases the GIL in its kernels, so the sampler keeps up).
+    Workers run with MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors leave the process
+    and every call's own peak shows."""
+
+    def __enter__(self):
+        import os
+        import threading
+
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(0.0002)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def mb(self) -> float:
+        return round((self.peak - self.base) / 2**20, 1)
+
+
 def worker_memory(spec: dict) -> dict:
-    """Peak memory of one contender (fresh process): forward, then forward+backward."""
+    """Peak memory of one contender and mode (fresh process): a warm-up call, then the
+    measured one."""
+    import gc
+
     import torch
 
     torch.set_num_threads(2)
     make = _dot_case if spec["section"] == "dot" else _additive_case
-    res = {}
-    for mode in ("fwd", "fwdbwd"):
-        if mode == "fwdbwd" and _skip_bwd(spec["contender"]):
-            continue
-        call = _callable(make, spec, spec["contender"], mode)
-        base = _peak_mb()
-        with torch.set_grad_enabled(mode == "fwdbwd"):
+    mode = spec["mode"]
+    call = _callable(make, spec, spec["contender"], mode)
+    with torch.set_grad_enabled(mode == "fwdbwd"):
+        if not spec.get("once"):
             call()
-        res[mode + "_peak_mb"] = round(max(0.0, _peak_mb() - base), 1)
-    return res
+        gc.collect()
+        with PeakRSS() as peak:
+            call()
+    return {mode + "_peak_mb": peak.mb}
 
 
 def worker_time(spec: dict) -> dict:
@@ -191,8 +225,9 @@ def worker_time(spec: dict) -> dict:
 # --------------------------------------------------------------------------- parent side
 def measure(spec: dict, kind: str) -> dict:
     """Run a worker subprocess (``kind`` is "time" or "memory") and parse its JSON line."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     proc = subprocess.run([sys.executable, __file__, f"--worker-{kind}", json.dumps(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -297,7 +332,11 @@ def main(argv=None):
                 timed = measure(spec, "time")
                 for c in contenders:
                     res = dict(timed.get(c, {"error": timed.get("error")}))
-                    res.update(measure({**spec, "contender": c}, "memory"))
+                    for mode in ("fwd", "fwdbwd"):
+                        if mode == "fwdbwd" and _skip_bwd(c):
+                            continue
+                        slow = section == "additive" and c == "naive" and n >= 2048
+                        res.update(measure({**spec, "contender": c, "mode": mode, "once": slow}, "memory"))
                     results.setdefault((section, variant, n), {})[c] = res
                     label = f"{section}/{variant}/L{n}/{c}" if section == "dot" else f"{variant}/L{n}/{c}"
                     timings.append(row(label, "measurement", res.get("fwd_ms"), None, "lower", "ms", **res))
@@ -306,7 +345,8 @@ def main(argv=None):
     rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
     notes = [
         "fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
-        "interleaved in one process; peak memory: ru_maxrss growth over the inputs, one fresh process per contender",
+        "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
+        "sampled every 0.2 ms, one fresh process per contender and mode (inputs excluded)",
         "padding: every sequence padded by 25% (lengths = 0.75 L); attnkit trims keys the mask removes",
         "SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
         "mask_mod/score_mod on every call",

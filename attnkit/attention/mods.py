@@ -54,6 +54,10 @@ class ALiBi(ScoreMod):
         slopes = self.slopes.to(score.dtype) if score.is_floating_point() else self.slopes
         return score - slopes[h] * (q_idx - kv_idx).abs()
 
+    def cache_key(self) -> tuple:
+        """ALiBi's bias depends only on the head count: layers can share one cached copy."""
+        return ("alibi", tuple(self.slopes.tolist()))
+
     def bias(self, b, h, q_idx, kv_idx, dtype):
         # one pass over the [1, H, Lq, Lk] tile instead of forward's three
         dist = (q_idx - kv_idx).abs().to(dtype)

@@ -10,10 +10,12 @@ SCORE_OPTIONS = {"mlp": {"hidden": 12, "activation": "gelu"}, "additive": {"hidd
 
 
 def score_names():
-    return S.list_scores() + ["user_callable"]
+    return S.list_scores() + ["user_callable", "mlp_relu"]
 
 
 def make_score(name, dim, device):
+    if name == "mlp_relu":  # relu has a written-out tile backward; gelu goes through autograd
+        return S.build_score("mlp", dim, dim, hidden=12, activation="relu").to(device)
     if name == "user_callable":
         def neg_l2(q, k):  # a user's score: negative squared distance
             return -((q.unsqueeze(-2) - k.unsqueeze(-3)) ** 2).sum(-1)

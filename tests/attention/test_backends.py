@@ -127,3 +127,43 @@ def test_forcing_an_unable_backend_says_why():
         attend(q, k, v, make_score("additive", 4, "cpu"), backend="sdpa")
     with pytest.raises(Exception, match="known: .*chunked"):
         attend(q, k, v, make_score("dot", 4, "cpu"), backend="nope")
+
+
+@pytest.mark.parametrize("score_name,mask_kind,mod_kind", CASES[::3], ids=["-".join(c) for c in CASES[::3]])
+def test_inference_outputs_and_weights_match_reference(score_name, mask_kind, mod_kind, device, small_tiles):
+    """Without autograd the backends take other paths (in-place weights, no saved state)."""
+    i = CASES.index((score_name, mask_kind, mod_kind))
+    b, h, lq, lk, d = SHAPES[(i + 1) % len(SHAPES)]
+    score = make_score(score_name, d, device)
+    mods = make_mods(mod_kind, h, device)
+    mask = make_mask(mask_kind, b, lq, lk, device)
+    q, k, v = (torch.randn(b, h, n, d, device=device) for n in (lq, lk, lk))
+    with torch.no_grad():
+        ref_o, ref_w, _ = attend(q.double(), k.double(), v.double(), copy.deepcopy(score).double(), mask,
+                                 [copy.deepcopy(m).double() for m in mods], need_weights=True, backend="reference")
+        p = build_problem(q, k, v, score, mask, mods)
+        for name in FAST_BACKENDS + ["flex"] * (device.type == "cuda"):
+            if BACKENDS.get(name).why_not(p) is not None or name == "flex":
+                continue
+            out, w, _ = attend(q, k, v, score, mask, mods, need_weights=True, backend=name)
+            torch.testing.assert_close(out.double(), ref_o, atol=2e-5, rtol=1e-4)
+            torch.testing.assert_close(w.double(), ref_w, atol=2e-6, rtol=1e-4)
+            out2, _, _ = attend(q, k, v, score, mask, mods, backend=name)
+            torch.testing.assert_close(out2.double(), ref_o, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.slow_compile
+def test_flex_forward_on_cpu_matches_reference():
+    """FlexAttention (compiled, forward only on CPU) with attnkit's own mask and modifier."""
+    pytest.importorskip("torch.nn.attention.flex_attention")
+    from attnkit.attention import ALiBi, causal, window
+
+    q, k, v = (torch.randn(1, 2, 128, 16) for _ in range(3))
+    score = make_score("scaled_dot", 16, "cpu")
+    mask, mods = causal() & window(20), [ALiBi(2)]
+    with torch.no_grad():
+        out, _, d = attend(q, k, v, score, mask, mods, backend="flex")
+        ref, _, _ = attend(q.double(), k.double(), v.double(), copy.deepcopy(score).double(), mask,
+                           [m.double() for m in copy.deepcopy(mods)], backend="reference")
+    assert d.backend == "flex"
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-4)

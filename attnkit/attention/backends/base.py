@@ -2,6 +2,7 @@
 small helpers they share: index grids, score modifiers, row liveness."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -84,13 +85,44 @@ def apply_mods(s: torch.Tensor, mods, grid) -> torch.Tensor:
     return s
 
 
-def additive_bias(mods, grid, dtype) -> torch.Tensor | None:
-    """The summed term of ``bias``-kind modifiers on a tile (``None`` if there are none)."""
+BIAS_CACHE_BYTES = 512 << 20
+_bias_cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+
+
+def bias_cache_key(mods, *where) -> tuple | None:
+    """A key for caching the summed bias of ``mods`` over a region, or ``None`` when some
+    bias modifier is not cacheable (trainable, or without a ``cache_key``)."""
+    keys = []
+    for m in mods:
+        if m.kind != "bias":
+            continue
+        k = m.cache_key() if hasattr(m, "cache_key") else None
+        if k is None or any(x.requires_grad for x in m.parameters()):
+            return None
+        keys.append(k)
+    return (tuple(keys), *where) if keys else None
+
+
+def additive_bias(mods, grid, dtype, cache_key: tuple | None = None) -> torch.Tensor | None:
+    """The summed term of ``bias``-kind modifiers on a tile (``None`` if there are none).
+
+    With a ``cache_key`` the result is kept (up to ``BIAS_CACHE_BYTES`` in all, least
+    recently used out first): a fixed bias such as ALiBi over a whole sequence is then built
+    once per shape, as users of SDPA precompute it, not on every call."""
+    if cache_key is not None and cache_key in _bias_cache:
+        _bias_cache.move_to_end(cache_key)
+        return _bias_cache[cache_key]
     bias = None
     for m in mods:
         if m.kind == "bias":
             term = m.bias(*grid, dtype)
             bias = term if bias is None else bias + term
+    if cache_key is not None and bias is not None:
+        size = bias.numel() * bias.element_size()
+        if size <= BIAS_CACHE_BYTES:
+            _bias_cache[cache_key] = bias
+            while sum(t.numel() * t.element_size() for t in _bias_cache.values()) > BIAS_CACHE_BYTES:
+                _bias_cache.popitem(last=False)
     return bias
 
 

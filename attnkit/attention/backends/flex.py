@@ -14,8 +14,7 @@ import functools
 import torch
 
 from .base import BACKENDS, Backend, Problem, apply_mods
-from .tiles import plan_tiles
-from .weights import blockwise_softmax
+from .weights import attention_with_weights
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +52,7 @@ class FlexBackend(Backend):
 
         b, h, lq, lk = p.shape
         if p.need_weights:
-            return blockwise_softmax(p, plan_tiles(p.mask, b, h, lq, lk, 128, lk, p.device))
+            return attention_with_weights(p)
         block_mask = None
         if p.mask is not None:
             block_mask = create_block_mask(p.mask, b, h, lq, lk, device=p.device)

@@ -7,15 +7,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from .base import BACKENDS, Backend, Problem
-from .tiles import plan_tiles
-from .weights import blockwise_softmax
+from .weights import attention_with_weights
 
 
 class SDPABackend(Backend):
     """Dense fused attention (no mask, no modifiers)."""
 
     name = "sdpa"
-    block_q = 128
 
     def why_not(self, p: Problem) -> str | None:
         if not p.score.is_dot:
@@ -28,8 +26,7 @@ class SDPABackend(Backend):
 
     def run(self, p: Problem):
         if p.need_weights:
-            b, h, lq, lk = p.shape
-            return blockwise_softmax(p, plan_tiles(None, b, h, lq, lk, self.block_q, lk, p.device))
+            return attention_with_weights(p)
         return F.scaled_dot_product_attention(p.qf, p.kf, p.v, scale=p.score.dot_scale), None
 
 
