@@ -6,9 +6,11 @@ Order (each backend's ``why_not`` decides whether it can run the call):
   biased dot product: fused kernel on visible tiles only) -> ``chunked`` (anything).
 * CUDA: ``sdpa`` -> ``flex`` (compiled FlexAttention, any mask/modifier) -> ``chunked``.
 
-``flex`` is never picked automatically on CPU (forward-only there, and slower than the
-above in ``benchmarks/results/attention.json``), and ``reference`` (the float64 oracle)
-only when forced. A forced backend that cannot run the call raises
+``flex`` is never picked automatically on CPU: there it runs forward only, compiles for
+every new shape (2-8 s measured), and was slower than SDPA on the dense and ALiBi rows of
+``benchmarks/results/attention.json``; it was faster in forward on block-sparse masks
+(sliding window) once compiled, so inference with fixed shapes may force it.
+``reference`` (the float64 oracle) runs only when forced. A forced backend that cannot run the call raises
 :class:`BackendError` with the reason; nothing falls back silently: every call's
 :class:`Dispatch` says what ran, why, and why each faster backend was passed over.
 """
@@ -28,8 +30,10 @@ ORDER = {
 }
 DEFAULT_ORDER = ["sdpa", "chunked"]
 NOT_AUTOMATIC = {
-    "cpu": {"flex": "not picked automatically on CPU: forward-only and slower than sdpa/blocksparse "
-                    "here (benchmarks/results/attention.json); force it with backend='flex'"},
+    "cpu": {"flex": "not picked automatically on CPU: forward-only, compiles per shape (2-8 s), and "
+                    "slower than sdpa/blocksparse on dense and ALiBi rows (faster forward only on "
+                    "block-sparse masks once compiled; benchmarks/results/attention.json); "
+                    "force it with backend='flex'"},
 }
 
 
