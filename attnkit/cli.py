@@ -12,6 +12,7 @@ from .errors import AttnkitError
 app = typer.Typer(help="attnkit: programmable attention, models, training and deployment on PyTorch.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
+_state = {"debug": False}
 
 
 def _version(value: bool):
@@ -26,11 +27,7 @@ def main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of attnkit errors."),
 ):
     """attnkit command line."""
-    app.info.context_settings = {"obj": {"debug": debug}}
     _state["debug"] = debug
-
-
-_state = {"debug": False}
 
 
 @app.command()
@@ -51,12 +48,23 @@ def backends():
         console.print(f"[bold]{name}[/]: {', '.join(items)}")
 
 
-def run() -> None:  # pragma: no cover - thin wrapper
-    """Entry point that prints attnkit errors in one line (traceback only with --debug)."""
+def run() -> None:
+    """Entry point: attnkit errors print as one line (traceback only with --debug); usage
+    errors as click shows them; exit codes are non-zero on failure."""
+    import click
+
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
     except AttnkitError as e:
         if _state["debug"]:
             raise
-        console.print(f"[red]error:[/] {e}")
+        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

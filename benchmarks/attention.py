@@ -225,7 +225,9 @@ def worker_time(spec: dict) -> dict:
 # --------------------------------------------------------------------------- parent side
 def measure(spec: dict, kind: str) -> dict:
     """Run a worker subprocess (``kind`` is "time" or "memory") and parse its JSON line."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    env = dict(os.environ)
+    if kind == "memory":  # return freed memory to the OS so each call's own peak shows; not when timing
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     proc = subprocess.run([sys.executable, __file__, f"--worker-{kind}", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
