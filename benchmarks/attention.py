@@ -206,14 +206,15 @@ def worker_time(spec: dict) -> dict:
                 if c == "flex" and mode == "fwd":
                     res[c]["compile_s"] = round(first[c], 2)
             slow = sum(first.values()) > 20
-            rounds = 1 if slow else max(3, min(31, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
+            rounds = 1 if slow else max(4, min(32, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
             if slow:  # one measured run each is all we can afford; the warm-up was it
                 times = {c: [t] for c, t in first.items()}
                 rounds = 0
-            for _ in range(rounds):
-                for c, call in calls.items():
+            order = list(calls)
+            for r in range(rounds):  # rotate the order: no contender always runs after the same one
+                for c in order[r % len(order):] + order[:r % len(order)]:
                     t0 = time.perf_counter()
-                    call()
+                    calls[c]()
                     times[c].append(time.perf_counter() - t0)
         for c, ts in times.items():
             ts.sort()
