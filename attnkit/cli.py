@@ -50,21 +50,11 @@ def backends():
 
 def run() -> None:
     """Entry point: attnkit errors print as one line (traceback only with --debug); usage
-    errors as click shows them; exit codes are non-zero on failure."""
-    import click
-
+    errors as typer/click show them (exit code 2)."""
     try:
-        result = app(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
+        app()  # standalone mode: usage errors print and exit by themselves
     except AttnkitError as e:
         if _state["debug"]:
             raise
         Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)
-    sys.exit(result if isinstance(result, int) else 0)

@@ -78,18 +78,23 @@ class Attention(_AttentionBase):
                              mods=list(mods) if isinstance(mods, (list, tuple)) else [mods], backend=backend)
         self._setup(spec, q_dim, k_dim)
 
-    def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
-                mask=None, need_weights: bool = False):
-        """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
+    def inputs(self, query, key=None, value=None, **runtime):
+        """``(q, k, v, masks)`` as ``attend`` takes them (rank 4, one head)."""
         key = query if key is None else key
         value = key if value is None else value
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, torch.Tensor) or t.dim() != 3:
                 raise ShapeError(f"{name}: expected rank 3 [B, L, D], got "
                                  f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
-        masks = self._masks(key.shape[0], key.shape[1], key_padding_mask=key_padding_mask, lengths=lengths,
-                            segment_ids=segment_ids, mask=mask)
-        out, w = self._attend(query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), masks, need_weights)
+        masks = self._masks(key.shape[0], key.shape[1], **runtime)
+        return query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), masks
+
+    def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
+                mask=None, need_weights: bool = False):
+        """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
+        *qkv, masks = self.inputs(query, key, value, key_padding_mask=key_padding_mask, lengths=lengths,
+                                  segment_ids=segment_ids, mask=mask)
+        out, w = self._attend(*qkv, masks, need_weights)
         return out.squeeze(1), (w.squeeze(1) if w is not None else None)
 
 
@@ -121,6 +126,11 @@ class MultiHeadAttention(_AttentionBase):
         b, n, _ = t.shape
         return t.view(b, n, heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
 
+    def inputs(self, x, context=None, **runtime):
+        """``(q, k, v, masks)`` as ``attend`` takes them (projected, split into heads)."""
+        q, k, v, context = self._qkv(x, context)
+        return q, k, v, self._masks(x.shape[0], context.shape[1], **runtime)
+
     def _qkv(self, x, context):
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
             raise ShapeError(f"x: expected [B, L, {self.embed_dim}], got "
@@ -136,9 +146,8 @@ class MultiHeadAttention(_AttentionBase):
     def forward(self, x, context=None, *, key_padding_mask=None, lengths=None, segment_ids=None, mask=None,
                 need_weights: bool = False):
         """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``."""
-        q, k, v, context = self._qkv(x, context)
-        masks = self._masks(x.shape[0], context.shape[1], key_padding_mask=key_padding_mask, lengths=lengths,
-                            segment_ids=segment_ids, mask=mask)
+        q, k, v, masks = self.inputs(x, context, key_padding_mask=key_padding_mask, lengths=lengths,
+                                     segment_ids=segment_ids, mask=mask)
         out, w = self._attend(q, k, v, masks, need_weights)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.embed_dim)  # (B, Lq, E)
         return self.out_proj(self.dropout(out)), w
@@ -159,36 +168,25 @@ class AttentionPooling(_AttentionBase):
         self.query = nn.Parameter(torch.randn(heads, 1, self.head_dim) / self.head_dim ** 0.5)
         self._setup(spec, self.head_dim, self.head_dim)
 
-    def forward(self, x, *, key_padding_mask=None, lengths=None, need_weights: bool = False):
-        """Returns ``(pooled [B, D], weights [B, heads, L] or None)``."""
+    def inputs(self, x, **runtime):
+        """``(q, k, v, masks)`` as ``attend`` takes them (the learned query per head)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.dim:
             raise ShapeError(f"x: expected [B, L, {self.dim}], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         b, n, _ = x.shape
-        kv = x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
+        kv = x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
         q = self.query.unsqueeze(0).expand(b, -1, -1, -1).to(x.dtype)  # (B, h, 1, hd)
-        masks = self._masks(b, n, key_padding_mask=key_padding_mask, lengths=lengths)
-        out, w = self._attend(q, kv, kv, masks, need_weights)
-        return out.reshape(b, self.dim), (w.squeeze(2) if w is not None else None)
+        return q, kv, kv, self._masks(b, n, **runtime)
+
+    def forward(self, x, *, key_padding_mask=None, lengths=None, need_weights: bool = False):
+        """Returns ``(pooled [B, D], weights [B, heads, L] or None)``."""
+        q, k, v, masks = self.inputs(x, key_padding_mask=key_padding_mask, lengths=lengths)
+        out, w = self._attend(q, k, v, masks, need_weights)
+        return out.reshape(x.shape[0], self.dim), (w.squeeze(2) if w is not None else None)
 
 
 def explain_dispatch(module: _AttentionBase, *inputs, need_weights: bool = False, **runtime) -> Dispatch:
     """Which backend ``module(*inputs, **runtime)`` would use and why, without running it."""
-    if isinstance(module, MultiHeadAttention):
-        x = inputs[0]
-        q, k, v, context = module._qkv(x, inputs[1] if len(inputs) > 1 else None)
-        masks = module._masks(x.shape[0], context.shape[1], **runtime)
-    elif isinstance(module, AttentionPooling):
-        x = inputs[0]
-        b, n, _ = x.shape
-        k = v = x.view(b, n, module.heads, module.head_dim).transpose(1, 2)
-        q = module.query.unsqueeze(0).expand(b, -1, -1, -1)
-        masks = module._masks(b, n, **runtime)
-    else:
-        query = inputs[0]
-        key = inputs[1] if len(inputs) > 1 else query
-        value = inputs[2] if len(inputs) > 2 else key
-        q, k, v = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
-        masks = module._masks(key.shape[0], key.shape[1], **runtime)
+    q, k, v, masks = module.inputs(*inputs, **runtime)
     p = build_problem(q, k, v, module.score, masks, list(module.mods), need_weights)
     return choose_backend(p, module.spec.backend)

@@ -27,6 +27,7 @@ class ScoreMod(nn.Module):
 
     kind = "general"
     needs_heads = False
+    relative = False  # True when the term depends only on (h, q_idx - kv_idx): one cached band serves every tile
 
     def bias(self, b, h, q_idx, kv_idx, dtype) -> torch.Tensor:
         """For ``bias`` modifiers: the added term alone (override when a direct formula is
@@ -42,6 +43,7 @@ class ALiBi(ScoreMod):
 
     kind = "bias"
     needs_heads = True
+    relative = True
 
     def __init__(self, heads: int):
         super().__init__()
@@ -70,6 +72,7 @@ class RelativePositionBias(ScoreMod):
 
     kind = "bias"
     needs_heads = True
+    relative = True
 
     def __init__(self, heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
         super().__init__()

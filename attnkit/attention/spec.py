@@ -62,10 +62,12 @@ class AttentionSpec:
 
     @property
     def score_name(self) -> str | Callable:
+        """The score's registered name (or the callable)."""
         return self.score.get("name") if isinstance(self.score, dict) else self.score
 
     @property
     def score_options(self) -> dict:
+        """Constructor options of the score (``{name: mlp, hidden: 64}`` -> ``{hidden: 64}``)."""
         return {k: v for k, v in self.score.items() if k != "name"} if isinstance(self.score, dict) else {}
 
     @classmethod

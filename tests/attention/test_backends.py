@@ -16,6 +16,10 @@ CASES = list(itertools.product(score_names(), MASK_KINDS, MOD_KINDS))
 FAST_BACKENDS = [b for b in list_backends() if b != "reference"]
 
 
+def _close(got, want, atol, rtol, what):
+    torch.testing.assert_close(got.double(), want, atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}")
+
+
 def _params(score, mods):
     return [p for m in [score, *mods] for p in m.parameters() if p.requires_grad]
 
@@ -41,8 +45,10 @@ def test_backends_match_float64_reference(score_name, mask_kind, mod_kind, devic
     upstream = torch.randn(b, h, lq, d, device=device)
 
     ref_score, ref_mods = copy.deepcopy(score).double(), [copy.deepcopy(m).double() for m in mods]
-    ref = _run("reference", *(t.detach().double().requires_grad_() for t in (q, k, v)), ref_score, mask, ref_mods,
-               True, upstream.double())
+    ref = {}
+    for need_weights in (False, True):  # the loss uses the weights too when they are returned
+        ref_inputs = [t.detach().double().requires_grad_() for t in (q, k, v)]
+        ref[need_weights] = _run("reference", *ref_inputs, ref_score, mask, ref_mods, need_weights, upstream.double())
 
     p = build_problem(q, k, v, score, mask, mods)
     ran = 0
@@ -51,43 +57,19 @@ def test_backends_match_float64_reference(score_name, mask_kind, mod_kind, devic
             continue
         for need_weights in (False, True):
             out, w, grads = _run(name, q, k, v, score, mask, mods, need_weights, upstream)
+            ref_out, ref_w, ref_grads = ref[need_weights]
             assert torch.isfinite(out).all(), name
-            torch.testing.assert_close(out.double(), ref[0], atol=2e-5, rtol=1e-4, msg=lambda m: f"{name} output: {m}")
+            _close(out, ref_out, 2e-5, 1e-4, f"{name} output")
             if need_weights:
-                torch.testing.assert_close(w.double(), ref[1], atol=2e-6, rtol=1e-4, msg=lambda m: f"{name} weights: {m}")
-                ref_grads = ref[2]
-                for g, rg, what in zip(grads, ref_grads, ["q", "k", "v"] + ["param"] * 9):
-                    if rg is None:
-                        continue
-                    assert g is not None, f"{name}: no gradient for {what}"
-                    torch.testing.assert_close(g.double(), rg, atol=1e-4, rtol=1e-3, msg=lambda m: f"{name} grad {what}: {m}")
+                _close(w, ref_w, 2e-6, 1e-4, f"{name} weights")
+            labels = ["q", "k", "v"] + ["param"] * (len(grads) - 3)
+            for g, rg, what in zip(grads, ref_grads, labels, strict=True):
+                if rg is None:
+                    continue
+                assert g is not None, f"{name}: no gradient for {what}"
+                _close(g, rg, 1e-4, 1e-3, f"{name} grad {what} (need_weights={need_weights})")
             ran += 1
     assert ran >= 2, "at least one fast backend must accept every spec (chunked accepts all)"
-
-
-def _ref_grads_without_weights(q, k, v, score, mask, mods, upstream):
-    return _run("reference", q, k, v, score, mask, mods, False, upstream)
-
-
-@pytest.mark.parametrize("backend", FAST_BACKENDS)
-def test_gradients_without_weights(backend, device, small_tiles):
-    """Output-only gradients (the common training case) against the float64 reference."""
-    for score_name, mask_kind in [("scaled_dot", "causal&window|prefix"), ("additive", "key_padding"),
-                                  ("general", "segment")]:
-        b, h, lq, lk, d = SHAPES[0]
-        score = make_score(score_name, d, device)
-        mask = make_mask(mask_kind, b, lq, lk, device)
-        q, k, v = (torch.randn(b, h, n, d, device=device, requires_grad=True) for n in (lq, lk, lk))
-        p = build_problem(q, k, v, score, mask, [])
-        if BACKENDS.get(backend).why_not(p) is not None:
-            continue
-        up = torch.randn(b, h, lq, d, device=device)
-        _, _, grads = _run(backend, q, k, v, score, mask, [], False, up)
-        dq, dk, dv = (t.detach().double().requires_grad_() for t in (q, k, v))
-        _, _, ref = _ref_grads_without_weights(dq, dk, dv, copy.deepcopy(score).double(), mask, [], up.double())
-        for g, rg in zip(grads, ref):
-            if rg is not None:
-                torch.testing.assert_close(g.double(), rg, atol=1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("backend", ["chunked", "blocksparse", "reference"])

@@ -133,5 +133,6 @@ def test_bad_tensors_raise_clear_errors():
 def test_mask_of_wrong_shape_is_rejected():
     bad = lambda b, h, q, kv: torch.ones(3, 3, 3, dtype=torch.bool)  # noqa: E731  ignores its indices
     att = Attention(4, mask=bad)
-    with pytest.raises(ShapeError, match=r"returned shape \[3, 3, 3\], which does not broadcast to \[B, H, Lq, Lk\] = \[1, 1, 5, 5\]"):
+    expected = r"returned shape \[3, 3, 3\], which does not broadcast to \[B, H, Lq, Lk\] = \[1, 1, 5, 5\]"
+    with pytest.raises(ShapeError, match=expected):
         att(torch.randn(1, 5, 4))

@@ -40,6 +40,7 @@ class Problem:
 
     @property
     def device(self) -> torch.device:
+        """Where the tensors live."""
         return self.qf.device
 
     def params(self) -> list[torch.Tensor]:

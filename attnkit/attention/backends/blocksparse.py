@@ -26,14 +26,36 @@ _flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 NEG_INF = float("-inf")
 
 
-def _tile_mask(p: Problem, qb: QueryBlock, tile, cache: bool = False) -> torch.Tensor | None:
+def _relative_band(p: Problem, rows: int) -> torch.Tensor | None:
+    """For bias modifiers that depend only on ``(h, q_idx - kv_idx)`` (ALiBi, T5 buckets):
+    the bias of ``rows`` queries against every relative offset, ``band[h, i, t] =
+    bias(q_idx - kv_idx = i + Lq - t)``, cached. The tile ``(q0, k0)`` is the view
+    ``band[..., t0:t0 + width]`` with ``t0 = Lq - q0 + k0`` — a Toeplitz matrix is a sliding
+    window over one band. Memory: ``H x rows x (Lq + Lk)`` instead of ``H x Lq x Lk``."""
+    bias_mods = [m for m in p.mods if m.kind == "bias"]
+    if not all(m.relative for m in bias_mods):
+        return None
+    _, h, lq, lk = p.shape
+    key = bias_cache_key(bias_mods, "band", h, rows, lq, lk, p.device, p.qf.dtype)
+    if key is None:
+        return None
+    grid = index_grid(1, h, (lq, lq + rows), (0, lq + lk), p.device)
+    return additive_bias(bias_mods, grid, p.qf.dtype, key)
+
+
+def _tile_mask(p: Problem, qb: QueryBlock, tile, cache: bool = False, block_rows: int = 0) -> torch.Tensor | None:
     """Float mask (bias, with -inf where masked) for one tile, or ``None`` if not needed."""
     b, h, _, _ = p.shape
     bias = None
     if any(m.kind == "bias" for m in p.mods):
-        grid = index_grid(b, h, (qb.q0, qb.q1), (tile.k0, tile.k1), p.device)
-        key = bias_cache_key(p.mods, b, h, qb.q0, qb.q1, tile.k0, tile.k1, p.device, p.qf.dtype) if cache else None
-        bias = additive_bias(p.mods, grid, p.qf.dtype, key)
+        band = _relative_band(p, block_rows) if block_rows and not cache else None
+        if band is not None:  # a view into the cached band: nothing built per call
+            t0 = p.shape[2] - qb.q0 + tile.k0
+            bias = band[:, :, :qb.q1 - qb.q0, t0:t0 + tile.k1 - tile.k0]
+        else:
+            grid = index_grid(b, h, (qb.q0, qb.q1), (tile.k0, tile.k1), p.device)
+            key = bias_cache_key(p.mods, b, h, qb.q0, qb.q1, tile.k0, tile.k1, p.device, p.qf.dtype) if cache else None
+            bias = additive_bias(p.mods, grid, p.qf.dtype, key)
     allowed = tile.allowed
     if tile.causal and bias is not None:
         n = qb.q1 - qb.q0
@@ -54,14 +76,14 @@ def _span_tile(plan: list[QueryBlock], p: Problem, k0: int, k1: int, lq: int, fu
     return KeyTile(k0, k1, evaluate_mask(p.mask, b, h, (0, lq), (k0, k1), p.device))
 
 
-def _calls(p: Problem, plan: list[QueryBlock]):
+def _calls(p: Problem, plan: list[QueryBlock], block_rows: int):
     """For each query block, the kernel calls: (k0, k1, is_causal, float mask, alive rows)."""
     calls = []
     for qb in plan:
         row = []
         for t in qb.tiles:
             use_causal = t.causal and not any(m.kind == "bias" for m in p.mods)
-            mask = None if use_causal else _tile_mask(p, qb, t)
+            mask = None if use_causal else _tile_mask(p, qb, t, block_rows=block_rows)
             alive = None if t.allowed is None or t.causal else t.allowed.any(-1)
             row.append((t.k0, t.k1, use_causal, mask, alive))
         calls.append(row)
@@ -177,7 +199,7 @@ class BlockSparseBackend(Backend):
                 span = None
         if span is not None:
             return self._one_call(p, plan, *span), None
-        calls = _calls(p, plan)
+        calls = _calls(p, plan, self.block_q)
         out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, p.qf, p.kf, p.v)
         return out, None
 

@@ -27,6 +27,8 @@ class KeyTile:
 
 @dataclass
 class QueryBlock:
+    """Queries ``[q0, q1)`` and the key tiles they can see."""
+
     q0: int
     q1: int
     tiles: list[KeyTile]
