@@ -209,18 +209,22 @@ def worker_time(spec: dict) -> dict:
                 if c == "flex" and mode == "fwd":
                     res[c]["compile_s"] = round(first[c], 2)
             slow = sum(first.values()) > 20
-            rounds = 1 if slow else max(4, min(32, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
-            if slow:  # one measured run each; a contender slower than 10 s keeps its warm-up run as that
-                for c, t in first.items():
-                    if t > 10:
-                        times[c].append(t)
-                calls = {c: f for c, f in calls.items() if first[c] <= 10}
+            if slow:  # measured runs after the warm-up: 3 for calls under 10 s, 1 up to 90 s;
+                # a contender slower than that keeps its warm-up run as its one sample
+                want = {c: 3 if t <= 10 else 1 if t <= 90 else 0 for c, t in first.items()}
+                for c, n in want.items():
+                    if n == 0:
+                        times[c].append(first[c])
+            else:
+                rounds = max(4, min(32, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
+                want = dict.fromkeys(calls, rounds)
             order = list(calls)
-            for r in range(rounds if order else 0):  # rotate the order: no contender always runs after the same one
+            for r in range(max(want.values(), default=0)):  # rotate the order: no contender always runs after the same one
                 for c in order[r % len(order):] + order[:r % len(order)]:
-                    t0 = time.perf_counter()
-                    calls[c]()
-                    times[c].append(time.perf_counter() - t0)
+                    if r < want[c]:
+                        t0 = time.perf_counter()
+                        calls[c]()
+                        times[c].append(time.perf_counter() - t0)
         for c, ts in times.items():
             ts.sort()
             res[c][mode + "_ms"] = round(ts[len(ts) // 2] * 1e3, 3)
