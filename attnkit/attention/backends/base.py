@@ -106,6 +106,7 @@ def bias_cache_key(mods, *where) -> tuple | None:
 
 def additive_bias(mods, grid, dtype, cache_key: tuple | None = None) -> torch.Tensor | None:
     """The summed term of ``bias``-kind modifiers on a tile (``None`` if there are none).
+    ``grid`` is the tile's ``index_grid`` or a function making it (called on a cache miss).
 
     With a ``cache_key`` the result is kept (up to ``BIAS_CACHE_BYTES`` in all, least
     recently used out first): a fixed bias such as ALiBi over a whole sequence is then built
@@ -114,6 +115,7 @@ def additive_bias(mods, grid, dtype, cache_key: tuple | None = None) -> torch.Te
         _bias_cache.move_to_end(cache_key)
         return _bias_cache[cache_key]
     bias = None
+    grid = grid() if callable(grid) else grid
     for m in mods:
         if m.kind == "bias":
             term = m.bias(*grid, dtype)

@@ -39,8 +39,8 @@ def _relative_band(p: Problem, rows: int) -> torch.Tensor | None:
     key = bias_cache_key(bias_mods, "band", h, rows, lq, lk, p.device, p.qf.dtype)
     if key is None:
         return None
-    grid = index_grid(1, h, (lq, lq + rows), (0, lq + lk), p.device)
-    return additive_bias(bias_mods, grid, p.qf.dtype, key)
+    return additive_bias(bias_mods, lambda: index_grid(1, h, (lq, lq + rows), (0, lq + lk), p.device),
+                         p.qf.dtype, key)
 
 
 def _tile_mask(p: Problem, qb: QueryBlock, tile, cache: bool = False, block_rows: int = 0) -> torch.Tensor | None:
@@ -53,9 +53,9 @@ def _tile_mask(p: Problem, qb: QueryBlock, tile, cache: bool = False, block_rows
             t0 = p.shape[2] - qb.q0 + tile.k0
             bias = band[:, :, :qb.q1 - qb.q0, t0:t0 + tile.k1 - tile.k0]
         else:
-            grid = index_grid(b, h, (qb.q0, qb.q1), (tile.k0, tile.k1), p.device)
             key = bias_cache_key(p.mods, b, h, qb.q0, qb.q1, tile.k0, tile.k1, p.device, p.qf.dtype) if cache else None
-            bias = additive_bias(p.mods, grid, p.qf.dtype, key)
+            bias = additive_bias(p.mods, lambda: index_grid(b, h, (qb.q0, qb.q1), (tile.k0, tile.k1), p.device),
+                                 p.qf.dtype, key)
     allowed = tile.allowed
     if tile.causal and bias is not None:
         n = qb.q1 - qb.q0
