@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import row, write_results  # noqa: E402
+from _common import row, write_results
 
 DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 64)}
 DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
@@ -32,7 +32,14 @@ def _dot_case(variant, length, contender, grad):
     import torch
     import torch.nn.functional as F
 
-    from attnkit.attention import ALiBi, attend, build_score, causal, key_padding, window
+    from attnkit.attention import (
+        ALiBi,
+        attend,
+        build_score,
+        causal,
+        key_padding,
+        window,
+    )
 
     b, h, d = DOT_SHAPES[length]
     g = torch.Generator().manual_seed(0)
@@ -83,7 +90,7 @@ def _dot_case(variant, length, contender, grad):
         need_weights = contender == "attnkit+weights"
 
         def fn():
-            out, w, _ = attend(q, k, v, score, mask, mods, need_weights=need_weights)
+            out, _w, _ = attend(q, k, v, score, mask, mods, need_weights=need_weights)
             return out
     return fn, (q, k, v)
 
@@ -239,7 +246,7 @@ def measure(spec: dict, kind: str) -> dict:
     if kind == "memory":  # return freed memory to the OS so each call's own peak shows; not when timing
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     proc = subprocess.run([sys.executable, __file__, f"--worker-{kind}", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -356,14 +363,16 @@ def main(argv=None):
                           + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
     notes = [
-        "fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
-        "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
-        "sampled every 0.2 ms, one fresh process per contender and mode (inputs excluded)",
+        ("fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
+         "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
+         "sampled every 0.2 ms, one fresh process per contender and mode (inputs excluded)"),
+        ("cases whose warm-up round exceeds 20 s: after it, 3 measured runs per contender under 10 s, "
+         "1 up to 90 s (the *_rounds fields give the count)"),
         "padding: every sequence padded by 25% (lengths = 0.75 L); attnkit trims keys the mask removes",
-        "SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
-        "mask_mod/score_mod on every call",
-        "FlexAttention: compiled (compile_s reported separately), forward only (no CPU backward in this torch), "
-        "block mask created once outside the timing",
+        ("SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
+         "mask_mod/score_mod on every call"),
+        ("FlexAttention: compiled (compile_s reported separately), forward only (no CPU backward in this torch), "
+         "block mask created once outside the timing"),
         f"naive additive/MLP not run above L={NAIVE_ADDITIVE_MAX}: its Lq x Lk x 128 tensor needs > 64 GiB",
     ]
     path = write_results("attention", rows, notes)

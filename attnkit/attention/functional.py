@@ -1,7 +1,7 @@
 """``attend``: the functional core every attention module calls."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

@@ -15,7 +15,7 @@ to ``[B, H, Lq, Lk]``; ``True`` means "may attend". Write masks with tensor oper
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -23,7 +23,7 @@ from ..errors import ConfigError, ShapeError
 from ..registry import Registry
 
 Bounds = Callable[[int, int, int], tuple[int, int]]
-MASKS: Registry[Callable[..., "MaskMod"]] = Registry("mask")
+MASKS: Registry[Callable[..., MaskMod]] = Registry("mask")
 
 
 def _all_keys(q_lo: int, q_hi: int, lk: int) -> tuple[int, int]:
@@ -44,7 +44,7 @@ class MaskMod:
     def __call__(self, b, h, q_idx, kv_idx) -> torch.Tensor:
         return self.fn(b, h, q_idx, kv_idx)
 
-    def __and__(self, other: "MaskMod | Callable") -> "MaskMod":
+    def __and__(self, other: MaskMod | Callable) -> MaskMod:
         a, o = self, as_mask(other)
 
         def bounds(q0, q1, lk):
@@ -53,7 +53,7 @@ class MaskMod:
 
         return MaskMod(lambda b, h, q, kv: a(b, h, q, kv) & o(b, h, q, kv), f"({a.name} & {o.name})", bounds)
 
-    def __or__(self, other: "MaskMod | Callable") -> "MaskMod":
+    def __or__(self, other: MaskMod | Callable) -> MaskMod:
         a, o = self, as_mask(other)
 
         def bounds(q0, q1, lk):
@@ -66,7 +66,7 @@ class MaskMod:
 
         return MaskMod(lambda b, h, q, kv: a(b, h, q, kv) | o(b, h, q, kv), f"({a.name} | {o.name})", bounds)
 
-    def __invert__(self) -> "MaskMod":
+    def __invert__(self) -> MaskMod:
         a = self
         return MaskMod(lambda b, h, q, kv: ~a(b, h, q, kv), f"~{a.name}")
 
@@ -74,7 +74,7 @@ class MaskMod:
         return f"MaskMod({self.name})"
 
 
-def as_mask(mask: "MaskMod | Callable") -> MaskMod:
+def as_mask(mask: MaskMod | Callable) -> MaskMod:
     """Wrap a plain ``mask_mod`` function as a :class:`MaskMod` (no-op for a ``MaskMod``)."""
     return mask if isinstance(mask, MaskMod) else MaskMod(mask)
 
@@ -133,12 +133,12 @@ def prefix_lm(prefix: int | torch.Tensor) -> MaskMod:
     every query; the rest causally."""
     if isinstance(prefix, torch.Tensor):
         p = prefix.long()
-        fn = lambda b, h, q, kv: (q >= kv) | (kv < p[b])  # noqa: E731
+        fn = lambda b, h, q, kv: (q >= kv) | (kv < p[b])
         top = int(p.max()) if p.numel() else 0
     else:
         if prefix < 0:
             raise ConfigError(f"mask prefix_lm: prefix must be >= 0, got {prefix}")
-        fn = lambda b, h, q, kv: (q >= kv) | (kv < prefix)  # noqa: E731
+        fn = lambda b, h, q, kv: (q >= kv) | (kv < prefix)
         top = prefix
     return MaskMod(fn, "prefix_lm", lambda q0, q1, lk: (0, min(lk, max(q1, top))))
 

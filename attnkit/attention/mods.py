@@ -11,7 +11,7 @@ the fused backends how they may apply it:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 
-MODS: Registry[type["ScoreMod"]] = Registry("score modifier")
+MODS: Registry[type[ScoreMod]] = Registry("score modifier")
 
 
 class ScoreMod(nn.Module):

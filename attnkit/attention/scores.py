@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 
-SCORES: Registry[type["Score"]] = Registry("score")
+SCORES: Registry[type[Score]] = Registry("score")
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "relu": torch.relu,

@@ -7,8 +7,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError
 from .masks import MASKS, build_mask, combine_masks
@@ -31,7 +32,7 @@ class AttentionSpec:
     def __post_init__(self):
         self.validate()
 
-    def validate(self, where: str = "attention") -> "AttentionSpec":
+    def validate(self, where: str = "attention") -> AttentionSpec:
         """Check every field; errors name the key path and the allowed values."""
         if isinstance(self.mask, (str, dict)) or callable(self.mask):
             self.mask = [self.mask]
@@ -71,7 +72,7 @@ class AttentionSpec:
         return {k: v for k, v in self.score.items() if k != "name"} if isinstance(self.score, dict) else {}
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "attention") -> "AttentionSpec":
+    def from_dict(cls, data: dict, where: str = "attention") -> AttentionSpec:
         """Build from a plain mapping (YAML); unknown keys are errors."""
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")

@@ -10,7 +10,15 @@ from attnkit.attention import BACKENDS, list_backends
 from attnkit.attention.functional import attend, build_problem
 from attnkit.errors import BackendError
 
-from .cases import MASK_KINDS, MOD_KINDS, SHAPES, make_mask, make_mods, make_score, score_names
+from .cases import (
+    MASK_KINDS,
+    MOD_KINDS,
+    SHAPES,
+    make_mask,
+    make_mods,
+    make_score,
+    score_names,
+)
 
 CASES = list(itertools.product(score_names(), MASK_KINDS, MOD_KINDS))
 FAST_BACKENDS = [b for b in list_backends() if b != "reference"]

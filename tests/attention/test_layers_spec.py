@@ -4,8 +4,15 @@ import pytest
 import torch
 import yaml
 
-from attnkit.attention import (Attention, AttentionPooling, AttentionSpec, MultiHeadAttention, causal,
-                               explain_dispatch, window)
+from attnkit.attention import (
+    Attention,
+    AttentionPooling,
+    AttentionSpec,
+    MultiHeadAttention,
+    causal,
+    explain_dispatch,
+    window,
+)
 from attnkit.errors import BackendError, ConfigError, ShapeError
 
 
@@ -131,7 +138,7 @@ def test_bad_tensors_raise_clear_errors():
 
 
 def test_mask_of_wrong_shape_is_rejected():
-    bad = lambda b, h, q, kv: torch.ones(3, 3, 3, dtype=torch.bool)  # noqa: E731  ignores its indices
+    bad = lambda b, h, q, kv: torch.ones(3, 3, 3, dtype=torch.bool)
     att = Attention(4, mask=bad)
     expected = r"returned shape \[3, 3, 3\], which does not broadcast to \[B, H, Lq, Lk\] = \[1, 1, 5, 5\]"
     with pytest.raises(ShapeError, match=expected):

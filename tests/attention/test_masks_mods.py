@@ -4,7 +4,16 @@ import math
 import pytest
 import torch
 
-from attnkit.attention import ALiBi, RelativePositionBias, SoftCap, Temperature, causal, key_padding, prefix_lm, window
+from attnkit.attention import (
+    ALiBi,
+    RelativePositionBias,
+    SoftCap,
+    Temperature,
+    causal,
+    key_padding,
+    prefix_lm,
+    window,
+)
 from attnkit.attention.masks import build_mask, evaluate_mask, list_masks
 from attnkit.attention.mods import build_mod, list_mods
 from attnkit.errors import ConfigError, ShapeError, UnknownNameError

@@ -31,7 +31,7 @@ def test_backends_lists_every_registry():
 
 def test_console_script_reports_unknown_command_without_traceback():
     proc = subprocess.run([sys.executable, "-c", "from attnkit.cli import run; run()", "nosuchcommand"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "nosuchcommand" in (proc.stderr + proc.stdout)

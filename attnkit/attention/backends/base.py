@@ -12,7 +12,7 @@ from ..masks import MaskMod
 from ..mods import ScoreMod
 from ..scores import Score
 
-BACKENDS: Registry["Backend"] = Registry("attention backend")
+BACKENDS: Registry[Backend] = Registry("attention backend")
 
 
 @dataclass
@@ -87,7 +87,7 @@ def apply_mods(s: torch.Tensor, mods, grid) -> torch.Tensor:
 
 
 BIAS_CACHE_BYTES = 512 << 20
-_bias_cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_bias_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
 
 def bias_cache_key(mods, *where) -> tuple | None:

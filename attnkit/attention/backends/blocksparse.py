@@ -16,8 +16,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import BACKENDS, BIAS_CACHE_BYTES, Backend, Problem, additive_bias, bias_cache_key, index_grid
 from ..masks import evaluate_mask
+from .base import (
+    BACKENDS,
+    BIAS_CACHE_BYTES,
+    Backend,
+    Problem,
+    additive_bias,
+    bias_cache_key,
+    index_grid,
+)
 from .tiles import KeyTile, QueryBlock, plan_tiles
 from .weights import attention_with_weights
 
@@ -160,7 +168,7 @@ class BlockSparseBackend(Backend):
     def _one_call(self, p: Problem, plan: list[QueryBlock], k0: int, k1: int) -> torch.Tensor:
         """The whole problem as one fused SDPA call over keys ``[k0, k1)``, with the mask
         (and bias) materialised only where the plan has partial tiles."""
-        b, h, lq, _ = p.shape
+        lq = p.shape[2]
         full = all(t.allowed is None for qb in plan for t in qb.tiles)
         mask = None
         if not full or any(m.kind == "bias" for m in p.mods):

@@ -28,7 +28,7 @@ def flex_available() -> str | None:
     """``None`` if FlexAttention can be imported, else why not."""
     try:
         import torch.nn.attention.flex_attention  # noqa: F401
-    except Exception as e:  # pragma: no cover - depends on the torch build
+    except (ImportError, RuntimeError) as e:  # pragma: no cover - depends on the torch build
         return f"FlexAttention unavailable: {e}"
     return None
 
