@@ -1,0 +1,74 @@
+"""Token embeddings: random init (xavier / kaiming / normal) or pretrained vectors read from
+a text file (word2vec/GloVe text format), with an optional frozen flag."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DataError
+from .registry import EMBEDDINGS
+
+INITS = {
+    "xavier": nn.init.xavier_uniform_,
+    "kaiming": lambda w: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),
+    "normal": lambda w: nn.init.normal_(w, std=0.1),
+}
+
+
+def read_vectors(path: str | Path, vocab: dict[str, int], dim: int) -> tuple[torch.Tensor, int]:
+    """Rows of ``vocab`` found in a word-vector text file (``word v1 ... vD`` per line; a
+    word2vec ``count dim`` header line is skipped). Returns ``(vectors [V, D] with NaN for
+    words not found, number found)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: pretrained vector file not found")
+    out = torch.full((len(vocab), dim), float("nan"))
+    found = 0
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip().split(" ")
+            if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                continue  # word2vec header
+            if len(parts) != dim + 1:
+                raise DataError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} numbers")
+            idx = vocab.get(parts[0])
+            if idx is None:
+                continue
+            try:
+                out[idx] = torch.tensor([float(x) for x in parts[1:]])
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
+            found += 1
+    return out, found
+
+
+@EMBEDDINGS.register("tokens")
+class TokenEmbedding(nn.Module):
+    """``tokens [B, T] -> [B, T, dim]``; row ``pad_id`` is zero and gets no gradient."""
+
+    def __init__(self, vocab_size: int, dim: int, *, pad_id: int = 0, init: str = "normal",
+                 dropout: float = 0.0, freeze: bool = False, pretrained: torch.Tensor | None = None):
+        super().__init__()
+        if vocab_size <= 0 or dim <= 0:
+            raise ConfigError(f"embedding: vocab_size and dim must be > 0, got {vocab_size}, {dim}")
+        if init not in INITS:
+            raise ConfigError(f"embedding.init: unknown {init!r}; known: {', '.join(INITS)}")
+        self.out_dim = dim
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        INITS[init](self.embed.weight.data)
+        if pretrained is not None:
+            if tuple(pretrained.shape) != (vocab_size, dim):
+                raise ConfigError(f"embedding.pretrained: expected shape [{vocab_size}, {dim}], got "
+                                  f"{list(pretrained.shape)}")
+            known = ~torch.isnan(pretrained).any(-1)  # words without a vector keep their random init
+            self.embed.weight.data[known] = pretrained[known]
+        self.embed.weight.data[pad_id] = 0
+        self.embed.weight.requires_grad_(not freeze)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Embeds token ids."""
+        return self.dropout(self.embed(tokens))

@@ -1,0 +1,80 @@
+"""Poolers: ``(h [B, T, D], lengths [B]) -> (pooled [B, D], weights [B, heads, T] or None)``.
+Padding never contributes; the attention pooler takes any attnkit score."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..attention import AttentionPooling
+from .masking import padding_mask
+from .registry import POOLERS
+
+
+@POOLERS.register("attention")
+class AttentionPooler(nn.Module):
+    """Learned-query attention pooling (Bahdanau additive by default; any attnkit score)."""
+
+    def __init__(self, dim: int, score="additive", heads: int = 1, **score_options):
+        super().__init__()
+        self.out_dim = dim
+        self.pool = AttentionPooling(dim, score=score, heads=heads, **score_options)
+
+    def forward(self, h, lengths, need_weights: bool = False):
+        """Attention-weighted sum of the real positions."""
+        return self.pool(h, lengths=lengths, need_weights=need_weights)
+
+
+@POOLERS.register("mean")
+class MeanPooler(nn.Module):
+    """Mean over real positions (zero for an empty sequence)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, h, lengths, need_weights: bool = False):
+        """Masked mean."""
+        m = padding_mask(lengths, h.shape[1]).unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp(min=1), None
+
+
+@POOLERS.register("max")
+class MaxPooler(nn.Module):
+    """Max over real positions (max-over-time of TextCNN); zero for an empty sequence."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, h, lengths, need_weights: bool = False):
+        """Masked max."""
+        m = padding_mask(lengths, h.shape[1]).unsqueeze(-1)
+        out = h.masked_fill(~m, float("-inf")).amax(1)
+        return torch.where(torch.isinf(out), torch.zeros_like(out), out), None
+
+
+@POOLERS.register("first")
+class FirstPooler(nn.Module):
+    """The first position (a [CLS]-style token)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, h, lengths, need_weights: bool = False):
+        """``h[:, 0]``."""
+        return h[:, 0], None
+
+
+@POOLERS.register("last")
+class LastPooler(nn.Module):
+    """The last real position of each sequence (unidirectional RNN summaries)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, h, lengths, need_weights: bool = False):
+        """``h[b, lengths[b] - 1]``."""
+        idx = (lengths - 1).clamp(min=0).to(h.device)
+        return h[torch.arange(h.shape[0], device=h.device), idx], None

@@ -1,0 +1,49 @@
+"""Recurrent encoders over padded batches: ``(x [B, T, D], lengths [B]) -> [B, T, out_dim]``.
+Sequences are packed, so padding never enters the recurrence (a backward direction starts
+at each sequence's own last token); padded outputs are zero."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..errors import ConfigError
+from .registry import ENCODERS
+
+
+class _RNNEncoder(nn.Module):
+    cell: type[nn.RNNBase]
+
+    def __init__(self, in_dim: int, hidden: int = 128, layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        if hidden <= 0 or layers <= 0:
+            raise ConfigError(f"encoder: hidden and layers must be > 0, got hidden={hidden}, layers={layers}")
+        self.rnn = self.cell(in_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                             dropout=dropout if layers > 1 else 0.0)
+        self.out_dim = hidden * (2 if bidirectional else 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Runs the packed recurrence; returns per-position states, zero at padding."""
+        t = x.shape[1]
+        # pack_padded_sequence rejects length 0; such rows come back as zeros below anyway
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+        out = out * (lengths > 0).to(out.dtype).view(-1, 1, 1).to(out.device)
+        return self.dropout(out)
+
+
+@ENCODERS.register("lstm")
+class LSTMEncoder(_RNNEncoder):
+    """(Bi)LSTM encoder, several layers."""
+
+    cell = nn.LSTM
+
+
+@ENCODERS.register("gru")
+class GRUEncoder(_RNNEncoder):
+    """(Bi)GRU encoder, several layers."""
+
+    cell = nn.GRU
