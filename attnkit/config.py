@@ -200,3 +200,10 @@ def save_yaml(data: dict, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     tmp.replace(path)
+
+
+def require_positive(where: str, **values) -> None:
+    """Raise ``ConfigError("{where}.{name}: must be > 0, got v")`` for the first value <= 0."""
+    for name, v in values.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
+            raise ConfigError(f"{where}.{name}: must be > 0, got {v!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import require_positive
 from ..errors import ConfigError
 from .masking import padding_mask
 from .registry import ENCODERS
@@ -23,8 +24,9 @@ class TextCNN(nn.Module):
 
     def __init__(self, in_dim: int, channels: int = 100, kernel_sizes=(3, 4, 5), dropout: float = 0.0):
         super().__init__()
-        if channels <= 0 or not kernel_sizes or any(k <= 0 for k in kernel_sizes):
-            raise ConfigError(f"encoder: channels and kernel_sizes must be > 0, got {channels}, {list(kernel_sizes)}")
+        require_positive("encoder", channels=channels)
+        if not kernel_sizes or any(k <= 0 for k in kernel_sizes):
+            raise ConfigError(f"encoder.kernel_sizes: must be a non-empty list of ints > 0, got {list(kernel_sizes)}")
         # 'same' padding keeps one feature per token; even widths get one extra right pad
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding="same") for k in kernel_sizes)
         self.out_dim = channels * len(kernel_sizes)

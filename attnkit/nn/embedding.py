@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import require_positive
 from ..errors import ConfigError, DataError
 from .registry import EMBEDDINGS
 
@@ -52,8 +53,7 @@ class TokenEmbedding(nn.Module):
     def __init__(self, vocab_size: int, dim: int, *, pad_id: int = 0, init: str = "normal",
                  dropout: float = 0.0, freeze: bool = False, pretrained: torch.Tensor | None = None):
         super().__init__()
-        if vocab_size <= 0 or dim <= 0:
-            raise ConfigError(f"embedding: vocab_size and dim must be > 0, got {vocab_size}, {dim}")
+        require_positive("embedding", vocab_size=vocab_size, dim=dim)
         if init not in INITS:
             raise ConfigError(f"embedding.init: unknown {init!r}; known: {', '.join(INITS)}")
         self.out_dim = dim

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..errors import ConfigError
+from ..config import require_positive
 from .registry import ENCODERS
 
 
@@ -17,8 +17,7 @@ class _RNNEncoder(nn.Module):
     def __init__(self, in_dim: int, hidden: int = 128, layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.0):
         super().__init__()
-        if hidden <= 0 or layers <= 0:
-            raise ConfigError(f"encoder: hidden and layers must be > 0, got hidden={hidden}, layers={layers}")
+        require_positive("encoder", hidden=hidden, layers=layers)
         self.rnn = self.cell(in_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
                              dropout=dropout if layers > 1 else 0.0)
         self.out_dim = hidden * (2 if bidirectional else 1)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..attention import AttentionSpec, MultiHeadAttention
+from ..config import require_positive
 from ..errors import ConfigError
 from .masking import padding_mask
 from .registry import ENCODERS
@@ -61,8 +62,7 @@ class TransformerEncoder(nn.Module):
             raise ConfigError(f"encoder.norm: must be 'pre' or 'post', got {norm!r}")
         if positions not in ("sinusoidal", "learned", "none"):
             raise ConfigError(f"encoder.positions: must be sinusoidal, learned or none, got {positions!r}")
-        if layers <= 0 or dim <= 0:
-            raise ConfigError(f"encoder: layers and dim must be > 0, got layers={layers}, dim={dim}")
+        require_positive("encoder", dim=dim, layers=layers, max_len=max_len)
         spec = attention if isinstance(attention, AttentionSpec) else AttentionSpec.from_dict(
             {"heads": 4, **(attention or {})}, where="encoder.attention")
         self.proj = nn.Linear(in_dim, dim) if in_dim != dim else nn.Identity()
