@@ -54,7 +54,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value, tp, where: str):
+def convert(value, tp, where: str):
     """``value`` as type ``tp`` or a ConfigError naming ``where``."""
     origin = get_origin(tp)
     if tp is Any:
@@ -68,7 +68,7 @@ def _convert(value, tp, where: str):
             if a is type(None):
                 continue
             try:
-                return _convert(value, a, where)
+                return convert(value, a, where)
             except ConfigError as e:
                 errors.append(e)
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -82,7 +82,7 @@ def _convert(value, tp, where: str):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item,) = get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -126,7 +126,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{path}: required")
             continue
-        value = _convert(data[name], hints[name], path)
+        value = convert(data[name], hints[name], path)
         check = f.metadata.get("check")
         problem = check(value) if check and value is not None else None
         if problem:

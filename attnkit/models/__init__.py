@@ -1,0 +1,14 @@
+"""Task models built from blocks, and the builder that reads their configs."""
+from .builder import build_block
+from .tasks import (
+           TASKS,
+           ImageClassifier,
+           ModelConfig,
+           TaskModel,
+           TextClassifier,
+           TokenTagger,
+           build_model,
+)
+
+__all__ = ["TASKS", "ImageClassifier", "ModelConfig", "TaskModel", "TextClassifier", "TokenTagger", "build_block",
+           "build_model"]

@@ -1,0 +1,127 @@
+"""Task models: embedding -> encoder -> pooler -> head, built from registries.
+
+Every model takes a batch dict (from ``attnkit.data`` collate functions) and returns a dict
+with ``logits`` (and ``attention`` weights when asked); ``loss(out, batch)`` and
+``predict(out, batch)`` come from the head, so the trainer never branches on the task."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..nn import EMBEDDINGS, ENCODERS, HEADS, POOLERS, CharCNN
+from ..nn.masking import full_lengths, padding_mask
+from ..registry import Registry
+from .builder import build_block
+
+TASKS: Registry = Registry("task")
+
+
+@dataclass
+class ModelConfig:
+    """The ``model:`` section. Each block is ``{type: name, option: value, ...}``; the options
+    are the block's constructor arguments (see ``attnkit.nn``)."""
+
+    embedding: dict = field(default_factory=lambda: {"dim": 128})
+    chars: dict | None = None  # char-CNN word features for taggers: {char_dim: 30, channels: 50}
+    encoder: dict = field(default_factory=dict)  # type defaults per task: lstm (text), image_cnn (images)
+    pooler: dict = field(default_factory=dict)  # type defaults to attention
+    head: dict = field(default_factory=dict)
+
+
+class TaskModel(nn.Module):
+    """Shared head-facing API."""
+
+    head: nn.Module
+
+    def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        """The head's loss on this batch."""
+        return self.head.loss(out["logits"], batch[self.target], mask=out.get("mask"))
+
+    def predict(self, out: dict, batch: dict | None = None) -> torch.Tensor:
+        """The head's predictions (class ids, or tag ids with -100 at padding)."""
+        return self.head.predict(out["logits"], mask=out.get("mask"))
+
+
+@TASKS.register("text_classification")
+class TextClassifier(TaskModel):
+    """``tokens [B, T] -> embedding -> encoder -> pooler -> classification head``."""
+
+    target = "labels"
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, **_):
+        super().__init__()
+        emb = {"type": "tokens", **cfg.embedding}
+        self.embedding = build_block(EMBEDDINGS, emb, "model.embedding", vocab_size)
+        self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", self.embedding.out_dim,
+                                   default_type="lstm")
+        self.pooler = build_block(POOLERS, cfg.pooler, "model.pooler", self.encoder.out_dim,
+                                  default_type="attention")
+        self.head = build_block(HEADS, cfg.head, "model.head", self.pooler.out_dim, num_classes,
+                                default_type="classification")
+
+    def forward(self, batch: dict, need_weights: bool = False) -> dict:
+        """Logits ``[B, C]`` (and pooling weights ``[B, heads, T]``)."""
+        tokens, lengths = batch["tokens"], batch["lengths"]
+        h = self.encoder(self.embedding(tokens), lengths)
+        pooled, w = self.pooler(h, lengths, need_weights=need_weights)
+        return {"logits": self.head(pooled), "attention": w}
+
+
+@TASKS.register("token_classification")
+class TokenTagger(TaskModel):
+    """``tokens [B, T] (+ chars [B, T, W]) -> embedding (+ char-CNN) -> encoder -> per-token head``."""
+
+    target = "tags"
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, char_vocab_size: int | None = None,
+                 **_):
+        super().__init__()
+        emb = {"type": "tokens", **cfg.embedding}
+        self.embedding = build_block(EMBEDDINGS, emb, "model.embedding", vocab_size)
+        width = self.embedding.out_dim
+        self.chars = None
+        if cfg.chars is not None:
+            self.chars = CharCNN(char_vocab_size or 2, **cfg.chars)
+            width += self.chars.out_dim
+        self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", width, default_type="lstm")
+        self.head = build_block(HEADS, cfg.head, "model.head", self.encoder.out_dim, num_classes,
+                                default_type="token_classification")
+
+    def forward(self, batch: dict, need_weights: bool = False) -> dict:
+        """Logits ``[B, T, K]`` and the padding mask."""
+        tokens, lengths = batch["tokens"], batch["lengths"]
+        x = self.embedding(tokens)
+        if self.chars is not None:
+            x = torch.cat([x, self.chars(batch["chars"])], -1)
+        h = self.encoder(x, lengths)
+        return {"logits": self.head(h), "mask": padding_mask(lengths, tokens.shape[1])}
+
+
+@TASKS.register("image_classification")
+class ImageClassifier(TaskModel):
+    """``images [B, C, H, W] -> image CNN -> pooler over positions -> classification head``."""
+
+    target = "labels"
+
+    def __init__(self, cfg: ModelConfig, num_classes: int, in_channels: int = 1, **_):
+        super().__init__()
+        self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", in_channels, default_type="image_cnn")
+        self.pooler = build_block(POOLERS, cfg.pooler, "model.pooler", self.encoder.out_dim,
+                                  default_type="attention")
+        self.head = build_block(HEADS, cfg.head, "model.head", self.pooler.out_dim, num_classes,
+                                default_type="classification")
+
+    def forward(self, batch: dict, need_weights: bool = False) -> dict:
+        """Logits ``[B, C]`` (and pooling weights over the feature map's positions)."""
+        h = self.encoder(batch["images"])
+        pooled, w = self.pooler(h, full_lengths(h), need_weights=need_weights)
+        return {"logits": self.head(pooled), "attention": w}
+
+
+def build_model(task: str, cfg: ModelConfig, **sizes) -> TaskModel:
+    """The model for ``task`` (``text_classification``, ``token_classification``,
+    ``image_classification``) with sizes from the data (``vocab_size``, ``num_classes``,
+    ``char_vocab_size``, ``in_channels``)."""
+    return TASKS.get(task, where="task")(cfg, **sizes)
