@@ -1,0 +1,27 @@
+"""The ``train:`` section of a run config."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import checked, non_negative, positive
+from .optim import OptimizerConfig, ScheduleConfig
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; every field has a default that trains a small model sensibly."""
+
+    epochs: int = checked(5, positive)
+    batch_size: int = checked(32, positive)
+    eval_batch_size: int = checked(256, positive)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip: float = checked(1.0, non_negative)  # max global grad norm; 0 = off
+    accumulate: int = checked(1, positive)  # batches per optimiser step
+    metric: str = "accuracy"  # dev metric that picks the best checkpoint and drives early stopping
+    patience: int = checked(0, non_negative)  # epochs without improvement before stopping; 0 = off
+    seed: int = 0
+    bf16: bool = False  # CPU autocast; measured slower than fp32 on CPUs without bf16 units
+    checkpoint_every: int = checked(0, non_negative)  # optimiser steps between checkpoints; 0 = per epoch
+    max_steps: int = checked(0, non_negative)  # stop after this many optimiser steps; 0 = no limit
+    bucket_factor: int = checked(50, positive)  # batches per length-sorted pool

@@ -1,0 +1,227 @@
+"""The training loop: batches -> forward -> loss -> backward -> (clip, step, schedule), with
+dev evaluation, keep-best, early stopping, NaN guard, metrics.jsonl + TensorBoard, and
+checkpoints that make a killed-and-resumed run end exactly where an uninterrupted one does.
+
+Why resume is exact: the batch order of epoch ``e`` is a pure function of ``(seed, e)``,
+and a checkpoint stores the position inside the epoch plus every RNG state (dropout), so a
+resumed run replays the same batches with the same random draws."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..data.batching import length_bucketed_batches
+from ..errors import AttnkitError
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .optim import build_optimizer, build_schedule
+
+
+class TrainingDiverged(AttnkitError):
+    """The loss became NaN or infinite."""
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` and mirrors scalars to
+    TensorBoard event files (when tensorboard is installed)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "events"))
+        except ImportError:  # optional: the jsonl log is the record
+            pass
+
+    def write(self, record: dict, step: int) -> None:
+        """Log one record (numbers also go to TensorBoard as ``kind/name``)."""
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            kind = record.get("kind", "train")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{kind}/{k}", v, step)
+            self.tb.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (written after the checkpoint a resumed run starts from)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def _better(a: float, b: float | None, metric: str) -> bool:
+    lower = metric.endswith("loss")
+    return b is None or (a < b if lower else a > b)
+
+
+class Trainer:
+    """Trains ``model`` (a :class:`attnkit.models.TaskModel`) on ``train_data`` (``lengths``
+    and ``collate(indices)``), evaluating ``evaluate(model, dev_data) -> metrics`` after every
+    epoch. Writes ``checkpoints/last.pt``, ``checkpoints/best.pt`` and ``metrics.jsonl`` into
+    ``run_dir``."""
+
+    def __init__(self, model: torch.nn.Module, train_data, dev_data, cfg: TrainConfig, run_dir: str | Path,
+                 evaluate: Callable[[torch.nn.Module, object], dict], progress: bool | None = None,
+                 on_checkpoint: Callable[[], None] | None = None):
+        self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.evaluate = evaluate
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.on_checkpoint = on_checkpoint
+        self.steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg.batch_size) / cfg.accumulate)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.opt = build_optimizer(model, cfg.optimizer)
+        self.sched = build_schedule(self.opt, self.total_steps, cfg.schedule)
+        self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
+                      "history": [], "loss_sum": 0.0, "seen": 0}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _snapshot(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "schedule": self.sched.state_dict(), "trainer": dict(self.state), "rng": rng_state()}
+
+    def save(self, name: str = "last.pt") -> None:
+        """Atomically checkpoint the whole training state."""
+        save_checkpoint(self.ckpt_dir / name, self._snapshot())
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
+
+    def resume(self) -> None:
+        """Continue from ``checkpoints/last.pt``."""
+        ck = load_checkpoint(self.ckpt_dir / "last.pt")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["schedule"])
+        self.state = ck["trainer"]
+        set_rng_state(ck["rng"])
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self, epoch: int) -> list[list[int]]:
+        return length_bucketed_batches(self.train_data.lengths, self.cfg.batch_size, shuffle=True,
+                                       seed=self.cfg.seed, epoch=epoch, bucket_factor=self.cfg.bucket_factor)
+
+    def _autocast(self):
+        if self.cfg.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            last = self.ckpt_dir / "last.pt"
+            kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+            raise TrainingDiverged(f"epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}: loss is "
+                                   f"{loss.item()}; training stopped{kept} (lower the learning rate or enable "
+                                   f"grad_clip)")
+
+    def fit(self, resume: bool = False, log: MetricsLog | None = None) -> dict:
+        """Train to the end (or early stop / max_steps); returns the best dev metrics."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.resume()
+        elif self.cfg.seed is not None:
+            torch.manual_seed(self.cfg.seed)
+        log = log or MetricsLog(self.run_dir)
+        log.truncate_after(self.state["step"])
+        cfg, st = self.cfg, self.state
+        while st["epoch"] < cfg.epochs and not self._done():
+            self._train_epoch(log)
+            self._end_epoch(log)  # also after a max_steps stop inside an epoch
+            if cfg.patience and st["bad_epochs"] >= cfg.patience:
+                self._print(f"early stopping: no {cfg.metric} improvement in {cfg.patience} epochs")
+                break
+        return st["history"][st["best_epoch"]]["dev"] if st["best_epoch"] is not None else {}
+
+    def _done(self) -> bool:
+        return bool(self.cfg.max_steps) and self.state["step"] >= self.cfg.max_steps
+
+    def _train_epoch(self, log: MetricsLog) -> None:
+        cfg, st = self.cfg, self.state
+        batches = self._batches(st["epoch"])
+        self.model.train()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(batches), initial=st["batch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
+                       leave=False, dynamic_ncols=True)
+        t0, seen_before = time.perf_counter(), st["seen"]
+        self.opt.zero_grad(set_to_none=True)
+        while st["batch"] < len(batches):
+            idx = batches[st["batch"]]
+            batch = self.train_data.collate(idx)
+            with self._autocast():
+                out = self.model(batch)
+                loss = self.model.loss(out, batch)
+            self._check_finite(loss)
+            (loss / cfg.accumulate).backward()
+            st["batch"] += 1
+            st["loss_sum"] += loss.item() * len(idx)  # in the state: a resumed epoch reports the same mean
+            st["seen"] += len(idx)
+            if st["batch"] % cfg.accumulate == 0 or st["batch"] == len(batches):
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.opt.step()
+                self.sched.step()
+                self.opt.zero_grad(set_to_none=True)
+                st["step"] += 1
+                if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+                    log.write({"kind": "train", "epoch": st["epoch"] + 1, "step": st["step"],
+                               "loss": st["loss_sum"] / max(st["seen"], 1), "lr": self.sched.get_last_lr()[0]}, st["step"])
+                    self.save()
+                if self._done():
+                    break
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{st['loss_sum'] / max(st['seen'], 1):.4f}")
+        if bar is not None:
+            bar.close()
+        self._epoch_train = {"loss": st["loss_sum"] / max(st["seen"], 1),
+                             "samples_per_s": (st["seen"] - seen_before) / (time.perf_counter() - t0)}
+
+    def _end_epoch(self, log: MetricsLog) -> None:
+        cfg, st = self.cfg, self.state
+        dev = self.evaluate(self.model, self.dev_data) if self.dev_data is not None else {}
+        if dev and cfg.metric not in dev:
+            raise AttnkitError(f"train.metric: {cfg.metric!r} is not computed for this task; "
+                               f"known: {', '.join(k for k, v in dev.items() if isinstance(v, float))}")
+        record = {"epoch": st["epoch"] + 1, "step": st["step"], "train": self._epoch_train,
+                  "dev": {k: v for k, v in dev.items() if isinstance(v, (int, float))}}
+        st["history"].append(record)
+        value = dev.get(cfg.metric, -self._epoch_train["loss"])
+        improved = _better(value, st["best"], cfg.metric)
+        if improved:
+            st["best"], st["best_epoch"], st["bad_epochs"] = value, len(st["history"]) - 1, 0
+        else:
+            st["bad_epochs"] += 1
+        st["epoch"] += 1
+        st["batch"], st["loss_sum"], st["seen"] = 0, 0.0, 0
+        log.write({"kind": "epoch", **{k: v for k, v in record.items() if k not in ("train", "dev")},
+                   **{f"train_{k}": v for k, v in record["train"].items()},
+                   **{f"dev_{k}": v for k, v in record["dev"].items()}}, st["step"])
+        if improved:
+            save_checkpoint(self.ckpt_dir / "best.pt", {"model": self.model.state_dict(), "epoch": st["epoch"],
+                                                        "dev": record["dev"]})
+        self.save()
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (cfg.metric, "loss"))
+        self._print(f"epoch {st['epoch']}/{cfg.epochs}: train loss {self._epoch_train['loss']:.4f}"
+                    f"{', dev ' + shown if shown else ''}"
+                    f" ({self._epoch_train['samples_per_s']:.0f} samples/s){' *' if improved else ''}")
+
+    def _print(self, text: str) -> None:
+        print(text, file=sys.stderr if self.progress else sys.stdout, flush=True)
