@@ -38,10 +38,6 @@ def unit_interval(v) -> str | None:
 
 def checked(default=dataclasses.MISSING, check=None, **kw):
     """A dataclass field with a value check (see the module docstring)."""
-    if isinstance(default, (list, dict)):
-        value = default
-        kw["default_factory"] = lambda: type(value)(value)
-        default = dataclasses.MISSING
     return dataclasses.field(default=default, metadata={"check": check}, **kw)
 
 
