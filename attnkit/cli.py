@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,8 +25,8 @@ def _version(value: bool):
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of attnkit errors."),
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of attnkit errors.")] = False,
 ):
     """attnkit command line."""
     _state["debug"] = debug
@@ -36,6 +38,66 @@ def demo():
     from .demo import run_demo
 
     run_demo(console)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML): task, data, model, train.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/<config name>).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+):
+    """Train a model from a config; writes a run directory and prints its evaluation."""
+    from .evaluate.report import print_metrics
+    from .run import train as train_run
+
+    result = train_run(config, out=out, overrides=set_ or [], resume=resume)
+    print_metrics(console, result.dev, "dev")
+    if result.test:
+        print_metrics(console, result.test, "test")
+    console.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
+    data: Annotated[Path, typer.Option("--data", help="A labelled file in the run's data format.")],
+):
+    """Evaluate a trained run on a labelled file."""
+    from .evaluate.report import print_metrics
+    from .run import evaluate as evaluate_run
+
+    print_metrics(console, evaluate_run(run, data), str(data))
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify or tag.")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="A file with one text per line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+):
+    """Predict labels (or tags) for texts."""
+    import json
+
+    from .errors import ConfigError
+    from .run import predict as predict_run
+
+    items = list(texts or [])
+    if input_ is not None:
+        if not input_.is_file():
+            raise ConfigError(f"--input: {input_} not found")
+        items += [line.rstrip("\n") for line in input_.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        raise ConfigError("predict: give TEXT arguments or --input FILE")
+    for p in predict_run(run, items):
+        if as_json:
+            print(json.dumps(p, ensure_ascii=False))
+        elif "tags" in p:
+            console.print(" ".join(f"{w}/{t}" for w, t in zip(p["tokens"], p["tags"])), highlight=False)
+        else:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in p["scores"].items())
+            console.print(f"[bold]{p['label']}[/]\t({scores})\t{p['text']}", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,138 @@
+"""The three things a user does with a run: train it, evaluate it on a file, predict with it."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import data as D
+from ..config import apply_overrides, load_yaml, save_yaml, to_dict
+from ..evaluate import evaluate_model
+from ..models import build_model
+from ..train import Trainer, load_checkpoint
+from .config import RunConfig, run_config
+from .prepare import prepare
+from .rundir import RunError, load_run, save_weights, write_json, write_meta
+
+
+@dataclass
+class TrainResult:
+    """Where the run is and how it scored."""
+
+    run_dir: Path
+    dev: dict
+    test: dict | None
+
+
+def resolve_config(config: str | Path | dict | RunConfig, overrides=()) -> RunConfig:
+    """A validated RunConfig from a YAML path, a mapping or a RunConfig, with ``--set`` overrides."""
+    if isinstance(config, RunConfig):
+        config = to_dict(config)
+    raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config)
+    return run_config(apply_overrides(raw, list(overrides)))
+
+
+def default_run_dir(config) -> Path:
+    """``runs/<config file stem or name>``."""
+    stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
+    return Path("runs") / stem
+
+
+def train(config, out: str | Path | None = None, overrides=(), resume: bool = False,
+          progress: bool | None = None) -> TrainResult:
+    """Train a run end to end: config -> data -> model -> Trainer -> run directory."""
+    cfg = resolve_config(config, overrides)
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and not last.exists():
+        raise RunError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+    if not resume and last.exists():
+        raise RunError(f"{run_dir}: already holds a run; pass --resume to continue it or --out NEW_DIR")
+    if resume:  # the saved config wins, so a resumed run is the run that was started
+        cfg = resolve_config(run_dir / "config.yaml")
+    torch.manual_seed(cfg.train.seed)
+    prepared = prepare(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.task, cfg.model, **prepared.sizes)  # before writing anything: bad configs leave no run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(to_dict(cfg), run_dir / "config.yaml")
+    write_meta(run_dir, cfg, prepared)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg.task}: {len(prepared.train)} train / {len(prepared.dev)} dev examples; model "
+          f"{n_params:,} parameters; run directory {run_dir}", file=sys.stderr)
+
+    def evaluate(m, d):
+        return evaluate_model(m, d, prepared.label_names, cfg.train.eval_batch_size)
+    trainer = Trainer(model, prepared.train, prepared.dev, cfg.train, run_dir, evaluate, progress=progress)
+    trainer.fit(resume=resume)
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    model.load_state_dict(best["model"])
+    save_weights(model, run_dir / "model.safetensors")
+    dev = evaluate(model, prepared.dev)
+    test = evaluate(model, prepared.test) if prepared.test is not None and _has_targets(prepared.test) else None
+    write_json(run_dir / "eval.json", {"dev": dev, "test": test, "best_epoch": best.get("epoch")})
+    return TrainResult(run_dir, dev, test)
+
+
+def _has_targets(data) -> bool:
+    return getattr(data, "labels", None) is not None or getattr(data, "tags", None) is not None
+
+
+def load_data_file(run, path: str | Path):
+    """Encode a data file with a run's vocabularies (same format options as training)."""
+    c, task = run.cfg.data, run.cfg.task
+    labels = run.vocabs["labels.json"]
+    if task == "text_classification":
+        table = D.read_table(path, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
+                             encoding=c.encoding)
+        return D.TextClassificationData.from_table(table, run.vocabs["vocab.json"], labels, tokenizer=c.tokenizer,
+                                                   max_len=c.max_len)
+    if task == "token_classification":
+        conll = D.read_conll(path, token_column=c.token_column, tag_column=c.tag_column, scheme=c.scheme,
+                             on_error=c.on_error, encoding=c.encoding)
+        return D.TokenTaggingData.from_conll(conll, run.vocabs["vocab.json"], labels, run.vocabs.get("chars.json"),
+                                             max_word_len=c.max_word_len)
+    images, targets = D.read_mnist(path, "test")
+    return D.ImageData(images, targets, mean=run.meta["stats"]["mean"], std=run.meta["stats"]["std"])
+
+
+def evaluate(run_dir: str | Path, data_file: str | Path, batch_size: int = 256) -> dict:
+    """Metrics of a trained run on a labelled file; also written to ``RUN/eval-<file>.json``."""
+    run = load_run(run_dir)
+    data = load_data_file(run, data_file)
+    metrics = evaluate_model(run.model, data, run.meta["labels"], batch_size)
+    write_json(Path(run_dir) / f"eval-{Path(data_file).name}.json", metrics)
+    return metrics
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, texts: list[str], top_k: int = 3) -> list[dict]:
+    """Predictions for raw texts: ``{"text", "label", "scores": {label: prob}}`` for
+    classifiers, ``{"text", "tokens", "tags"}`` for taggers."""
+    run = load_run(run_dir)
+    c, vocab, labels = run.cfg.data, run.vocabs["vocab.json"], run.meta["labels"]
+    tokenize = D.get_tokenizer(c.tokenizer)
+    out = []
+    for text in texts:
+        words = tokenize(text)
+        ids = vocab.encode(words)[:c.max_len] or [vocab.unk_id]
+        batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+        if run.cfg.task == "token_classification":
+            if "chars.json" in run.vocabs:
+                batch["chars"] = D.TokenTaggingData([ids], chars=[run.vocabs["chars.json"].encode_words(
+                    words, c.max_word_len)]).collate([0])["chars"]
+            pred = run.model.predict(run.model(batch), batch)[0].tolist()
+            out.append({"text": text, "tokens": words, "tags": [labels[i] for i in pred[:len(words)]]})
+        elif run.cfg.task == "text_classification":
+            probs = torch.softmax(run.model(batch)["logits"][0], -1)
+            top = probs.topk(min(top_k, len(labels)))
+            out.append({"text": text, "label": labels[int(probs.argmax())],
+                        "scores": {labels[i]: round(float(p), 4) for p, i in zip(top.values, top.indices)}})
+        else:
+            raise RunError(f"{run_dir}: predict takes text; for {run.cfg.task} use `attnkit evaluate`")
+    return out
+
+
+__all__ = ["TrainResult", "evaluate", "load_data_file", "predict", "resolve_config", "train"]
