@@ -113,7 +113,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> list[list[int]]:
-        return length_bucketed_batches(self.train_data.lengths, self.cfg.batch_size, shuffle=True,
+        # data without lengths (images) batch as a plain seeded shuffle
+        lengths = getattr(self.train_data, "lengths", None) or [1] * len(self.train_data)
+        return length_bucketed_batches(lengths, self.cfg.batch_size, shuffle=True,
                                        seed=self.cfg.seed, epoch=epoch, bucket_factor=self.cfg.bucket_factor)
 
     def _autocast(self):

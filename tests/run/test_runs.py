@@ -1,0 +1,136 @@
+"""End to end: config -> data -> model -> training -> run directory -> evaluate / predict,
+for the three tasks, through the Python API and the CLI."""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from attnkit.cli import app
+from attnkit.errors import AttnkitError, ConfigError, DataError
+from attnkit.run import RunError, evaluate, load_run, predict, train
+
+FAST = {"epochs": 3, "batch_size": 16, "optimizer": {"lr": 0.01}}
+
+
+def text_config(files, **model):
+    return {"task": "text_classification",
+            "data": {"train": str(files["train"]), "dev": str(files["dev"]), "test": str(files["test"]),
+                     "text_column": "sentence"},
+            "model": {"embedding": {"dim": 16}, "encoder": {"type": "lstm", "hidden": 16}, **model},
+            "train": copy.deepcopy(FAST)}
+
+
+def test_text_run_directory_evaluate_and_predict(tmp_path, text_files):
+    result = train(text_config(text_files), out=tmp_path / "run", progress=False)
+    assert result.dev["accuracy"] >= 0.9 and result.test["accuracy"] >= 0.85
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "meta.json", "vocab.json", "labels.json", "model.safetensors", "metrics.jsonl",
+            "eval.json", "checkpoints", "events"} <= names
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["pooler"] == {} and saved["train"]["optimizer"]["name"] == "adam"  # resolved defaults
+    again = evaluate(tmp_path / "run", text_files["test"])
+    assert again["accuracy"] == pytest.approx(result.test["accuracy"])
+    preds = predict(tmp_path / "run", ["the film was good", "the film was dull"])
+    assert [p["label"] for p in preds] == ["pos", "neg"]
+    with pytest.raises(RunError, match="already holds a run; pass --resume"):
+        train(text_config(text_files), out=tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("encoder", [{"type": "textcnn", "channels": 8},
+                                     {"type": "transformer", "dim": 16, "layers": 1, "attention": {"heads": 2}}])
+def test_other_text_encoders_learn(tmp_path, text_files, encoder):
+    cfg = text_config(text_files, encoder=encoder, pooler={"type": "max"})
+    assert train(cfg, out=tmp_path / "run", progress=False).dev["accuracy"] >= 0.85
+
+
+def test_tagger_run_entity_f1(tmp_path, conll_files):
+    cfg = {"task": "token_classification", "data": {"train": str(conll_files["train"]), "dev": str(conll_files["dev"])},
+           "model": {"embedding": {"dim": 16}, "chars": {"char_dim": 8, "channels": 8},
+                     "encoder": {"type": "lstm", "hidden": 16}, "head": {"crf": True}},
+           "train": {**FAST, "metric": "f1", "epochs": 4}}
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    assert result.dev["f1"] >= 0.9
+    (pred,) = predict(tmp_path / "run", ["mr Smith went to Paris"])
+    assert pred["tags"] == ["O", "B-PER", "O", "O", "B-LOC"]
+
+
+def test_image_run(tmp_path, mnist_folder):
+    cfg = {"task": "image_classification", "data": {"train": str(mnist_folder), "format": "mnist"},
+           "model": {"encoder": {"channels": [8, 16]}, "pooler": {"type": "attention"}}, "train": FAST}
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    assert result.dev["accuracy"] >= 0.9 and result.test["accuracy"] >= 0.9
+    run = load_run(tmp_path / "run")
+    assert run.meta["stats"]["std"] > 0 and run.meta["sizes"]["in_channels"] == 1
+
+
+@pytest.mark.parametrize("change,error,message", [
+    (lambda c: c["model"]["encoder"].update(hidden=-3), ConfigError, "model.encoder.hidden: must be > 0, got -3"),
+    (lambda c: c["data"].update(train="/nope/train.tsv"), DataError, "data.train: /nope/train.tsv not found"),
+    (lambda c: c["data"].update(text_column="text"), DataError, "column"),
+    (lambda c: c.update(task="summarise"), ConfigError, "task: unknown task 'summarise'"),
+    (lambda c: c["train"].update(epochs=0), ConfigError, "train.epochs: must be > 0, got 0"),
+    (lambda c: c["data"].update(builtin="toy_sentiment"), ConfigError, "data: give either builtin"),
+])
+def test_bad_configs_fail_before_writing_a_run(tmp_path, text_files, change, error, message):
+    cfg = text_config(text_files)
+    change(cfg)
+    with pytest.raises(error, match=message):
+        train(cfg, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unseen_dev_label_names_file_and_line(tmp_path, text_files):
+    with text_files["dev"].open("a", encoding="utf-8") as f:
+        f.write("a new kind of film\tmeh\n")
+    with pytest.raises(DataError, match=r"dev.tsv:82: label 'meh' not seen in training data; known: 'neg', 'pos'"):
+        train(text_config(text_files), out=tmp_path / "run", progress=False)
+
+
+def test_cli_train_set_predict_json_and_errors(tmp_path, text_files):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(text_config(text_files)), encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(cfg_path), "--out", str(tmp_path / "run"), "--set", "train.epochs=2"])
+    assert res.exit_code == 0, res.output
+    assert "dev accuracy" in res.output and "run directory" in res.output
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "the film was good", "--json"])
+    assert json.loads(res.output.splitlines()[0])["label"] == "pos"
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--data", str(text_files["test"])])
+    assert res.exit_code == 0 and "accuracy" in res.output
+    res = runner.invoke(app, ["predict", str(tmp_path / "missing")])
+    assert isinstance(res.exception, AttnkitError)
+
+
+def test_cli_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    cfg = {"task": "text_classification", "data": {"builtin": "toy_sentiment"},
+           "model": {"embedding": {"dim": 16, "dropout": 0.1}, "encoder": {"type": "gru", "hidden": 16}},
+           "train": {"epochs": 2, "batch_size": 32, "checkpoint_every": 10, "seed": 3,
+                     "schedule": {"name": "cosine", "warmup": 0.1}}}
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    cmd = [sys.executable, "-c", "from attnkit.cli import run; run()", "train", str(cfg_path), "--out"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = subprocess.run(cmd + [str(tmp_path / "full")], capture_output=True, text=True, env=env, check=False)
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(cmd + [str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # land somewhere inside the run, possibly mid-write of the next checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(cmd + [str(tmp_path / "killed"), "--resume"], capture_output=True, text=True, env=env,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full" / "eval.json").read_text())
+    b = json.loads((tmp_path / "killed" / "eval.json").read_text())
+    assert a["dev"] == b["dev"] and a["test"] == b["test"]
