@@ -33,11 +33,22 @@ def main(
 
 
 @app.command()
-def demo():
-    """Run the programmable-attention demo on embedded (generated) data: no download."""
-    from .demo import run_demo
+def demo(
+    what: Annotated[str, typer.Argument(help="train (a model on embedded data) or attention (kernels vs float64).")]
+    = "train",
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory for the trained demo model.")] = None,
+):
+    """Run a demo on embedded data (no download): train a BiLSTM + attention classifier, or
+    check programmable attention against its float64 reference."""
+    from .demos import run_attention_demo, run_training_demo
+    from .errors import ConfigError
 
-    run_demo(console)
+    if what == "train":
+        run_training_demo(console, out)
+    elif what == "attention":
+        run_attention_demo(console)
+    else:
+        raise ConfigError(f"demo: unknown demo {what!r}; known: train, attention")
 
 
 @app.command()

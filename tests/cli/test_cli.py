@@ -35,3 +35,30 @@ def test_console_script_reports_unknown_command_without_traceback():
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "nosuchcommand" in (proc.stderr + proc.stdout)
+
+
+def test_training_demo_trains_evaluates_and_explains(tmp_path):
+    from rich.console import Console
+
+    from attnkit.demos import run_training_demo
+
+    console = Console(record=True, width=120)
+    out = run_training_demo(console, tmp_path / "demo", epochs=2)
+    text = console.export_text()
+    assert "test accuracy" in text and "most weight on:" in text and str(out) in text
+    assert (out / "model.safetensors").is_file()
+    acc = float(text.split("test accuracy ")[1].split(",")[0])
+    assert acc >= 0.9
+
+
+def test_attention_demo_checks_every_spec_against_float64(tmp_path):
+    result = runner.invoke(app, ["demo", "attention"])
+    assert result.exit_code == 0, result.output
+    assert "float64 reference" in result.output and "chunked" in result.output and "blocksparse" in result.output
+
+
+def test_unknown_demo_is_one_clear_error():
+    proc = subprocess.run([sys.executable, "-c", "from attnkit.cli import run; run()", "demo", "nope"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "unknown demo 'nope'; known: train, attention" in proc.stderr
+    assert "Traceback" not in proc.stderr

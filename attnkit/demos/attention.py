@@ -1,4 +1,4 @@
-"""``attnkit demo``: programmable attention on the embedded default — random inputs, several
+"""``attnkit demo attention``: programmable attention on the embedded default — random inputs, several
 specs, each run on the backend the dispatcher picks and checked against the float64
 reference, then causal / sliding-window speed against dense SDPA."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .attention import AttentionSpec, explain_dispatch
+from ..attention import AttentionSpec, explain_dispatch
 
 SPECS = [
     {"score": "scaled_dot", "heads": 4},
@@ -43,7 +43,7 @@ def _median_ms(fn, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2] * 1e3
 
 
-def run_demo(console) -> None:
+def run_attention_demo(console) -> None:
     """Print the correctness table and the block-sparse speed-up."""
     from rich.table import Table
 
