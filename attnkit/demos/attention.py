@@ -58,7 +58,7 @@ def run_attention_demo(console) -> None:
         table.add_row(str(spec), backend, f"{err:.1e}")
     console.print(table)
 
-    from .attention import attend, build_score, window
+    from ..attention import attend, build_score, window
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 4, 4096, 64) for _ in range(3))
