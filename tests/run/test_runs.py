@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -134,3 +135,15 @@ def test_cli_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     a = json.loads((tmp_path / "full" / "eval.json").read_text())
     b = json.loads((tmp_path / "killed" / "eval.json").read_text())
     assert a["dev"] == b["dev"] and a["test"] == b["test"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_validates_and_builds(path):
+    from attnkit.models import build_model
+    from attnkit.run import resolve_config
+
+    cfg = resolve_config(path)
+    sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1}
+    model = build_model(cfg.task, cfg.model, **sizes)
+    assert sum(p.numel() for p in model.parameters()) > 0

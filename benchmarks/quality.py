@@ -1,0 +1,94 @@
+"""Quality on the real data sets: train each example config from scratch, evaluate, and
+record metrics, wall time, config and machine in ``benchmarks/results/quality.json``.
+
+    python benchmarks/quality.py                       # every run (hours on 2 cores)
+    python benchmarks/quality.py --only sst2/textcnn   # one run; merged into the results file
+
+Each row keeps its own command and date, so runs made by separate invocations can sit in
+one file. Needs ../shared/data (see its README)."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, row
+
+ROOT = Path(__file__).resolve().parent.parent
+# name -> (example config, metric split, metric key, target)
+RUNS = {
+    "sst2/bilstm_attention": ("sst2_bilstm_attention.yaml", "dev", "accuracy", 0.84),
+    "sst2/textcnn": ("sst2_textcnn.yaml", "dev", "accuracy", 0.82),
+    "sst2/transformer": ("sst2_transformer.yaml", "dev", "accuracy", 0.82),
+    "mnist/cnn": ("mnist_cnn.yaml", "test", "accuracy", 0.992),
+    "conll2003/bilstm_crf": ("conll_bilstm_crf.yaml", "test", "f1", 0.80),
+}
+WALL_LIMIT_S = 30 * 60
+
+
+def run_one(name: str, out_root: Path, overrides: list[str]) -> list[dict]:
+    """Train one example config and return its rows."""
+    import torch
+
+    from attnkit.config import load_yaml
+    from attnkit.run import train
+
+    torch.set_num_threads(2)
+    config, split, metric, target = RUNS[name]
+    cfg_path = ROOT / "examples" / config
+    out = out_root / name.replace("/", "-")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    t0 = time.perf_counter()
+    result = train(cfg_path, out=out, overrides=overrides, progress=False)
+    wall = time.perf_counter() - t0
+    scores = result.test if split == "test" else result.dev
+    extra = {"config": str(cfg_path.relative_to(ROOT)), "overrides": overrides,
+             "resolved_config": load_yaml(out / "config.yaml"),
+             "run_dir": str(out), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+             "command": " ".join([Path(sys.executable).name, *sys.argv]),
+             "dev": {k: v for k, v in result.dev.items() if isinstance(v, float)},
+             "test": {k: v for k, v in (result.test or {}).items() if isinstance(v, float)} or None}
+    label = {"accuracy": f"{split}_accuracy", "f1": f"{split}_entity_f1"}[metric]
+    return [row(name, label, round(scores[metric], 4), target, "higher", **extra),
+            row(name, "wall_time_s", round(wall, 1), WALL_LIMIT_S, "lower", "s")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", action="append", choices=sorted(RUNS), help="run only these (repeatable)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/attnkit-quality"), help="where run directories go")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="config override for every run")
+    args = ap.parse_args()
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        sys.exit("../shared/data is missing: quality runs need the real data sets")
+    path = RESULTS / "quality.json"
+    old = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    names = args.only or list(RUNS)
+    rows = [r for r in old["rows"] if r["name"] not in names]
+    for name in names:
+        print(f"== {name}", flush=True)
+        new = run_one(name, args.out, args.overrides)
+        for r in new:
+            print(f"{r['name']:24} {r['metric']:18} {r['value']:>10} target {r['target']}  "
+                  f"{'OK' if r.get('meets') else 'MISS'}", flush=True)
+        rows += new
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        order = {n: i for i, n in enumerate(RUNS)}
+        rows.sort(key=lambda r: (order.get(r["name"], 99), r["metric"]))
+        payload = {"command": "python benchmarks/quality.py [--only NAME] (per-row command and date in each row)",
+                   "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+                   "notes": [("trained from scratch on ../shared/data with the configs in examples/; "
+                             "metric split per row (SST-2 dev: its test set has no labels)")],
+                   "rows": rows}
+        path.write_text(json.dumps(payload, indent=1) + "\n")  # after every run: a long job keeps what it did
+
+
+if __name__ == "__main__":
+    main()
