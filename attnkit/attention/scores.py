@@ -161,7 +161,7 @@ class MLPScore(Score):
         return self.w_q(q), self.w_k(k)
 
     def block(self, qf, kf):
-        v = self.v.weight.squeeze(0)
+        v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
         pre = self._pre(qf, kf)  # (..., Lq, Lk, hidden)
         if self.activation == "tanh":
             # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid runs ~9x faster than tanh on CPU
@@ -187,9 +187,10 @@ class MLPScore(Score):
         """Gradients of ``sum(ds * block(qf, kf))`` w.r.t. ``qf``, ``kf`` and ``v.weight``,
         as matrix products over one ``(..., Lq, Lk, hidden)`` buffer (2.2x faster than
         autograd through ``block``, measured per tile)."""
-        v = self.v.weight.squeeze(0)
+        v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
         hidden = v.shape[0]
         h = self._pre(qf, kf)
+        ds = ds.to(h.dtype)  # under bf16 autocast dS arrives in fp32, the tile in bf16
         flat_ds = ds.reshape(-1)
         sq = scratch(1, h.shape, h)
         if self.activation == "tanh":

@@ -23,11 +23,21 @@ class ModelConfig:
     """The ``model:`` section. Each block is ``{type: name, option: value, ...}``; the options
     are the block's constructor arguments (see ``attnkit.nn``)."""
 
-    embedding: dict = field(default_factory=lambda: {"dim": 128})
+    embedding: dict = field(default_factory=lambda: {"dim": 128})  # vectors: FILE loads word vectors (text format)
     chars: dict | None = None  # char-CNN word features for taggers: {char_dim: 30, channels: 50}
     encoder: dict = field(default_factory=dict)  # type defaults per task: lstm (text), image_cnn (images)
     pooler: dict = field(default_factory=dict)  # type defaults to attention
     head: dict = field(default_factory=dict)
+
+
+def _embedding_options(cfg: ModelConfig, pretrained_vectors) -> dict:
+    """``model.embedding`` as block options: ``vectors: FILE`` is read by the run (it needs the
+    vocabulary) and arrives here as a tensor."""
+    emb = {"type": "tokens", **cfg.embedding}
+    emb.pop("vectors", None)
+    if pretrained_vectors is not None:
+        emb["pretrained"] = pretrained_vectors
+    return emb
 
 
 class TaskModel(nn.Module):
@@ -50,10 +60,10 @@ class TextClassifier(TaskModel):
 
     target = "labels"
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, **_):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pretrained_vectors=None, **_):
         super().__init__()
-        emb = {"type": "tokens", **cfg.embedding}
-        self.embedding = build_block(EMBEDDINGS, emb, "model.embedding", vocab_size)
+        self.embedding = build_block(EMBEDDINGS, _embedding_options(cfg, pretrained_vectors), "model.embedding",
+                                     vocab_size)
         self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", self.embedding.out_dim,
                                    default_type="lstm")
         self.pooler = build_block(POOLERS, cfg.pooler, "model.pooler", self.encoder.out_dim,
@@ -76,10 +86,10 @@ class TokenTagger(TaskModel):
     target = "tags"
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, char_vocab_size: int | None = None,
-                 **_):
+                 pretrained_vectors=None, **_):
         super().__init__()
-        emb = {"type": "tokens", **cfg.embedding}
-        self.embedding = build_block(EMBEDDINGS, emb, "model.embedding", vocab_size)
+        self.embedding = build_block(EMBEDDINGS, _embedding_options(cfg, pretrained_vectors), "model.embedding",
+                                     vocab_size)
         width = self.embedding.out_dim
         self.chars = None
         if cfg.chars is not None:

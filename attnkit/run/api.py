@@ -54,8 +54,17 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
         cfg = resolve_config(run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)
     prepared = prepare(cfg)
+    extra = {}
+    vectors = cfg.model.embedding.get("vectors")
+    if vectors and "vocab.json" in prepared.vocabs:
+        from ..nn import read_vectors
+
+        vocab = prepared.vocabs["vocab.json"]
+        dim = int(cfg.model.embedding.get("dim", 128))
+        extra["pretrained_vectors"], found = read_vectors(vectors, vocab.stoi, dim)
+        print(f"model.embedding.vectors: {found:,} of {len(vocab):,} words found in {vectors}", file=sys.stderr)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.task, cfg.model, **prepared.sizes)  # before writing anything: bad configs leave no run
+    model = build_model(cfg.task, cfg.model, **prepared.sizes, **extra)  # before writing anything: bad configs leave no run
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(to_dict(cfg), run_dir / "config.yaml")
     write_meta(run_dir, cfg, prepared)

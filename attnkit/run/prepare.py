@@ -4,6 +4,7 @@ Vocabularies are built from the training split only and saved with the run, so a
 directory can encode new text by itself (``attnkit predict``)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,12 @@ def _read_tables(c: DataConfig, seed: int) -> tuple[D.TableData, D.TableData, D.
 
     def read(key):
         p = _path(getattr(c, key), key)
-        return None if p is None else D.read_table(p, c.text_column, c.label_column, fmt=c.format,
-                                                   on_error=c.on_error, encoding=c.encoding)
+        if p is None:
+            return None
+        table = D.read_table(p, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
+                             encoding=c.encoding)
+        report_skipped(table, key)
+        return table
     train, dev, test = read("train"), read("dev"), read("test")
     if dev is None:
         tr, dv = _holdout(len(train.texts), c.dev_fraction, seed)
@@ -102,8 +107,12 @@ def prepare_tagging(cfg: RunConfig) -> Prepared:
 
     def read(key):
         p = _path(getattr(c, key), key)
-        return None if p is None else D.read_conll(p, token_column=c.token_column, tag_column=c.tag_column,
-                                                   scheme=c.scheme, on_error=c.on_error, encoding=c.encoding)
+        if p is None:
+            return None
+        conll = D.read_conll(p, token_column=c.token_column, tag_column=c.tag_column, scheme=c.scheme,
+                             on_error=c.on_error, encoding=c.encoding)
+        report_skipped(conll, key)
+        return conll
     train, dev, test = read("train"), read("dev"), read("test")
     if dev is None:
         tr, dv = _holdout(len(train.sentences), c.dev_fraction, cfg.train.seed)
@@ -149,6 +158,14 @@ def prepare_images(cfg: RunConfig) -> Prepared:
                     D.ImageData(images[dv], labels[dv], mean=mean, std=std), test, names,
                     {"num_classes": len(names), "in_channels": in_channels}, {"labels.json": D.LabelVocab(names)},
                     {"mean": mean, "std": std})
+
+
+def report_skipped(data, key: str) -> None:
+    """With ``on_error: skip``, say how much was skipped and why (first reasons)."""
+    n = getattr(data, "skipped", 0)
+    if n:
+        reasons = "; ".join(getattr(data, "skip_reasons", [])[:3])
+        print(f"data.{key}: skipped {n} bad entries of {data.path} (on_error: skip): {reasons}", file=sys.stderr)
 
 
 def prepare(cfg: RunConfig) -> Prepared:

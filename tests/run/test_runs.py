@@ -147,3 +147,25 @@ def test_every_example_config_validates_and_builds(path):
     sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1}
     model = build_model(cfg.task, cfg.model, **sizes)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_pretrained_vectors_and_skipped_lines_are_reported(tmp_path, text_files, capsys):
+    vec = tmp_path / "vec.txt"
+    vec.write_text("good " + " ".join(["0.5"] * 16) + "\nzzz " + " ".join(["1"] * 16) + "\n", encoding="utf-8")
+    with text_files["train"].open("a", encoding="utf-8") as f:
+        f.write("a line without a label column\n")
+    cfg = text_config(text_files)
+    cfg["model"]["embedding"]["vectors"] = str(vec)
+    cfg["data"]["on_error"] = "skip"
+    cfg["train"]["epochs"] = 1
+    train(cfg, out=tmp_path / "run", progress=False)
+    err = capsys.readouterr().err
+    assert "1 of" in err and "words found" in err
+    assert "data.train: skipped 1 bad entries" in err
+
+
+def test_bf16_autocast_trains(tmp_path, text_files):
+    cfg = text_config(text_files)
+    cfg["train"].update(bf16=True, epochs=1)
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    assert 0 <= result.dev["loss"] < 10
