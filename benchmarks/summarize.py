@@ -20,6 +20,7 @@ def fmt(v) -> str:
 
 
 def main(name: str = "attention") -> None:
+    """Print ``results/NAME.json`` as Markdown tables."""
     data = json.loads((RESULTS / f"{name}.json").read_text())
     m = data["machine"]
     print(f"`{data['command']}` — {data['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']}\n")
@@ -28,11 +29,12 @@ def main(name: str = "attention") -> None:
         if r["metric"] != "measurement":
             meets = "" if r.get("target") is None else ("OK" if r.get("meets") else "**MISS**")
             print(f"| {r['name']} | {r['metric']} | {fmt(r['value'])}{r.get('unit', '')} | {fmt(r.get('target'))} | {meets} |")
-    print("\n| case / contender | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB |\n|---|---|---|---|---|")
-    for r in data["rows"]:
-        if r["metric"] == "measurement":
-            print(f"| {r['name']} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('fwdbwd_ms'))} | "
-                  f"{fmt(r.get('fwd_peak_mb'))} | {fmt(r.get('fwdbwd_peak_mb'))} |")
+    measured = [r for r in data["rows"] if r["metric"] == "measurement"]
+    if measured:
+        print("\n| case / contender | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB |\n|---|---|---|---|---|")
+    for r in measured:
+        print(f"| {r['name']} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('fwdbwd_ms'))} | "
+              f"{fmt(r.get('fwd_peak_mb'))} | {fmt(r.get('fwdbwd_peak_mb'))} |")
     for note in data.get("notes", []):
         print(f"\n- {note}", end="")
     print()
