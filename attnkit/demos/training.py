@@ -49,7 +49,8 @@ def run_training_demo(console, out: str | Path | None = None, epochs: int | None
     result = train(cfg, out=out)
     console.print(f"\ntrained in {time.perf_counter() - t0:.1f} s", highlight=False)
     print_metrics(console, result.test, "test")
-    console.print("\n[bold]what the attention pooler reads[/] (darker = more weight):")
+    console.print("\n[bold]what the attention pooler reads[/] (darker = more weight; BiLSTM states carry "
+                  "their context, so one position can stand for a phrase):", highlight=False)
     run = load_run(out)
     vocab = run.vocabs["vocab.json"]
     for text, pred in zip(EXAMPLES, predict(out, EXAMPLES)):

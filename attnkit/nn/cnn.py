@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import require_positive
@@ -27,8 +28,10 @@ class TextCNN(nn.Module):
         require_positive("encoder", channels=channels)
         if not kernel_sizes or any(k <= 0 for k in kernel_sizes):
             raise ConfigError(f"encoder.kernel_sizes: must be a non-empty list of ints > 0, got {list(kernel_sizes)}")
-        # 'same' padding keeps one feature per token; even widths get one extra right pad
-        self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k, padding="same") for k in kernel_sizes)
+        # one feature per token ('same' length): widths are padded (k-1)//2 left, k//2 right
+        # by hand, as conv's own padding="same" copies the input for even widths
+        self.kernel_sizes = list(kernel_sizes)
+        self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k) for k in kernel_sizes)
         self.out_dim = channels * len(kernel_sizes)
         self.dropout = nn.Dropout(dropout)
 
@@ -36,7 +39,8 @@ class TextCNN(nn.Module):
         """Convolves each width and concatenates the ReLU features."""
         m = padding_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
         xt = (x * m).transpose(1, 2)  # (B, D, T): padding contributes zeros to edge windows
-        out = torch.cat([torch.relu(conv(xt)) for conv in self.convs], 1).transpose(1, 2)  # (B, T, C*k)
+        feats = [torch.relu(conv(F.pad(xt, ((k - 1) // 2, k // 2)))) for k, conv in zip(self.kernel_sizes, self.convs)]
+        out = torch.cat(feats, 1).transpose(1, 2)  # (B, T, C*k)
         return self.dropout(out * m)
 
 
