@@ -51,6 +51,8 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     if not resume and last.exists():
         raise RunError(f"{run_dir}: already holds a run; pass --resume to continue it or --out NEW_DIR")
     if resume:  # the saved config wins, so a resumed run is the run that was started
+        if overrides:
+            raise RunError(f"--set cannot change a run being resumed ({run_dir}); start a new run with --out")
         cfg = resolve_config(run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)
     prepared = prepare(cfg)
