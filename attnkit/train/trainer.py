@@ -57,8 +57,13 @@ class MetricsLog:
         """Drop records past ``step`` (written after the checkpoint a resumed run starts from)."""
         if not self.path.exists():
             return
-        keep = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        keep = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
         self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 

@@ -81,3 +81,14 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(resumed.stdout.splitlines()[-1])
     assert a == b
     assert not list((tmp_path / "resumed" / "checkpoints").glob(".*tmp"))
+
+
+def test_resume_tolerates_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=1)
+    trainer.fit()
+    with (tmp_path / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"kind": "train", "ste')  # the process died mid-write
+    again = make_trainer(tmp_path, epochs=2)
+    again.fit(resume=True)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and len(again.state["history"]) == 2
