@@ -13,7 +13,7 @@ from .errors import AttnkitError
 
 app = typer.Typer(help="attnkit: programmable attention, models, training and deployment on PyTorch.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+console = Console(soft_wrap=True)  # long paths and messages stay on one line when piped
 _state = {"debug": False}
 
 
@@ -129,5 +129,5 @@ def run() -> None:
     except AttnkitError as e:
         if _state["debug"]:
             raise
-        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)

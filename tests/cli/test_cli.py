@@ -62,3 +62,17 @@ def test_unknown_demo_is_one_clear_error():
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "unknown demo 'nope'; known: train, attention" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_train_with_bad_config_prints_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: text_classification\nmodel:\n  encoder: {type: lstm, hidden: -3}\n"
+                   "data: {builtin: toy_sentiment}\n", encoding="utf-8")
+    for args, message in (([str(tmp_path / "missing.yaml")], "missing.yaml: config file not found"),
+                          ([str(bad)], "error: model.encoder.hidden: must be > 0, got -3"),
+                          ([str(bad), "--set", "train.epochs"], "expected KEY.PATH=VALUE")):
+        proc = subprocess.run([sys.executable, "-c", "from attnkit.cli import run; run()", "train", *args,
+                               "--out", str(tmp_path / "run")], capture_output=True, text=True, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
