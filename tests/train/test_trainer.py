@@ -92,3 +92,11 @@ def test_resume_tolerates_a_metrics_line_cut_short_by_a_kill(tmp_path):
     again.fit(resume=True)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines) and len(again.state["history"]) == 2
+
+
+def test_progress_bar_mode_runs_and_reports(tmp_path, capsys):
+    cfg = from_dict(TrainConfig, {"epochs": 1, "batch_size": 32}, "train")
+    Trainer(toy_model(), ToyText(64, seed=1), ToyText(16, seed=2), cfg, tmp_path,
+            lambda m, d: evaluate_model(m, d, ["no", "yes"]), progress=True).fit()
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss" in err
