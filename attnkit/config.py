@@ -59,14 +59,13 @@ def convert(value, tp, where: str):
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return convert(value, a, where)
-            except ConfigError as e:
-                errors.append(e)
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
@@ -192,10 +191,9 @@ def load_yaml(path: str | Path) -> dict:
 
 def save_yaml(data: dict, path: str | Path) -> None:
     """Write a mapping as YAML atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    from .files import write_text
+
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def require_positive(where: str, **values) -> None:

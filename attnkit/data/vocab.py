@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..files import write_json
 from ..registry import Registry
 
 PAD, UNK = "<pad>", "<unk>"
@@ -41,22 +41,6 @@ def tokenize_whitespace(text: str, lowercase: bool = False) -> list[str]:
 def get_tokenizer(name: str) -> Callable[..., list[str]]:
     """The tokenizer registered as ``name`` (``"words"`` or ``"whitespace"``)."""
     return TOKENIZERS.get(name, where="tokenizer")
-
-
-def _write_json_atomic(path: str | os.PathLike, obj: object) -> None:
-    """Write JSON to a temp file beside ``path`` then rename it over ``path``: a reader
-    never sees half a file, even if this process dies mid-write."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: str | os.PathLike, kind: str) -> dict:
@@ -156,8 +140,8 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (atomically)."""
-        _write_json_atomic(path, {"kind": self.kind, "lowercase": self.lowercase,
-                                  "num_specials": self.num_specials, "itos": self.itos})
+        write_json(path, {"kind": self.kind, "lowercase": self.lowercase,
+                          "num_specials": self.num_specials, "itos": self.itos}, indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
@@ -239,7 +223,7 @@ class LabelVocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the labels as JSON (atomically)."""
-        _write_json_atomic(path, {"kind": self.kind, "itos": self.itos})
+        write_json(path, {"kind": self.kind, "itos": self.itos}, indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelVocab:

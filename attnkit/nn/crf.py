@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ShapeError
+
 
 class CRF(nn.Module):
     """Transition scores ``trans[i, j]`` (tag i -> tag j) plus start and end scores."""
@@ -19,9 +21,9 @@ class CRF(nn.Module):
 
     def _check(self, emissions, mask):
         if emissions.dim() != 3 or emissions.shape[-1] != self.num_tags:
-            raise ValueError(f"emissions: expected [B, T, {self.num_tags}], got {list(emissions.shape)}")
+            raise ShapeError(f"emissions: expected [B, T, {self.num_tags}], got {list(emissions.shape)}")
         if mask.shape != emissions.shape[:2]:
-            raise ValueError(f"mask: expected {list(emissions.shape[:2])}, got {list(mask.shape)}")
+            raise ShapeError(f"mask: expected {list(emissions.shape[:2])}, got {list(mask.shape)}")
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``log Z [B]`` summed over all tag sequences of each row's real length."""

@@ -24,13 +24,17 @@ class AttentionPooler(nn.Module):
         return self.pool(h, lengths=lengths, need_weights=need_weights)
 
 
-@POOLERS.register("mean")
-class MeanPooler(nn.Module):
-    """Mean over real positions (zero for an empty sequence)."""
+class _PlainPooler(nn.Module):
+    """A pooler without parameters: output width = input width."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.out_dim = dim
+
+
+@POOLERS.register("mean")
+class MeanPooler(_PlainPooler):
+    """Mean over real positions (zero for an empty sequence)."""
 
     def forward(self, h, lengths, need_weights: bool = False):
         """Masked mean."""
@@ -39,12 +43,8 @@ class MeanPooler(nn.Module):
 
 
 @POOLERS.register("max")
-class MaxPooler(nn.Module):
+class MaxPooler(_PlainPooler):
     """Max over real positions (max-over-time of TextCNN); zero for an empty sequence."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.out_dim = dim
 
     def forward(self, h, lengths, need_weights: bool = False):
         """Masked max."""
@@ -54,12 +54,8 @@ class MaxPooler(nn.Module):
 
 
 @POOLERS.register("first")
-class FirstPooler(nn.Module):
+class FirstPooler(_PlainPooler):
     """The first position (a [CLS]-style token)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.out_dim = dim
 
     def forward(self, h, lengths, need_weights: bool = False):
         """``h[:, 0]``."""
@@ -67,12 +63,8 @@ class FirstPooler(nn.Module):
 
 
 @POOLERS.register("last")
-class LastPooler(nn.Module):
+class LastPooler(_PlainPooler):
     """The last real position of each sequence (unidirectional RNN summaries)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.out_dim = dim
 
     def forward(self, h, lengths, need_weights: bool = False):
         """``h[b, lengths[b] - 1]``."""

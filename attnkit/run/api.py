@@ -54,8 +54,7 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
         if overrides:
             raise RunError(f"--set cannot change a run being resumed ({run_dir}); start a new run with --out")
         cfg = resolve_config(run_dir / "config.yaml")
-    torch.manual_seed(cfg.train.seed)
-    prepared = prepare(cfg)
+    prepared = prepare(cfg)  # its splits and shuffles use their own seeded generators
     extra = {}
     vectors = cfg.model.embedding.get("vectors")
     if vectors and "vocab.json" in prepared.vocabs:

@@ -21,8 +21,8 @@ from .. import __version__
 from ..config import from_dict, load_yaml
 from ..data import CharVocab, LabelVocab, Vocab
 from ..errors import AttnkitError
+from ..files import atomic_write, write_json
 from ..models import build_model
-from ..train.checkpoint import atomic_write
 from .config import RunConfig
 
 VOCAB_TYPES = {"vocab.json": Vocab, "chars.json": CharVocab, "labels.json": LabelVocab}
@@ -30,11 +30,6 @@ VOCAB_TYPES = {"vocab.json": Vocab, "chars.json": CharVocab, "labels.json": Labe
 
 class RunError(AttnkitError):
     """A run directory is missing or incomplete."""
-
-
-def write_json(path: Path, obj) -> None:
-    """Atomic JSON write."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode("utf-8")))
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

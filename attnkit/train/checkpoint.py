@@ -3,7 +3,6 @@ folder, flushed to disk, then renamed over the old one (``os.replace`` is atomic
 reader sees either the previous checkpoint or the new one, never half of one."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -11,26 +10,11 @@ import numpy as np
 import torch
 
 from ..errors import AttnkitError
+from ..files import atomic_write
 
 
 class CheckpointError(AttnkitError):
     """A checkpoint is missing or unreadable."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temp file, fsync it, and rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def rng_state() -> dict:

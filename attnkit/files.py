@@ -1,0 +1,36 @@
+"""Writing files so that a kill at any moment leaves the old file or the new one, never half
+of one: write a temporary file beside the target, flush it to disk, rename it over the
+target (``os.replace`` is atomic). Every file attnkit writes for later reading goes here."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync it, rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomic UTF-8 text write."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    """Atomic JSON write (UTF-8, non-ASCII kept as is, trailing newline)."""
+    write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
