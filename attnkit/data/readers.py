@@ -128,6 +128,42 @@ def _jsonl_rows(path: Path, encoding: str) -> Iterator[Row]:
         yield line, obj
 
 
+@TABLE_FORMATS.register("json")
+def _json_split_rows(path: Path, encoding: str, splits: list[str] | None = None) -> Iterator[Row]:
+    """A JSON object of splits, each a list of ``[text, label]`` pairs or of objects (the
+    CLINC150 ``data_full.json`` layout); ``FILE.json#train+oos_train`` selects and joins
+    splits. "Line" numbers count items across the selected splits (JSON has no lines)."""
+    try:
+        data = json.loads(path.read_text(encoding=encoding))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: bad JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object of splits, found {type(data).__name__}")
+    splits = splits or sorted(data)
+    unknown = [k for k in splits if k not in data]
+    if unknown:
+        raise DataError(f"{path}: no split {', '.join(map(repr, unknown))}; it has: {', '.join(sorted(data))}")
+    item = 0
+    for key in splits:
+        for entry in data[key]:
+            item += 1
+            if isinstance(entry, list) and len(entry) == 2:
+                yield item, {"text": entry[0], "label": entry[1]}
+            elif isinstance(entry, dict):
+                yield item, entry
+            else:
+                yield item, f"{key}: expected [text, label] or an object, found {entry!r:.60}"
+
+
+def split_path(path: str | os.PathLike) -> tuple[Path, list[str] | None]:
+    """``FILE.json#a+b`` -> ``(FILE.json, ["a", "b"])``; other paths unchanged."""
+    text = str(path)
+    if "#" in text and not Path(text).exists():
+        file, _, keys = text.rpartition("#")
+        return Path(file), [k for k in keys.split("+") if k]
+    return Path(text), None
+
+
 def infer_format(path: str | os.PathLike) -> str:
     """The table format named by a file's suffix (``.tsv``, ``.csv``, ``.jsonl``, + ``.gz``)."""
     name = Path(path).name.lower().removesuffix(".gz")
@@ -170,15 +206,20 @@ def read_table(
     on_error: str = "raise",
     encoding: str = "utf-8",
 ) -> TableData:
-    """Read texts (and labels, unless ``label_column`` is None) from a TSV, CSV or JSONL file.
+    """Read texts (and labels, unless ``label_column`` is None) from a TSV, CSV, JSONL or JSON
+    (splits of ``[text, label]`` pairs, ``FILE.json#split+split``) file.
 
     TSV/CSV files start with a header line naming the columns; JSONL files hold one object
     per line. Texts and labels are stripped of surrounding whitespace; labels are strings.
     A column missing from the header is an error in either mode.
     """
+    path, splits = split_path(path)
     problems = Problems(Path(path), on_error)
     p = existing_file(path)
-    rows = TABLE_FORMATS.get(fmt or infer_format(p), where="read_table fmt")(p, encoding)
+    reader = TABLE_FORMATS.get(fmt or infer_format(p), where="read_table fmt")
+    if splits is not None and reader is not _json_split_rows:
+        raise ConfigError(f"{path}#{'+'.join(splits)}: '#split' selects splits of a .json file only")
+    rows = reader(p, encoding, splits) if splits is not None else reader(p, encoding)
     texts: list[str] = []
     labels: list[str] = []
     lines: list[int] = []

@@ -21,8 +21,8 @@ def predict_all(model, data, batch_size: int = 256) -> tuple[list, list, float]:
             loss_sum += model.loss(out, batch).item() * len(idx)
             pred = model.predict(out, batch)
             gold = batch[model.target]
-            if gold.dim() == 2:  # tags: strip padding per sentence
-                for p, g, n in zip(pred.tolist(), gold.tolist(), batch["lengths"].tolist()):
+            if gold.dim() == 2:  # tags: strip padding per sentence (word counts for word-piece models)
+                for p, g, n in zip(pred.tolist(), gold.tolist(), batch.get("word_lengths", batch["lengths"]).tolist()):
                     preds.append(p[:n])
                     targets.append(g[:n])
             else:
@@ -33,13 +33,14 @@ def predict_all(model, data, batch_size: int = 256) -> tuple[list, list, float]:
     return preds, targets, loss_sum / max(len(data), 1)
 
 
-def evaluate_model(model, data, label_names: list[str], batch_size: int = 256) -> dict:
-    """Loss and task metrics of ``model`` on ``data`` (classification, or entity F1 for taggers)."""
+def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, out_of_scope: str | None = None) -> dict:
+    """Loss and task metrics of ``model`` on ``data`` (classification, or entity F1 for taggers;
+    ``out_of_scope``: see :func:`attnkit.evaluate.classification_metrics`)."""
     preds, targets, loss = predict_all(model, data, batch_size)
     if model.target == "tags":
         def to_names(seqs):
             return [[label_names[i] for i in s] for s in seqs]
         metrics = METRICS.get("tagging")(to_names(targets), to_names(preds))
     else:
-        metrics = METRICS.get("classification")(targets, preds, label_names)
+        metrics = METRICS.get("classification")(targets, preds, label_names, out_of_scope)
     return {"loss": loss, **metrics}

@@ -15,8 +15,10 @@ METRICS: Registry = Registry("metrics")
 
 
 @METRICS.register("classification")
-def classification_metrics(y_true, y_pred, label_names: list[str]) -> dict:
-    """Scores for single-label classification; ``y_*`` are class ids."""
+def classification_metrics(y_true, y_pred, label_names: list[str], out_of_scope: str | None = None) -> dict:
+    """Scores for single-label classification; ``y_*`` are class ids. With ``out_of_scope``
+    (a label meaning "none of the intents", CLINC150's ``oos``) also ``in_scope_accuracy``
+    (accuracy on the other examples) and ``oos_recall`` / ``oos_precision``."""
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -34,6 +36,12 @@ def classification_metrics(y_true, y_pred, label_names: list[str]) -> dict:
                                "support": int(s[i])} for i, name in enumerate(label_names)}
     out["confusion_matrix"] = {"labels": list(label_names),
                                "matrix": confusion_matrix(y_true, y_pred, labels=ids).tolist()}
+    if out_of_scope is not None and out_of_scope in label_names:
+        k = label_names.index(out_of_scope)
+        inside = y_true != k
+        out["in_scope_accuracy"] = float(accuracy_score(y_true[inside], y_pred[inside])) if inside.any() else 0.0
+        out["oos_recall"] = out["per_class"][out_of_scope]["recall"]
+        out["oos_precision"] = out["per_class"][out_of_scope]["precision"]
     return out
 
 

@@ -8,7 +8,8 @@ from .tasks import (
            TextClassifier,
            TokenTagger,
            build_model,
+           count_parameters,
 )
 
 __all__ = ["TASKS", "ImageClassifier", "ModelConfig", "TaskModel", "TextClassifier", "TokenTagger", "build_block",
-           "build_model"]
+           "build_model", "count_parameters"]

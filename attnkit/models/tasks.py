@@ -14,6 +14,7 @@ from ..nn import EMBEDDINGS, ENCODERS, HEADS, POOLERS, CharCNN
 from ..nn.masking import full_lengths, padding_mask
 from ..registry import Registry
 from .builder import build_block
+from .pretrained import FinetuneConfig
 
 TASKS: Registry = Registry("task")
 
@@ -28,6 +29,8 @@ class ModelConfig:
     encoder: dict = field(default_factory=dict)  # type defaults per task: lstm (text), image_cnn (images)
     pooler: dict = field(default_factory=dict)  # type defaults to attention
     head: dict = field(default_factory=dict)
+    pretrained: str | None = None  # a backbone: minilm, a local Hugging Face model folder or a hub id
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # with pretrained: how to train it
 
 
 def _embedding_options(cfg: ModelConfig, pretrained_vectors) -> dict:
@@ -38,6 +41,15 @@ def _embedding_options(cfg: ModelConfig, pretrained_vectors) -> dict:
     if pretrained_vectors is not None:
         emb["pretrained"] = pretrained_vectors
     return emb
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
 
 
 class TaskModel(nn.Module):
@@ -133,5 +145,10 @@ class ImageClassifier(TaskModel):
 def build_model(task: str, cfg: ModelConfig, **sizes) -> TaskModel:
     """The model for ``task`` (``text_classification``, ``token_classification``,
     ``image_classification``) with sizes from the data (``vocab_size``, ``num_classes``,
-    ``char_vocab_size``, ``in_channels``)."""
+    ``char_vocab_size``, ``in_channels``). With ``cfg.pretrained`` the model sits on that
+    backbone (``attnkit.finetune``); ``backbone=`` passes one already loaded."""
+    if cfg.pretrained is not None:
+        from ..finetune.models import build_pretrained_model
+
+        return build_pretrained_model(task, cfg, **sizes)
     return TASKS.get(task, where="task")(cfg, **sizes)

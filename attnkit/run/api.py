@@ -14,6 +14,7 @@ from ..models import build_model
 from ..train import Trainer, load_checkpoint
 from .config import RunConfig, run_config
 from .prepare import prepare
+from ..models import count_parameters
 from .rundir import RunError, load_run, save_weights, write_json, write_meta
 
 
@@ -68,17 +69,18 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     model = build_model(cfg.task, cfg.model, **prepared.sizes, **extra)  # before writing anything: bad configs leave no run
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(to_dict(cfg), run_dir / "config.yaml")
-    write_meta(run_dir, cfg, prepared)
-    n_params = sum(p.numel() for p in model.parameters())
+    write_meta(run_dir, cfg, prepared, model)
+    trainable, n_params = count_parameters(model)
+    share = f" ({trainable:,} trainable, {100 * trainable / n_params:.2f}%)" if trainable < n_params else ""
     print(f"{cfg.task}: {len(prepared.train)} train / {len(prepared.dev)} dev examples; model "
-          f"{n_params:,} parameters; run directory {run_dir}", file=sys.stderr)
+          f"{n_params:,} parameters{share}; run directory {run_dir}", file=sys.stderr)
 
     def evaluate(m, d):
-        return evaluate_model(m, d, prepared.label_names, cfg.train.eval_batch_size)
+        return evaluate_model(m, d, prepared.label_names, cfg.train.eval_batch_size, cfg.data.out_of_scope)
     trainer = Trainer(model, prepared.train, prepared.dev, cfg.train, run_dir, evaluate, progress=progress)
     trainer.fit(resume=resume)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    model.load_state_dict(best["model"])
+    trainer.load_model_state(best["model"])
     save_weights(model, run_dir / "model.safetensors")
     dev = evaluate(model, prepared.dev)
     test = evaluate(model, prepared.test) if prepared.test is not None and _has_targets(prepared.test) else None
@@ -94,14 +96,29 @@ def load_data_file(run, path: str | Path):
     """Encode a data file with a run's vocabularies (same format options as training)."""
     c, task = run.cfg.data, run.cfg.task
     labels = run.vocabs["labels.json"]
+    tokenizer = run.vocabs.get("tokenizer")  # a fine-tuned run: word pieces
+    max_len = run.cfg.model.finetune.max_len
     if task == "text_classification":
         table = D.read_table(path, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
                              encoding=c.encoding)
+        if tokenizer is not None:
+            from ..finetune.data import text_data
+
+            ids = None if table.labels is None else [labels.encode(x, where=f"{table.path}:{line}")
+                                                     for x, line in zip(table.labels, table.lines)]
+            return text_data(tokenizer, table.texts, ids, max_len)
         return D.TextClassificationData.from_table(table, run.vocabs["vocab.json"], labels, tokenizer=c.tokenizer,
                                                    max_len=c.max_len)
     if task == "token_classification":
         conll = D.read_conll(path, token_column=c.token_column, tag_column=c.tag_column, scheme=c.scheme,
                              on_error=c.on_error, encoding=c.encoding)
+        if tokenizer is not None:
+            from ..finetune.data import WordPieceTaggingData
+
+            tags = [[labels.encode(t, where=f"{conll.path}:{start + k}") for k, t in enumerate(st)]
+                    for st, start in zip(conll.tags, conll.lines)]
+            return WordPieceTaggingData.encode(tokenizer, conll.sentences, tags, max_len,
+                                               where=[f"{conll.path}:{line}" for line in conll.lines])
         return D.TokenTaggingData.from_conll(conll, run.vocabs["vocab.json"], labels, run.vocabs.get("chars.json"),
                                              max_word_len=c.max_word_len)
     images, targets = D.read_mnist(path, "test")
@@ -112,7 +129,7 @@ def evaluate(run_dir: str | Path, data_file: str | Path, batch_size: int = 256) 
     """Metrics of a trained run on a labelled file; also written to ``RUN/eval-<file>.json``."""
     run = load_run(run_dir)
     data = load_data_file(run, data_file)
-    metrics = evaluate_model(run.model, data, run.meta["labels"], batch_size)
+    metrics = evaluate_model(run.model, data, run.meta["labels"], batch_size, run.cfg.data.out_of_scope)
     write_json(Path(run_dir) / f"eval-{Path(data_file).name}.json", metrics)
     return metrics
 
@@ -122,15 +139,15 @@ def predict(run_dir: str | Path, texts: list[str], top_k: int = 3) -> list[dict]
     """Predictions for raw texts: ``{"text", "label", "scores": {label: prob}}`` for
     classifiers, ``{"text", "tokens", "tags"}`` for taggers."""
     run = load_run(run_dir)
-    c, vocab, labels = run.cfg.data, run.vocabs["vocab.json"], run.meta["labels"]
+    c, labels = run.cfg.data, run.meta["labels"]
     tokenize = D.get_tokenizer(c.tokenizer)
     out = []
     for text in texts:
         words = tokenize(text)
-        ids = vocab.encode(words)[:c.max_len] or [vocab.unk_id]
-        batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+        batch = encode_text(run, text, words)
         if run.cfg.task == "token_classification":
             if "chars.json" in run.vocabs:
+                ids = batch["tokens"][0].tolist()
                 batch["chars"] = D.TokenTaggingData([ids], chars=[run.vocabs["chars.json"].encode_words(
                     words, c.max_word_len)]).collate([0])["chars"]
             pred = run.model.predict(run.model(batch), batch)[0].tolist()
@@ -145,4 +162,21 @@ def predict(run_dir: str | Path, texts: list[str], top_k: int = 3) -> list[dict]
     return out
 
 
-__all__ = ["TrainResult", "evaluate", "load_data_file", "predict", "resolve_config", "train"]
+def encode_text(run, text: str, words: list[str]) -> dict:
+    """A one-example batch of raw text for a run: word ids, or word pieces for a fine-tuned run
+    (a tagger's pieces aligned to ``words``)."""
+    tokenizer = run.vocabs.get("tokenizer")
+    if tokenizer is None:
+        vocab = run.vocabs["vocab.json"]
+        ids = vocab.encode(words)[:run.cfg.data.max_len] or [vocab.unk_id]
+        return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+    from ..finetune.data import WordPieceTaggingData, encode_texts
+
+    max_len = run.cfg.model.finetune.max_len
+    if run.cfg.task == "token_classification":
+        return WordPieceTaggingData.encode(tokenizer, [words or ["."]], None, max_len).collate([0])
+    ids = encode_texts(tokenizer, [text], max_len)[0]
+    return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+
+
+__all__ = ["TrainResult", "encode_text", "evaluate", "load_data_file", "predict", "resolve_config", "train"]

@@ -33,6 +33,8 @@ class DataConfig:
     max_len: int | None = checked(None, positive)
     max_word_len: int | None = checked(20, positive)
     dev_fraction: float = checked(0.1, unit_interval)
+    test_fraction: float = checked(0.0, unit_interval)  # without data.test: hold out this share of train as test
+    out_of_scope: str | None = None  # a label meaning "none of the others" (CLINC150 oos): report its recall
     on_error: Literal["raise", "skip"] = "raise"
     encoding: str = "utf-8"
 

@@ -5,7 +5,7 @@ directory can encode new text by itself (``attnkit predict``)."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,8 +35,9 @@ def _path(p: str | None, key: str) -> Path | None:
     if p is None:
         return None
     path = Path(p).expanduser()
-    if not path.exists():
-        raise DataError(f"data.{key}: {path} not found (paths are relative to the current directory "
+    file, _ = D.readers.split_path(path)  # FILE.json#split selects splits of a JSON file
+    if not file.exists():
+        raise DataError(f"data.{key}: {file} not found (paths are relative to the current directory "
                         f"{Path.cwd()})")
     return path
 
@@ -75,6 +76,12 @@ def _read_tables(c: DataConfig, seed: int) -> tuple[D.TableData, D.TableData, D.
         report_skipped(table, key)
         return table
     train, dev, test = read("train"), read("dev"), read("test")
+    if test is None and c.test_fraction > 0:  # held out first, as a fraction of all of train
+        tr, ts = _holdout(len(train.texts), c.test_fraction, seed + 1)
+        n = len(train.texts)
+        train, test = _subset_table(train, tr), _subset_table(train, ts)
+        if dev is None:  # dev_fraction stays a fraction of the original file: 80/10/10
+            c = replace(c, dev_fraction=min(c.dev_fraction * n / len(train.texts), 0.99))
     if dev is None:
         tr, dv = _holdout(len(train.texts), c.dev_fraction, seed)
         train, dev = _subset_table(train, tr), _subset_table(train, dv)
@@ -98,9 +105,7 @@ def prepare_text(cfg: RunConfig) -> Prepared:
                     {"vocab_size": len(vocab), "num_classes": len(labels)}, {"vocab.json": vocab, "labels.json": labels})
 
 
-@PREPARERS.register("token_classification")
-def prepare_tagging(cfg: RunConfig) -> Prepared:
-    """CoNLL files -> word/char vocabularies and tags from train -> TokenTaggingData."""
+def _read_conll_splits(cfg: RunConfig) -> tuple[D.ConllData, D.ConllData, D.ConllData | None]:
     c = cfg.data
     if c.builtin is not None:
         raise ConfigError("data.builtin: no embedded tagging data set; give data.train: FILE (CoNLL)")
@@ -117,6 +122,14 @@ def prepare_tagging(cfg: RunConfig) -> Prepared:
     if dev is None:
         tr, dv = _holdout(len(train.sentences), c.dev_fraction, cfg.train.seed)
         train, dev = _subset_conll(train, tr), _subset_conll(train, dv)
+    return train, dev, test
+
+
+@PREPARERS.register("token_classification")
+def prepare_tagging(cfg: RunConfig) -> Prepared:
+    """CoNLL files -> word/char vocabularies and tags from train -> TokenTaggingData."""
+    c = cfg.data
+    train, dev, test = _read_conll_splits(cfg)
     vocab = D.Vocab.build(train.sentences, lowercase=c.lowercase, min_freq=c.min_freq, max_size=c.max_vocab)
     tags = D.LabelVocab.build(t for s in train.tags for t in s)
     chars = D.CharVocab.build(train.sentences) if cfg.model.chars is not None else None
@@ -168,6 +181,67 @@ def report_skipped(data, key: str) -> None:
         print(f"data.{key}: skipped {n} bad entries of {data.path} (on_error: skip): {reasons}", file=sys.stderr)
 
 
+PRETRAINED_PREPARERS: Registry = Registry("task")
+
+
+def load_tokenizer(cfg: RunConfig):
+    """The tokenizer of ``model.pretrained``."""
+    from ..models.pretrained import load_tokenizer as load
+
+    return load(cfg.model.pretrained)
+
+
+def _pretrained_files(tokenizer) -> dict:
+    from ..finetune.data import SavedWithRun
+
+    return {"tokenizer": SavedWithRun(tokenizer)}
+
+
+@PRETRAINED_PREPARERS.register("text_classification")
+def prepare_pretrained_text(cfg: RunConfig) -> Prepared:
+    """Tables -> labels from train -> word pieces of the backbone's tokenizer."""
+    from ..finetune.data import text_data
+
+    c = cfg.data
+    train, dev, test = _read_tables(c, cfg.train.seed)
+    tokenizer = load_tokenizer(cfg)
+    labels = D.LabelVocab.build(train.labels)
+    max_len = cfg.model.finetune.max_len
+
+    def make(t):
+        if t is None:
+            return None
+        ids = None if t.labels is None else [labels.encode(x, where=f"{t.path}:{line}")
+                                             for x, line in zip(t.labels, t.lines)]
+        return text_data(tokenizer, t.texts, ids, max_len)
+    return Prepared(make(train), make(dev), make(test), list(labels.itos), {"num_classes": len(labels)},
+                    {"labels.json": labels, **_pretrained_files(tokenizer)})
+
+
+@PRETRAINED_PREPARERS.register("token_classification")
+def prepare_pretrained_tagging(cfg: RunConfig) -> Prepared:
+    """CoNLL files -> tags from train -> word pieces aligned to words (first piece tagged)."""
+    from ..finetune.data import WordPieceTaggingData
+
+    c = cfg.data
+    train, dev, test = _read_conll_splits(cfg)
+    tokenizer = load_tokenizer(cfg)
+    tags = D.LabelVocab.build(t for s in train.tags for t in s)
+
+    def make(d):
+        if d is None:
+            return None
+        ids = [[tags.encode(t, where=f"{d.path}:{start + k}") for k, t in enumerate(st)]
+               for st, start in zip(d.tags, d.lines)]
+        return WordPieceTaggingData.encode(tokenizer, d.sentences, ids, cfg.model.finetune.max_len,
+                                           where=[f"{d.path}:{line}" for line in d.lines])
+    del c
+    return Prepared(make(train), make(dev), make(test), list(tags.itos), {"num_classes": len(tags)},
+                    {"labels.json": tags, **_pretrained_files(tokenizer)})
+
+
 def prepare(cfg: RunConfig) -> Prepared:
-    """Data sets and vocabularies for ``cfg.task``."""
+    """Data sets and vocabularies for ``cfg.task`` (word pieces with ``model.pretrained``)."""
+    if cfg.model.pretrained is not None:
+        return PRETRAINED_PREPARERS.get(cfg.task, where="task (with model.pretrained)")(cfg)
     return PREPARERS.get(cfg.task, where="task")(cfg)

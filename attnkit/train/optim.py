@@ -57,14 +57,23 @@ def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
     return p.dim() <= 1 or name.endswith(".bias")
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into decayed and non-decayed groups."""
-    decay, rest = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:
+    """Trainable parameters split into decayed and non-decayed groups; a model with
+    ``lr_scale(name) -> float`` (layer-wise decay) gets one group per distinct scale, each
+    with ``lr * scale``."""
+    scale_of = getattr(model, "lr_scale", None)
+    groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (rest if _no_decay(name, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+            scale = float(scale_of(name)) if scale_of is not None else 1.0
+            groups.setdefault((_no_decay(name, p), scale), []).append(p)
+    out = []
+    for (no_decay, scale), params in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        group = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if scale != 1.0 and lr is not None:
+            group["lr"] = lr * scale
+        out.append(group)
+    return out
 
 
 @OPTIMIZERS.register("sgd")
@@ -72,19 +81,107 @@ def _sgd(groups, c: OptimizerConfig):
     return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, foreach=True)
 
 
+def _lazy_sparse_step(opt: torch.optim.Optimizer, decoupled: bool) -> list[torch.Tensor]:
+    """Update the parameters whose gradient is sparse (an embedding with ``sparse=True``)
+    lazily: only the rows the batch used move, and only their moments decay (LazyAdam, as
+    ``torch.optim.SparseAdam`` but with weight decay and in the same optimiser and state
+    format as the dense parameters). Their ``.grad`` is set aside so the dense step skips
+    them; returns the set-aside parameters for the caller to restore."""
+    held = []
+    for group in opt.param_groups:
+        b1, b2 = group["betas"]
+        lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            g = p.grad
+            if g is None or not g.is_sparse:
+                continue
+            g = g.coalesce()
+            rows, values = g.indices()[0], g.values()
+            state = opt.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            step = float(state["step"])
+            with torch.no_grad():
+                if wd and not decoupled:
+                    values = values + wd * p[rows]
+                m = state["exp_avg"][rows].mul_(b1).add_(values, alpha=1 - b1)
+                v = state["exp_avg_sq"][rows].mul_(b2).addcmul_(values, values, value=1 - b2)
+                state["exp_avg"][rows] = m
+                state["exp_avg_sq"][rows] = v
+                update = (m / (1 - b1 ** step)) / ((v / (1 - b2 ** step)).sqrt_().add_(eps))
+                w = p[rows]
+                if wd and decoupled:
+                    w.mul_(1 - lr * wd)
+                p[rows] = w.sub_(update, alpha=lr)
+            held.append(p)
+            p.grad = None
+    return held
+
+
+class LazySparseMixin:
+    """Lets a multi-tensor Adam/AdamW also take sparse gradients, updated lazily."""
+
+    decoupled = False
+
+    def step(self, closure=None):
+        """One optimiser step: sparse parameters lazily, then the dense ones."""
+        held = _lazy_sparse_step(self, self.decoupled)
+        try:
+            return super().step(closure)
+        finally:
+            for p in held:  # keep .grad semantics (zero_grad clears it)
+                p.grad = None
+
+
+class Adam(LazySparseMixin, torch.optim.Adam):
+    """``torch.optim.Adam`` (multi-tensor) that also takes sparse gradients, lazily."""
+
+
+class AdamW(LazySparseMixin, torch.optim.AdamW):
+    """``torch.optim.AdamW`` (multi-tensor) that also takes sparse gradients, lazily."""
+
+    decoupled = True
+
+
 @OPTIMIZERS.register("adam")
 def _adam(groups, c: OptimizerConfig):
-    return torch.optim.Adam(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
+    return Adam(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(groups, c: OptimizerConfig):
-    return torch.optim.AdamW(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
+    return AdamW(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
+
+
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """Scale gradients so their global L2 norm is at most ``max_norm`` (dense and sparse
+    gradients; ``torch.nn.utils.clip_grad_norm_`` takes dense ones only)."""
+    dense, sparse = [], []
+    for p in params:
+        if p.grad is not None:
+            (sparse if p.grad.is_sparse else dense).append(p)
+    if not sparse:
+        return torch.nn.utils.clip_grad_norm_(dense, max_norm)
+    for p in sparse:
+        p.grad = p.grad.coalesce()
+    norms = [torch.linalg.vector_norm(p.grad.values()) for p in sparse]
+    if dense:
+        norms += list(torch._foreach_norm([p.grad for p in dense]))
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    if dense:
+        torch._foreach_mul_([p.grad for p in dense], scale)
+    for p in sparse:
+        p.grad.values().mul_(scale)
+    return total
 
 
 def build_optimizer(model: torch.nn.Module, c: OptimizerConfig) -> torch.optim.Optimizer:
     """The configured optimiser over the model's trainable parameters."""
-    groups = param_groups(model, c.weight_decay)
+    groups = param_groups(model, c.weight_decay, c.lr)
     if not groups:
         raise ConfigError("train.optimizer: the model has no trainable parameters")
     return OPTIMIZERS.get(c.name, where="train.optimizer.name")(groups, c)

@@ -21,7 +21,7 @@ from ..data.batching import length_bucketed_batches
 from ..errors import AttnkitError
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, clip_grad_norm
 
 
 class TrainingDiverged(AttnkitError):
@@ -97,8 +97,17 @@ class Trainer:
                       "history": [], "loss_sum": 0.0, "seen": 0}
 
     # ------------------------------------------------------------------ checkpoints
+    def model_state(self) -> dict:
+        """What a checkpoint keeps of the model: everything, or only the parameters that train
+        for models that say so (``trained_state``: a LoRA run does not copy its frozen backbone)."""
+        return getattr(self.model, "trained_state", self.model.state_dict)()
+
+    def load_model_state(self, state: dict) -> None:
+        """Inverse of :meth:`model_state`."""
+        getattr(self.model, "load_trained_state", self.model.load_state_dict)(state)
+
     def _snapshot(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "trainer": dict(self.state), "rng": rng_state()}
 
     def save(self, name: str = "last.pt") -> None:
@@ -110,7 +119,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt``."""
         ck = load_checkpoint(self.ckpt_dir / "last.pt")
-        self.model.load_state_dict(ck["model"])
+        self.load_model_state(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["schedule"])
         self.state = ck["trainer"]
@@ -182,7 +191,7 @@ class Trainer:
             st["seen"] += len(idx)
             if st["batch"] % cfg.accumulate == 0 or st["batch"] == len(batches):
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    clip_grad_norm(self.model.parameters(), cfg.grad_clip)
                 self.opt.step()
                 self.sched.step()
                 self.opt.zero_grad(set_to_none=True)
@@ -222,7 +231,7 @@ class Trainer:
                    **{f"train_{k}": v for k, v in record["train"].items()},
                    **{f"dev_{k}": v for k, v in record["dev"].items()}}, st["step"])
         if improved:
-            save_checkpoint(self.ckpt_dir / "best.pt", {"model": self.model.state_dict(), "epoch": st["epoch"],
+            save_checkpoint(self.ckpt_dir / "best.pt", {"model": self.model_state(), "epoch": st["epoch"],
                                                         "dev": record["dev"]})
         self.save()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (cfg.metric, "loss"))

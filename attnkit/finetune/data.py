@@ -1,0 +1,93 @@
+"""Text encoded with a pretrained model's own tokenizer.
+
+Classification reuses :class:`attnkit.data.TextClassificationData` (word-piece ids instead of
+word ids). Token classification needs word-piece alignment: every word is split into pieces,
+the first piece of each word carries the word's tag and the others are ignored; the model
+reads its prediction for a word at that first piece, so predictions map back to the original
+words and are scored with the same entity F1 as from-scratch taggers."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..data import TextClassificationData, pad_batch
+from ..data.batching import TAG_PAD
+from ..errors import DataError
+
+
+class SavedWithRun:
+    """Adapts a transformers object (tokenizer, model config) to the run directory's
+    ``save(path)`` protocol: it is written as a folder by ``save_pretrained``."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def save(self, path) -> None:
+        """``save_pretrained(path)``."""
+        self.obj.save_pretrained(str(path))
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Word-piece ids with the model's special tokens, at most ``max_len`` of them."""
+    if not texts:
+        return []
+    return tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
+
+
+def text_data(tokenizer, texts: Sequence[str], labels: Sequence[int] | None, max_len: int) -> TextClassificationData:
+    """A classification data set of word-piece ids."""
+    return TextClassificationData(encode_texts(tokenizer, texts, max_len), labels)
+
+
+class WordPieceTaggingData:
+    """Sentences as word pieces. ``collate`` gives ``tokens [B, P]`` and ``lengths [B]`` (pieces,
+    special tokens included), ``first [B, W]`` (the piece index of each word's first piece),
+    ``word_lengths [B]`` and, with tags, ``tags [B, W]`` (word level, padded with -100)."""
+
+    def __init__(self, pieces: list[list[int]], first: list[list[int]], tags: list[list[int]] | None = None):
+        self.pieces, self.first, self.tags = pieces, first, tags
+
+    @classmethod
+    def encode(cls, tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None,
+               max_len: int = 512, where: Sequence[str] | None = None) -> WordPieceTaggingData:
+        """Split each sentence's words into pieces; a sentence longer than ``max_len`` pieces
+        is a DataError naming it (``where[i]``: file and line), as cutting it would drop words."""
+        pieces, first = [], []
+        if sentences:
+            enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=False)
+        for i, s in enumerate(sentences):
+            ids = enc["input_ids"][i]
+            if len(ids) > max_len:
+                at = f"{where[i]}: " if where is not None else f"sentence {i}: "
+                raise DataError(f"{at}{len(s)} words make {len(ids)} word pieces, more than model.finetune.max_len "
+                                f"= {max_len}; raise it (up to the model's maximum) or split the sentence")
+            starts, seen = [], set()
+            for pos, w in enumerate(enc.word_ids(i)):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    starts.append(pos)
+            if len(starts) != len(s):  # a word the tokenizer maps to no piece (e.g. a lone control char)
+                at = f"{where[i]}: " if where is not None else f"sentence {i}: "
+                raise DataError(f"{at}{len(s) - len(starts)} word(s) produce no word piece with this tokenizer")
+            pieces.append(ids)
+            first.append(starts)
+        return cls(pieces, first, None if tags is None else [list(t) for t in tags])
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Pieces per sentence (for length-bucketed batches)."""
+        return [len(p) for p in self.pieces]
+
+    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The batch of sentences ``indices``."""
+        indices = [int(i) for i in indices]
+        tokens, lengths = pad_batch([self.pieces[i] for i in indices])
+        first, word_lengths = pad_batch([self.first[i] for i in indices])
+        batch = {"tokens": tokens, "lengths": lengths, "first": first, "word_lengths": word_lengths}
+        if self.tags is not None:
+            batch["tags"] = pad_batch([self.tags[i] for i in indices], TAG_PAD)[0]
+        return batch

@@ -1,0 +1,156 @@
+"""A Hugging Face encoder as an attnkit encoder: ``(ids [B, T], lengths [B]) -> h [B, T, H]``.
+
+Two paths compute the same function:
+
+* the **reference** path calls the Hugging Face model itself (any encoder, any PEFT wrapping,
+  prefix and prompt tuning included);
+* the **fast** path (BERT-structured models: ``embeddings`` + ``encoder.layer[i]`` with
+  ``attention.self.{query,key,value}``) walks the same modules with less work per step:
+  one fused QKV matmul where the projections are plain ``Linear`` layers (frozen weights are
+  concatenated once, trained ones on every call: a 3x384x384 copy is cheap next to three
+  small matmuls), SDPA with no mask when the batch has no padding, sparse gradients for the
+  word embedding (so the optimiser touches only the rows a batch used, see
+  :class:`attnkit.train.optim.AdamW`), and, when the head reads only the first position
+  (``[CLS]``), a last layer that computes its queries, output projection and feed-forward for
+  that position alone (keys and values still see every position).
+
+The fast path is checked against the reference in ``tests/finetune/test_encoder.py``
+(outputs and gradients, with and without LoRA/IA3/adapters); it calls the wrapped modules,
+so PEFT's LoRA/IA3 layers and attnkit's adapters act inside it unchanged."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.masking import padding_mask
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The bare transformers model inside a PEFT wrapper (or the model itself)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if get is not None else model
+
+
+def is_bert_like(model: nn.Module) -> bool:
+    """Whether the fast path understands this model's structure (BERT: absolute positions
+    from 0, post-LayerNorm layers, GELU feed-forward)."""
+    base = base_model(model)
+    cfg = getattr(base, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "bert":
+        return False
+    if getattr(cfg, "position_embedding_type", "absolute") != "absolute" or getattr(cfg, "is_decoder", False):
+        return False
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    return layers is not None and all(hasattr(layer.attention, "self") for layer in layers)
+
+
+def _is_plain_linear(m: nn.Module) -> bool:
+    return type(m) is nn.Linear
+
+
+class BackboneEncoder(nn.Module):
+    """Wraps a transformers encoder (possibly PEFT-wrapped). ``fast`` selects the fast path
+    when the structure allows it and no prefix/prompt tuning is active (those inject keys or
+    inputs through the Hugging Face forward)."""
+
+    def __init__(self, model: nn.Module, fast: bool = True, sparse_embeddings: bool = True):
+        super().__init__()
+        self.model = model
+        self.out_dim = base_model(model).config.hidden_size
+        self.pad_id = base_model(model).config.pad_token_id or 0
+        self.prompt_learning = bool(getattr(getattr(model, "peft_config", {}).get("default"), "is_prompt_learning",
+                                            False)) if hasattr(model, "peft_config") else False
+        self.fast = fast and is_bert_like(model) and not self.prompt_learning
+        self.sparse_embeddings = sparse_embeddings
+        self._frozen_qkv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def base(self) -> nn.Module:
+        """The bare transformers model (inside PEFT's wrapper, if any)."""
+        return base_model(self.model)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers of the backbone."""
+        return self.base.encoder.layer
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, first_only: bool = False) -> torch.Tensor:
+        """Hidden states ``[B, T, H]`` (``[B, 1, H]`` when ``first_only`` on the fast path;
+        the reference path returns every position and the caller slices)."""
+        if not self.fast:
+            return self.reference(ids, lengths)
+        return self._fast(ids, lengths, first_only)
+
+    # ------------------------------------------------------------------ reference
+    def reference(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The Hugging Face model's own forward."""
+        mask = padding_mask(lengths, ids.shape[1])
+        ids = ids.masked_fill(~mask, self.pad_id)
+        out = self.model(input_ids=ids, attention_mask=mask.long())
+        h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        if h.shape[1] != ids.shape[1]:  # prompt tuning prepends virtual tokens: drop them
+            h = h[:, h.shape[1] - ids.shape[1]:]
+        return h
+
+    # ------------------------------------------------------------------ fast path
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        emb = self.base.embeddings
+        word = emb.word_embeddings
+        sparse = self.sparse_embeddings and word.weight.requires_grad and self.training
+        x = F.embedding(ids, word.weight, word.padding_idx, sparse=sparse)
+        T = ids.shape[1]
+        x = x + emb.position_embeddings.weight[:T]
+        if getattr(emb, "token_type_embeddings", None) is not None:
+            x = x + emb.token_type_embeddings.weight[0]
+        return emb.dropout(emb.LayerNorm(x))
+
+    def _qkv(self, i: int, sa: nn.Module, x: torch.Tensor, xq: torch.Tensor):
+        q_, k_, v_ = sa.query, sa.key, sa.value
+        if xq is x and all(_is_plain_linear(m) for m in (q_, k_, v_)):
+            trained = any(m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad)
+                          for m in (q_, k_, v_))
+            if trained:
+                w = torch.cat([q_.weight, k_.weight, v_.weight])
+                b = torch.cat([q_.bias, k_.bias, v_.bias])
+            else:
+                key = (q_.weight.data_ptr(), q_.weight._version, k_.weight._version, v_.weight._version)
+                cached = self._frozen_qkv.get(i)
+                if cached is None or cached[0] != key:
+                    cached = (key, (torch.cat([q_.weight, k_.weight, v_.weight]).detach(),
+                                    torch.cat([q_.bias, k_.bias, v_.bias]).detach()))
+                    self._frozen_qkv[i] = cached
+                w, b = cached[1]
+            return F.linear(x, w, b).chunk(3, dim=-1)
+        return q_(xq), k_(x), v_(x)
+
+    def _layer(self, i: int, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
+               first_only: bool) -> torch.Tensor:
+        att = layer.attention
+        sa = att.self
+        xq = x[:, :1] if first_only else x
+        q, k, v = self._qkv(i, sa, x, xq)
+        B, T, H = x.shape
+        heads = sa.num_attention_heads
+        d = H // heads
+
+        def split(t):
+            return t.view(B, t.shape[1], heads, d).transpose(1, 2)
+        p = sa.dropout.p if self.training else 0.0
+        a = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask, dropout_p=p)
+        a = a.transpose(1, 2).reshape(B, xq.shape[1], H)
+        so = att.output
+        h = so.LayerNorm(so.dropout(so.dense(a)) + xq)
+        out = layer.output
+        return out.LayerNorm(out.dropout(out.dense(layer.intermediate(h))) + h)
+
+    def _fast(self, ids: torch.Tensor, lengths: torch.Tensor, first_only: bool) -> torch.Tensor:
+        T = ids.shape[1]
+        x = self._embed(ids)
+        mask = None
+        if int(lengths.min()) < T:  # keys beyond each length are padding
+            mask = padding_mask(lengths, T)[:, None, None, :]
+        layers = self.layers
+        for i, layer in enumerate(layers):
+            x = self._layer(i, layer, x, mask, first_only and i == len(layers) - 1)
+        return x

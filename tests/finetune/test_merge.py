@@ -1,0 +1,44 @@
+"""Merging LoRA into the backbone: same outputs, idempotent, and save -> load exact."""
+import torch
+
+from attnkit.config import from_dict
+from attnkit.finetune import merge_lora
+from attnkit.models import ModelConfig, build_model
+
+
+def lora_model(folder):
+    torch.manual_seed(0)
+    cfg = from_dict(ModelConfig, {"pretrained": str(folder), "finetune": {"method": "lora", "r": 4}})
+    model = build_model("text_classification", cfg, num_classes=3)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # trained LoRA weights are not zero
+            torch.nn.init.normal_(p, std=0.5)
+    return model.eval()
+
+
+def batch():
+    return {"tokens": torch.tensor([[2, 7, 9, 12, 3], [2, 8, 3, 0, 0]]), "lengths": torch.tensor([5, 3])}
+
+
+def test_merged_equals_unmerged_and_merging_twice_changes_nothing(tiny_bert):
+    model = lora_model(tiny_bert)
+    with torch.no_grad():
+        before = model(batch())["logits"]
+        assert merge_lora(model)
+        after = model(batch())["logits"]
+        assert not any("lora" in n for n, _ in model.named_parameters())
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        assert not merge_lora(model)
+        again = model(batch())["logits"]
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    assert torch.equal(again, after)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_merged_weights_fold_the_low_rank_update(tiny_bert):
+    model = lora_model(tiny_bert)
+    q = model.encoder.base.encoder.layer[0].attention.self.query
+    expected = q.base_layer.weight + q.scaling["default"] * q.lora_B["default"].weight @ q.lora_A["default"].weight
+    expected = expected.detach().clone()
+    merge_lora(model)
+    torch.testing.assert_close(model.encoder.base.encoder.layer[0].attention.self.query.weight, expected)
