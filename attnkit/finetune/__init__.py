@@ -7,7 +7,12 @@ from .data import WordPieceTaggingData, encode_texts, text_data
 from .encoder import BackboneEncoder, base_model, is_bert_like
 from .merge import merge_lora
 from .methods import METHODS, apply_method, linear_names
-from .models import PRETRAINED_TASKS, PretrainedTaskModel, PretrainedTextClassifier, PretrainedTokenTagger
+from .models import (
+           PRETRAINED_TASKS,
+           PretrainedTaskModel,
+           PretrainedTextClassifier,
+           PretrainedTokenTagger,
+)
 
 __all__ = ["METHODS", "PRETRAINED_TASKS", "Adapter", "BackboneEncoder", "PretrainedTaskModel",
            "PretrainedTextClassifier", "PretrainedTokenTagger", "WordPieceTaggingData", "add_adapters",

@@ -130,7 +130,7 @@ class BackboneEncoder(nn.Module):
         sa = att.self
         xq = x[:, :1] if first_only else x
         q, k, v = self._qkv(i, sa, x, xq)
-        B, T, H = x.shape
+        B, _, H = x.shape
         heads = sa.num_attention_heads
         d = H // heads
 

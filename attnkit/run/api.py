@@ -10,11 +10,10 @@ import torch
 from .. import data as D
 from ..config import apply_overrides, load_yaml, save_yaml, to_dict
 from ..evaluate import evaluate_model
-from ..models import build_model
+from ..models import build_model, count_parameters
 from ..train import Trainer, load_checkpoint
 from .config import RunConfig, run_config
 from .prepare import prepare
-from ..models import count_parameters
 from .rundir import RunError, load_run, save_weights, write_json, write_meta
 
 

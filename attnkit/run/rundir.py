@@ -97,7 +97,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     where = run_dir / "model.safetensors"
     try:
         state = load_file(str(where))
-    except Exception as e:  # safetensors raises its own error types for damaged files
+    except Exception as e:  # noqa: BLE001  (safetensors raises its own error types for damaged files)
         raise RunError(f"{where}: cannot be read ({e})") from None
     if meta.get("weights") == "trained":  # the frozen rest came from model.pretrained
         try:

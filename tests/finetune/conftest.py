@@ -11,8 +11,9 @@ PIECES = ["un", "##believ", "##able", "##s", "##ing", "##ed", "new", "york"]
 
 
 def tiny_config(**kw):
-    base = dict(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-                max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    base = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
+            "intermediate_size": 64, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0}
     return transformers.BertConfig(**{**base, **kw})
 
 
