@@ -80,13 +80,15 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, train_data, dev_data, cfg: TrainConfig, run_dir: str | Path,
                  evaluate: Callable[[torch.nn.Module, object], dict], progress: bool | None = None,
-                 on_checkpoint: Callable[[], None] | None = None):
+                 on_checkpoint: Callable[[], None] | None = None, on_step: Callable[[dict], bool] | None = None):
         self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.evaluate = evaluate
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_checkpoint = on_checkpoint
+        self.on_step = on_step  # called after every optimiser step with the state; True = pause (checkpointed)
+        self.paused = False
         self.steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg.batch_size) / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps:
@@ -155,8 +157,11 @@ class Trainer:
         log = log or MetricsLog(self.run_dir)
         log.truncate_after(self.state["step"])
         cfg, st = self.cfg, self.state
+        self.paused = False
         while st["epoch"] < cfg.epochs and not self._done():
             self._train_epoch(log)
+            if self.paused:  # resume() continues from the step after the pause
+                return {}
             self._end_epoch(log)  # also after a max_steps stop inside an epoch
             if cfg.patience and st["bad_epochs"] >= cfg.patience:
                 self._print(f"early stopping: no {cfg.metric} improvement in {cfg.patience} epochs")
@@ -200,6 +205,10 @@ class Trainer:
                     log.write({"kind": "train", "epoch": st["epoch"] + 1, "step": st["step"],
                                "loss": st["loss_sum"] / max(st["seen"], 1), "lr": self.sched.get_last_lr()[0]}, st["step"])
                     self.save()
+                if self.on_step is not None and self.on_step(st) and not self._done():
+                    self.paused = True
+                    self.save()
+                    break
                 if self._done():
                     break
             if bar is not None:

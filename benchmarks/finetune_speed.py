@@ -1,0 +1,311 @@
+"""Fine-tuning speed: attnkit vs the Hugging Face Trainer on MiniLM (all-MiniLM-L6-v2), SST-2.
+
+Contenders, for full fine-tuning and for LoRA (r=8, alpha=16 on query/value), all with batch
+size 32, the same learning rate, linear decay without warm-up, weight decay 0, gradient
+clipping 1.0, the same number of steps and the same dropout:
+
+  hf_maxlen  the Trainer as most users configure it: every text padded to 64 pieces;
+  hf_best    the Trainer at its best: DataCollatorWithPadding (dynamic padding),
+             group_by_length (``train_sampling_strategy``), fused AdamW;
+  attnkit    attnkit's Trainer on the same config (``model.pretrained: minilm``).
+
+Each contender trains ``--steps`` steps in ``--rounds`` chunks; the chunks are interleaved
+(round r runs chunk r of every contender, each resuming from its checkpoint), so machine
+noise hits every contender alike. Per chunk, the first ``--warmup`` steps are warm-up; the
+median step time of the rest gives samples/s; ratios are taken per round and the median
+over rounds is reported. Model FLOPs utilisation = useful model FLOPs (the formula below on
+the real, unpadded pieces) per second / the fp32 matmul rate measured here. After the last
+chunk each model is scored on SST-2 dev.
+
+    python benchmarks/finetune_speed.py [--steps 240] [--rounds 3] [--only full|lora]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import row, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "sst2"
+BATCH = 32
+MAX_LEN = 64
+LR = {"full": 1e-4, "lora": 1e-3}
+
+
+def matmul_rate() -> float:
+    """Measured fp32 GFLOP/s of a 2048^3 matmul (median of 7) on this machine."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 2048 ** 3 / statistics.median(times) / 1e9
+
+
+def read_sst2(split: str) -> tuple[list[str], list[int]]:
+    """Texts and labels of an SST-2 split."""
+    from attnkit.data import read_table
+
+    t = read_table(DATA / f"{split}.tsv", "sentence", "label")
+    return t.texts, [int(x) for x in t.labels]
+
+
+def model_flops_per_sample(lengths: list[int], method: str) -> float:
+    """Training FLOPs per example: 2 x (non-embedding weights) x pieces + 4 x layers x
+    pieces^2 x width (attention scores and mixing) for the forward; backward twice the forward
+    for full fine-tuning, once (input gradients only) for LoRA with its frozen weights."""
+    layers, width, ff = 6, 384, 1536
+    weights = layers * (4 * width * width + 2 * width * ff) + width * width  # + pooler
+    fwd = sum(2 * weights * n + 4 * layers * n * n * width for n in lengths) / len(lengths)
+    return fwd * (3 if method == "full" else 2)
+
+
+class Steps:
+    """Wall-clock step times of one contender, per chunk."""
+
+    def __init__(self):
+        self.chunks: list[list[float]] = []
+        self._last = None
+
+    def start_chunk(self):
+        """A new chunk begins: the next step is timed from now."""
+        self.chunks.append([])
+        self._last = time.perf_counter()
+
+    def step(self):
+        """One optimiser step finished."""
+        now = time.perf_counter()
+        self.chunks[-1].append(now - self._last)
+        self._last = now
+
+
+# ---------------------------------------------------------------------------- Hugging Face
+class HFContender:
+    """The Hugging Face Trainer, resumed chunk by chunk from its own checkpoints."""
+
+    def __init__(self, name: str, method: str, best: bool, train, steps: int, chunk: int, work: Path):
+        import torch
+        from transformers import DataCollatorWithPadding, TrainerCallback, TrainingArguments
+
+        from attnkit.models.pretrained import load_tokenizer, resolve_backbone
+
+        self.name, self.method, self.best, self.work = name, method, best, work / name
+        self.steps, self.chunk, self.timer = steps, chunk, Steps()
+        self.dir = resolve_backbone("minilm")
+        self.tok = load_tokenizer("minilm")
+        texts, labels = train
+        t0 = time.perf_counter()
+        if best:
+            enc = self.tok(texts, truncation=True, max_length=MAX_LEN)
+        else:
+            enc = self.tok(texts, truncation=True, max_length=MAX_LEN, padding="max_length")
+        self.data = [{"input_ids": i, "attention_mask": m, "labels": y}
+                     for i, m, y in zip(enc["input_ids"], enc["attention_mask"], labels)]
+        self.prepare_s = time.perf_counter() - t0
+        timer, contender = self.timer, self
+
+        class Pause(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                timer.step()
+                if state.global_step % contender.chunk == 0 and state.global_step < contender.steps:
+                    control.should_save = True
+                    control.should_training_stop = True
+        self.callback = Pause()
+        self.args = TrainingArguments(
+            output_dir=str(self.work), per_device_train_batch_size=BATCH, max_steps=steps,
+            learning_rate=LR[method], lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
+            max_grad_norm=1.0, logging_strategy="no", save_strategy="no", report_to=[], seed=0,
+            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+            # transformers 5 spells group_by_length=True this way; fused AdamW is its default optimiser
+            train_sampling_strategy="group_by_length" if best else "random", optim="adamw_torch_fused")
+        self.collator = DataCollatorWithPadding(self.tok) if best else None
+        torch.manual_seed(0)
+        self.model = self._model()
+        self.trainer = None
+        self.done = 0
+
+    def _model(self):
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(self.dir, num_labels=2)
+        if self.method == "lora":
+            import peft
+
+            model = peft.get_peft_model(model, peft.LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16,
+                                                               target_modules=["query", "value"]))
+        return model
+
+    def run_chunk(self):
+        """Train up to the next chunk boundary."""
+        from transformers import Trainer
+
+        trainer = Trainer(model=self.model, args=self.args, train_dataset=self.data, data_collator=self.collator,
+                          callbacks=[self.callback])
+        ckpts = sorted(self.work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        self.timer.start_chunk()
+        trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+        self.trainer = trainer
+        self.done += self.chunk
+
+    def accuracy(self, dev) -> float:
+        """SST-2 dev accuracy of the trained model."""
+        import torch
+
+        texts, labels = dev
+        model = self.trainer.model.eval()
+        right = 0
+        with torch.no_grad():
+            for i in range(0, len(texts), 128):
+                enc = self.tok(texts[i:i + 128], truncation=True, max_length=MAX_LEN, padding=True,
+                               return_tensors="pt")
+                pred = model(**enc).logits.argmax(-1)
+                right += int((pred == torch.tensor(labels[i:i + 128])).sum())
+        return right / len(texts)
+
+
+# ---------------------------------------------------------------------------- attnkit
+class AttnkitContender:
+    """attnkit's Trainer on the equivalent run config, paused and resumed between chunks."""
+
+    def __init__(self, method: str, steps: int, chunk: int, work: Path):
+        import torch
+
+        from attnkit.models import build_model
+        from attnkit.run.api import resolve_config
+        from attnkit.run.prepare import prepare
+
+        self.name, self.method, self.steps, self.chunk, self.timer = f"attnkit_{method}", method, steps, chunk, Steps()
+        finetune = {"method": method, "max_len": MAX_LEN}
+        if method == "lora":
+            finetune.update(r=8, alpha=16, target_modules=["query", "value"])
+        self.cfg = resolve_config({
+            "task": "text_classification",
+            "data": {"train": str(DATA / "train.tsv"), "dev": str(DATA / "dev.tsv"), "text_column": "sentence"},
+            "model": {"pretrained": "minilm", "finetune": finetune},
+            "train": {"epochs": 1, "batch_size": BATCH, "max_steps": steps, "grad_clip": 1.0, "seed": 0,
+                      "optimizer": {"name": "adamw", "lr": LR[method], "weight_decay": 0.0},
+                      "schedule": {"name": "linear", "warmup": 0}}})
+        t0 = time.perf_counter()
+        self.prepared = prepare(self.cfg)
+        self.prepare_s = time.perf_counter() - t0
+        torch.manual_seed(0)
+        self.model = build_model(self.cfg.task, self.cfg.model, **self.prepared.sizes)
+        self.work = work / self.name
+        self.started = False
+
+    def run_chunk(self):
+        """Train up to the next chunk boundary."""
+        from attnkit.evaluate import evaluate_model
+        from attnkit.train import Trainer
+
+        def on_step(state):
+            self.timer.step()
+            return state["step"] % self.chunk == 0
+
+        def evaluate(m, d):
+            return evaluate_model(m, d, self.prepared.label_names)
+        trainer = Trainer(self.model, self.prepared.train, self.prepared.dev, self.cfg.train, self.work, evaluate,
+                          progress=False, on_step=on_step)
+        self.timer.start_chunk()
+        trainer.fit(resume=self.started)
+        self.started = True
+        self.trainer = trainer
+
+    def accuracy(self, dev) -> float:
+        """SST-2 dev accuracy after the last chunk (the trainer's end-of-run evaluation)."""
+        from attnkit.evaluate import evaluate_model
+
+        return evaluate_model(self.model, self.prepared.dev, self.prepared.label_names)["accuracy"]
+
+
+# ---------------------------------------------------------------------------- main
+def summarize(c, warmup: int) -> dict:
+    """Per-chunk median step time (after warm-up) and the warm-up time."""
+    per_chunk = [statistics.median(ch[warmup:]) for ch in c.timer.chunks]
+    return {"median_step_s": per_chunk, "warmup_s": sum(c.timer.chunks[0][:warmup]),
+            "samples_per_s": [BATCH / t for t in per_chunk]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=240)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--only", choices=["full", "lora"], action="append")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} is missing: this benchmark needs SST-2 from ../shared/data")
+    peak = matmul_rate()
+    print(f"fp32 matmul: {peak:.1f} GFLOP/s", flush=True)
+    train, dev = read_sst2("train"), read_sst2("dev")
+    chunk = args.steps // args.rounds
+    steps = chunk * args.rounds
+    work = Path(tempfile.mkdtemp(prefix="attnkit-ftspeed-"))
+    rows, notes = [], []
+    try:
+        for method in args.only or ["full", "lora"]:
+            contenders = [HFContender(f"hf_maxlen_{method}", method, False, train, steps, chunk, work),
+                          HFContender(f"hf_best_{method}", method, True, train, steps, chunk, work),
+                          AttnkitContender(method, steps, chunk, work)]
+            pieces = [len(x) for x in contenders[2].prepared.train.tokens]
+            flops = model_flops_per_sample(pieces, method)
+            padded = 1 - sum(pieces) / (len(pieces) * MAX_LEN)
+            for r in range(args.rounds):
+                for c in contenders:
+                    t0 = time.perf_counter()
+                    c.run_chunk()
+                    print(f"{method} round {r + 1}: {c.name} {time.perf_counter() - t0:.1f} s, median step "
+                          f"{statistics.median(c.timer.chunks[-1][args.warmup:]) * 1e3:.0f} ms", flush=True)
+            stats = {c.name: summarize(c, args.warmup) for c in contenders}
+            accs = {c.name: c.accuracy(dev) for c in contenders}
+            ours = stats[f"attnkit_{method}"]
+            for c in contenders:
+                s = stats[c.name]
+                sps = statistics.median(s["samples_per_s"])
+                mfu = sps * flops / (peak * 1e9)
+                rows.append(row(c.name, "samples_per_s", round(sps, 1), None, "higher",
+                                per_round=[round(x, 1) for x in s["samples_per_s"]], warmup_s=round(s["warmup_s"], 2),
+                                prepare_s=round(c.prepare_s, 1), mfu=round(mfu, 3), dev_accuracy=round(accs[c.name], 4),
+                                steps=steps))
+                if c.name.startswith("hf"):
+                    ratios = [a / b for a, b in zip(ours["samples_per_s"], s["samples_per_s"])]
+                    target = 1.2 if "best" in c.name else 4.0
+                    rows.append(row(f"attnkit_vs_{c.name}", "speedup", round(statistics.median(ratios), 3), target,
+                                    "higher", "x", per_round=[round(x, 3) for x in ratios]))
+                    if "best" in c.name:
+                        rows.append(row(f"attnkit_vs_{c.name}", "dev_accuracy_gap_points",
+                                        round(100 * (accs[c.name] - accs[f'attnkit_{method}']), 2), 0.5, "lower"))
+            if method == "full":
+                sps = statistics.median(ours["samples_per_s"])
+                rows.append(row("attnkit_full", "mfu", round(sps * flops / (peak * 1e9), 3), 0.65, "higher"))
+            notes.append(f"{method}: {sum(pieces) / len(pieces):.1f} pieces per example on average; padding to "
+                         f"{MAX_LEN} makes {100 * padded:.0f}% of hf_maxlen's tokens padding; model FLOPs per "
+                         f"example {flops / 1e6:.1f} MFLOP")
+            for r in rows:
+                if r["name"].endswith(method) or method in r["name"]:
+                    print(json.dumps(r), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    notes.append(f"fp32 matmul rate (2048^3, median of 7): {peak:.1f} GFLOP/s")
+    write_results("finetune_speed", rows, notes)
+
+
+if __name__ == "__main__":
+    main()
