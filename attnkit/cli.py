@@ -112,6 +112,19 @@ def predict(
 
 
 @app.command()
+def merge(
+    run: Annotated[Path, typer.Argument(help="A LoRA (or IA3) run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the merged run directory goes.")],
+):
+    """Fold a LoRA/IA3 run's adapter weights into its backbone: a plain run for deployment."""
+    from .run import merge_run
+
+    merged = merge_run(run, out)
+    size = sum(p.stat().st_size for p in merged.rglob("*") if p.is_file())
+    console.print(f"merged run: {merged} ({size / 2**20:.1f} MiB; no PEFT needed to load it)")
+
+
+@app.command()
 def backends():
     """List the registered scores, masks, modifiers and backends."""
     from .attention import list_backends, list_masks, list_mods, list_scores

