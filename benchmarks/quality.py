@@ -90,7 +90,7 @@ def main() -> None:
         new = run_one(name, args.out, args.overrides)
         for r in new:
             print(f"{r['name']:24} {r['metric']:18} {r['value']:>10} target {r['target']}  "
-                  f"{'OK' if r.get('meets') else 'MISS'}", flush=True)
+                  f"{'' if r['target'] is None else 'OK' if r.get('meets') else 'MISS'}", flush=True)
         rows += new
         RESULTS.mkdir(parents=True, exist_ok=True)
         order = {n: i for i, n in enumerate(RUNS)}
