@@ -166,7 +166,7 @@ def test_bad_on_error_and_bad_fmt(tmp_path):
     p = write(tmp_path / "a.tsv", "text\tlabel\nx\t1\n")
     with pytest.raises(ConfigError, match="on_error"):
         read_table(p, "text", "label", on_error="ignore")
-    with pytest.raises(ConfigError, match="csv, jsonl, tsv"):
+    with pytest.raises(ConfigError, match="csv, json, jsonl, tsv"):
         read_table(p, "text", "label", fmt="xlsx")
 
 
@@ -196,3 +196,17 @@ def test_parallel_empty_line_names_its_file(tmp_path):
     raises_at(tgt, 2, "empty sentence", read_parallel, src, tgt)
     d = read_parallel(src, tgt, on_error="skip")
     assert d.sources == ["one", "three"] and d.lines == [1, 3] and d.skipped == 1
+
+
+def test_json_splits_of_pairs_selected_and_joined(tmp_path):
+    p = write(tmp_path / "d.json", json.dumps({"train": [["hi", "greet"], ["bye", "leave"]], "oos_train": [["x", "oos"]],
+                                               "val": [["hey", "greet"]]}))
+    t = read_table(f"{p}#train+oos_train", "text", "label")
+    assert t.texts == ["hi", "bye", "x"] and t.labels == ["greet", "leave", "oos"] and t.lines == [1, 2, 3]
+    assert read_table(p, "text", "label").texts == ["x", "hi", "bye", "hey"]  # every split, sorted by name
+    bad = write(tmp_path / "b.json", json.dumps({"train": [["only text"]]}))
+    with pytest.raises(DataError, match=r"b.json:1: train: expected \[text, label\] or an object"):
+        read_table(f"{bad}#train", "text", "label")
+    tsv = write(tmp_path / "c.tsv", "text\tlabel\nx\t1\n")
+    with pytest.raises(ConfigError, match="selects splits of a .json file only"):
+        read_table(f"{tsv}#train", "text", "label")
