@@ -6,10 +6,8 @@ Two paths compute the same function:
   prefix and prompt tuning included);
 * the **fast** path (BERT-structured models: ``embeddings`` + ``encoder.layer[i]`` with
   ``attention.self.{query,key,value}``) walks the same modules with less work per step:
-  one fused QKV matmul where the projections are plain ``Linear`` layers or LoRA layers
-  (their low-rank updates are added after; frozen weights are concatenated once, trained ones
-  on every call: a 3x384x384 copy is cheap next to three small matmuls), SDPA with no mask when the batch has no padding, sparse gradients for the
-  word embedding (so the optimiser touches only the rows a batch used, see
+  SDPA with no mask when the batch has no padding, sparse gradients for the word embedding
+  (so the optimiser touches only the rows a batch used, see
   :class:`attnkit.train.optim.AdamW`), and, when the head reads only the first position
   (``[CLS]``), a last layer that computes its queries, output projection and feed-forward for
   that position alone (keys and values still see every position).
@@ -45,29 +43,6 @@ def is_bert_like(model: nn.Module) -> bool:
     return layers is not None and all(hasattr(layer.attention, "self") for layer in layers)
 
 
-def _split_lora(m: nn.Module):
-    """``(base Linear, low-rank update or None)`` for a plain Linear or a PEFT LoRA layer
-    (unmerged, adapters enabled, no DoRA), so the base projections can be fused and the
-    LoRA updates added: ``W x + b + sum_a scale_a B_a A_a dropout_a(x)``, PEFT's formula.
-    None for anything else (IA3, adapters, DoRA): those are called as they are."""
-    if type(m) is nn.Linear:
-        return m, None
-    base = getattr(m, "base_layer", None)
-    if type(base) is not nn.Linear or not hasattr(m, "lora_A") or getattr(m, "merged", False) \
-            or getattr(m, "disable_adapters", False):
-        return None
-    names = [a for a in m.active_adapters if a in m.lora_A]
-    if any(getattr(m, "use_dora", {}).get(a, False) for a in names) or getattr(m, "lora_magnitude_vector", None):
-        return None
-
-    def update(x: torch.Tensor) -> torch.Tensor:
-        total = 0
-        for a in names:
-            total = total + m.lora_B[a](m.lora_A[a](m.lora_dropout[a](x))) * m.scaling[a]
-        return total
-    return base, update if names else None
-
-
 class BackboneEncoder(nn.Module):
     """Wraps a transformers encoder (possibly PEFT-wrapped). ``fast`` selects the fast path
     when the structure allows it and no prefix/prompt tuning is active (those inject keys or
@@ -82,7 +57,6 @@ class BackboneEncoder(nn.Module):
                                             False)) if hasattr(model, "peft_config") else False
         self.fast = fast and is_bert_like(model) and not self.prompt_learning
         self.sparse_embeddings = sparse_embeddings
-        self._frozen_qkv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def base(self) -> nn.Module:
@@ -124,34 +98,12 @@ class BackboneEncoder(nn.Module):
             x = x + emb.token_type_embeddings.weight[0]
         return emb.dropout(emb.LayerNorm(x))
 
-    def _qkv(self, i: int, sa: nn.Module, x: torch.Tensor, xq: torch.Tensor):
-        parts = [_split_lora(m) for m in (sa.query, sa.key, sa.value)]
-        if xq is not x or any(p is None for p in parts):  # first-only queries, or IA3 & co: one by one
-            return sa.query(xq), sa.key(x), sa.value(x)
-        linears = [p[0] for p in parts]
-        if any(m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad) for m in linears):
-            w = torch.cat([m.weight for m in linears])
-            b = torch.cat([m.bias for m in linears])
-        else:  # frozen (LoRA): concatenate once, again only if a weight changes in place
-            key = tuple((m.weight.data_ptr(), m.weight._version) for m in linears)
-            cached = self._frozen_qkv.get(i)
-            if cached is None or cached[0] != key:
-                cached = (key, (torch.cat([m.weight for m in linears]).detach(),
-                                torch.cat([m.bias for m in linears]).detach()))
-                self._frozen_qkv[i] = cached
-            w, b = cached[1]
-        out = list(F.linear(x, w, b).chunk(3, dim=-1))
-        for j, (_, lora) in enumerate(parts):
-            if lora is not None:
-                out[j] = out[j] + lora(x)
-        return out
-
     def _layer(self, i: int, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
                first_only: bool) -> torch.Tensor:
         att = layer.attention
         sa = att.self
         xq = x[:, :1] if first_only else x
-        q, k, v = self._qkv(i, sa, x, xq)
+        q, k, v = sa.query(xq), sa.key(x), sa.value(x)
         B, _, H = x.shape
         heads = sa.num_attention_heads
         d = H // heads

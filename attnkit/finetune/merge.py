@@ -17,6 +17,5 @@ def merge_lora(model: nn.Module) -> bool:
     for enc in encoders:
         if hasattr(enc.model, "merge_and_unload") and not enc.prompt_learning:
             enc.model = enc.model.merge_and_unload()
-            enc._frozen_qkv.clear()
             merged = True
     return merged
