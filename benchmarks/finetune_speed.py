@@ -231,9 +231,7 @@ class AttnkitContender:
 
     def accuracy(self, dev) -> float:
         """SST-2 dev accuracy after the last chunk (the trainer's end-of-run evaluation)."""
-        from attnkit.evaluate import evaluate_model
-
-        return evaluate_model(self.model, self.prepared.dev, self.prepared.label_names)["accuracy"]
+        return self.trainer.state["history"][-1]["dev"]["accuracy"]
 
 
 # ---------------------------------------------------------------------------- main

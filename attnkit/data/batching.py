@@ -86,6 +86,23 @@ def _check_same_length(what: str, a: Sequence, b: Sequence | None) -> None:
         raise DataError(f"{what}: {len(a)} examples but {len(b)} labels")
 
 
+def table_label_ids(table: TableData, label_vocab: LabelVocab | None) -> list[int] | None:
+    """Label ids of a table's rows (None without labels or vocabulary); a label the
+    vocabulary has not seen is a DataError naming its file and line."""
+    if label_vocab is None or table.labels is None:
+        return None
+    return [label_vocab.encode(label, where=f"{table.path}:{line}") for label, line in zip(table.labels, table.lines)]
+
+
+def conll_tag_ids(data: ConllData, tag_vocab: LabelVocab | None) -> list[list[int]] | None:
+    """Tag ids of every sentence (None without a vocabulary); an unseen tag is a DataError
+    naming its file and line."""
+    if tag_vocab is None:
+        return None
+    return [[tag_vocab.encode(t, where=f"{data.path}:{start + k}") for k, t in enumerate(sentence_tags)]
+            for sentence_tags, start in zip(data.tags, data.lines)]
+
+
 class TextClassificationData:
     """Token ids and (optional) label ids of texts; ``collate`` gives ``tokens [B, T]``,
     ``lengths [B]`` and ``labels [B]``."""
@@ -109,11 +126,7 @@ class TextClassificationData:
         label unseen by ``label_vocab`` is a DataError naming its file and line."""
         tokenize = get_tokenizer(tokenizer)
         tokens = [vocab.encode(tokenize(text))[:max_len] for text in table.texts]
-        labels = None
-        if label_vocab is not None and table.labels is not None:
-            labels = [label_vocab.encode(label, where=f"{table.path}:{line}")
-                      for label, line in zip(table.labels, table.lines)]
-        return cls(tokens, labels)
+        return cls(tokens, table_label_ids(table, label_vocab))
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -171,11 +184,7 @@ class TokenTaggingData:
         """Encode a CoNLL file's sentences; a tag unseen by ``tag_vocab`` is a DataError
         naming its file and line."""
         tokens = [vocab.encode(s) for s in data.sentences]
-        tags = None
-        if tag_vocab is not None:
-            tags = [[tag_vocab.encode(t, where=f"{data.path}:{start + k}")
-                     for k, t in enumerate(sentence_tags)]
-                    for sentence_tags, start in zip(data.tags, data.lines)]
+        tags = conll_tag_ids(data, tag_vocab)
         chars = None
         if char_vocab is not None:
             chars = [char_vocab.encode_words(s, max_word_len) for s in data.sentences]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from ..data import TextClassificationData, pad_batch
-from ..data.batching import TAG_PAD
+from ..data.batching import TAG_PAD, conll_tag_ids, table_label_ids
 from ..errors import DataError
 
 
@@ -38,6 +38,11 @@ def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> list[list[int
 def text_data(tokenizer, texts: Sequence[str], labels: Sequence[int] | None, max_len: int) -> TextClassificationData:
     """A classification data set of word-piece ids."""
     return TextClassificationData(encode_texts(tokenizer, texts, max_len), labels)
+
+
+def text_data_from_table(tokenizer, table, label_vocab, max_len: int) -> TextClassificationData:
+    """A table's texts as word pieces and its labels as ids (unseen labels name file:line)."""
+    return text_data(tokenizer, table.texts, table_label_ids(table, label_vocab), max_len)
 
 
 class WordPieceTaggingData:
@@ -73,6 +78,12 @@ class WordPieceTaggingData:
             pieces.append(ids)
             first.append(starts)
         return cls(pieces, first, None if tags is None else [list(t) for t in tags])
+
+    @classmethod
+    def from_conll(cls, tokenizer, data, tag_vocab, max_len: int = 512) -> WordPieceTaggingData:
+        """A CoNLL file's sentences as word pieces, tags as ids; errors name file and line."""
+        return cls.encode(tokenizer, data.sentences, conll_tag_ids(data, tag_vocab), max_len,
+                          where=[f"{data.path}:{line}" for line in data.lines])
 
     def __len__(self) -> int:
         return len(self.pieces)

@@ -51,10 +51,11 @@ class BackboneEncoder(nn.Module):
     def __init__(self, model: nn.Module, fast: bool = True, sparse_embeddings: bool = True):
         super().__init__()
         self.model = model
-        self.out_dim = base_model(model).config.hidden_size
-        self.pad_id = base_model(model).config.pad_token_id or 0
-        self.prompt_learning = bool(getattr(getattr(model, "peft_config", {}).get("default"), "is_prompt_learning",
-                                            False)) if hasattr(model, "peft_config") else False
+        config = base_model(model).config
+        self.out_dim = config.hidden_size
+        self.pad_id = config.pad_token_id or 0
+        peft_config = getattr(model, "peft_config", {}).get("default")
+        self.prompt_learning = bool(getattr(peft_config, "is_prompt_learning", False))
         self.fast = fast and is_bert_like(model) and not self.prompt_learning
         self.sparse_embeddings = sparse_embeddings
 
@@ -98,8 +99,7 @@ class BackboneEncoder(nn.Module):
             x = x + emb.token_type_embeddings.weight[0]
         return emb.dropout(emb.LayerNorm(x))
 
-    def _layer(self, i: int, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
-               first_only: bool) -> torch.Tensor:
+    def _layer(self, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, first_only: bool) -> torch.Tensor:
         att = layer.attention
         sa = att.self
         xq = x[:, :1] if first_only else x
@@ -126,5 +126,5 @@ class BackboneEncoder(nn.Module):
             mask = padding_mask(lengths, T)[:, None, None, :]
         layers = self.layers
         for i, layer in enumerate(layers):
-            x = self._layer(i, layer, x, mask, first_only and i == len(layers) - 1)
+            x = self._layer(layer, x, mask, first_only and i == len(layers) - 1)
         return x

@@ -53,7 +53,8 @@ def check_backbone_dir(path: Path) -> None:
                         f"{'; '.join(missing)} (it has: {', '.join(have) or 'nothing'})")
 
 
-def _transformers():
+def import_transformers():
+    """transformers (quiet: no progress bars or warnings), or a ConfigError saying how to install it."""
     try:
         import transformers
     except ImportError:
@@ -65,20 +66,19 @@ def _transformers():
 
 def load_tokenizer(name: str):
     """The tokenizer of a backbone (shortcut, local directory or hub id)."""
-    _transformers()
-    return load_backbone(name, model=False)[1]
+    return load_backbone(name, with_model=False)[1]
 
 
-def load_backbone(name: str, model: bool = True):
+def load_backbone(name: str, with_model: bool = True):
     """``(model, tokenizer)`` through transformers' Auto classes, checked to match
-    (``model=False``: ``(None, tokenizer)``)."""
-    transformers = _transformers()
+    (``with_model=False``: ``(None, tokenizer)``)."""
+    transformers = import_transformers()
     AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer
     where = resolve_backbone(name)
     local = os.path.isdir(where)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
-        if not model:
+        if not with_model:
             return None, tokenizer
         model = AutoModel.from_pretrained(where, local_files_only=local)
     except OSError as e:

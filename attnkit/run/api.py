@@ -101,11 +101,9 @@ def load_data_file(run, path: str | Path):
         table = D.read_table(path, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
                              encoding=c.encoding)
         if tokenizer is not None:
-            from ..finetune.data import text_data
+            from ..finetune.data import text_data_from_table
 
-            ids = None if table.labels is None else [labels.encode(x, where=f"{table.path}:{line}")
-                                                     for x, line in zip(table.labels, table.lines)]
-            return text_data(tokenizer, table.texts, ids, max_len)
+            return text_data_from_table(tokenizer, table, labels, max_len)
         return D.TextClassificationData.from_table(table, run.vocabs["vocab.json"], labels, tokenizer=c.tokenizer,
                                                    max_len=c.max_len)
     if task == "token_classification":
@@ -114,10 +112,7 @@ def load_data_file(run, path: str | Path):
         if tokenizer is not None:
             from ..finetune.data import WordPieceTaggingData
 
-            tags = [[labels.encode(t, where=f"{conll.path}:{start + k}") for k, t in enumerate(st)]
-                    for st, start in zip(conll.tags, conll.lines)]
-            return WordPieceTaggingData.encode(tokenizer, conll.sentences, tags, max_len,
-                                               where=[f"{conll.path}:{line}" for line in conll.lines])
+            return WordPieceTaggingData.from_conll(tokenizer, conll, labels, max_len)
         return D.TokenTaggingData.from_conll(conll, run.vocabs["vocab.json"], labels, run.vocabs.get("chars.json"),
                                              max_word_len=c.max_word_len)
     images, targets = D.read_mnist(path, "test")

@@ -200,20 +200,14 @@ def _pretrained_files(tokenizer) -> dict:
 @PRETRAINED_PREPARERS.register("text_classification")
 def prepare_pretrained_text(cfg: RunConfig) -> Prepared:
     """Tables -> labels from train -> word pieces of the backbone's tokenizer."""
-    from ..finetune.data import text_data
+    from ..finetune.data import text_data_from_table
 
-    c = cfg.data
-    train, dev, test = _read_tables(c, cfg.train.seed)
+    train, dev, test = _read_tables(cfg.data, cfg.train.seed)
     tokenizer = load_tokenizer(cfg)
     labels = D.LabelVocab.build(train.labels)
-    max_len = cfg.model.finetune.max_len
 
     def make(t):
-        if t is None:
-            return None
-        ids = None if t.labels is None else [labels.encode(x, where=f"{t.path}:{line}")
-                                             for x, line in zip(t.labels, t.lines)]
-        return text_data(tokenizer, t.texts, ids, max_len)
+        return None if t is None else text_data_from_table(tokenizer, t, labels, cfg.model.finetune.max_len)
     return Prepared(make(train), make(dev), make(test), list(labels.itos), {"num_classes": len(labels)},
                     {"labels.json": labels, **_pretrained_files(tokenizer)})
 
@@ -223,19 +217,12 @@ def prepare_pretrained_tagging(cfg: RunConfig) -> Prepared:
     """CoNLL files -> tags from train -> word pieces aligned to words (first piece tagged)."""
     from ..finetune.data import WordPieceTaggingData
 
-    c = cfg.data
     train, dev, test = _read_conll_splits(cfg)
     tokenizer = load_tokenizer(cfg)
     tags = D.LabelVocab.build(t for s in train.tags for t in s)
 
     def make(d):
-        if d is None:
-            return None
-        ids = [[tags.encode(t, where=f"{d.path}:{start + k}") for k, t in enumerate(st)]
-               for st, start in zip(d.tags, d.lines)]
-        return WordPieceTaggingData.encode(tokenizer, d.sentences, ids, cfg.model.finetune.max_len,
-                                           where=[f"{d.path}:{line}" for line in d.lines])
-    del c
+        return None if d is None else WordPieceTaggingData.from_conll(tokenizer, d, tags, cfg.model.finetune.max_len)
     return Prepared(make(train), make(dev), make(test), list(tags.itos), {"num_classes": len(tags)},
                     {"labels.json": tags, **_pretrained_files(tokenizer)})
 

@@ -116,9 +116,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 def _run_backbone(run_dir: Path, cfg: RunConfig, meta: dict):
     """A fine-tuned run's tokenizer (saved with it) and backbone: built from the saved config
     when the run saved every weight, else loaded from ``model.pretrained``."""
-    from ..models.pretrained import _transformers, load_backbone
+    from ..models.pretrained import import_transformers, load_backbone
 
-    transformers = _transformers()
+    transformers = import_transformers()
     tok_dir, cfg_dir = run_dir / "tokenizer", run_dir / "backbone"
     if not tok_dir.is_dir() or not cfg_dir.is_dir():
         raise RunError(f"{run_dir}: a fine-tuned run needs tokenizer/ and backbone/ (written by attnkit train)")

@@ -81,13 +81,12 @@ def _sgd(groups, c: OptimizerConfig):
     return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, foreach=True)
 
 
-def _lazy_sparse_step(opt: torch.optim.Optimizer, decoupled: bool) -> list[torch.Tensor]:
+def _lazy_sparse_step(opt: torch.optim.Optimizer, decoupled: bool) -> None:
     """Update the parameters whose gradient is sparse (an embedding with ``sparse=True``)
     lazily: only the rows the batch used move, and only their moments decay (LazyAdam, as
     ``torch.optim.SparseAdam`` but with weight decay and in the same optimiser and state
-    format as the dense parameters). Their ``.grad`` is set aside so the dense step skips
-    them; returns the set-aside parameters for the caller to restore."""
-    held = []
+    format as the dense parameters). Their ``.grad`` is then cleared (as ``zero_grad``
+    would) so the dense step skips them."""
     for group in opt.param_groups:
         b1, b2 = group["betas"]
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
@@ -116,9 +115,7 @@ def _lazy_sparse_step(opt: torch.optim.Optimizer, decoupled: bool) -> list[torch
                 if wd and decoupled:
                     w.mul_(1 - lr * wd)
                 p[rows] = w.sub_(update, alpha=lr)
-            held.append(p)
             p.grad = None
-    return held
 
 
 class LazySparseMixin:
@@ -128,12 +125,8 @@ class LazySparseMixin:
 
     def step(self, closure=None):
         """One optimiser step: sparse parameters lazily, then the dense ones."""
-        held = _lazy_sparse_step(self, self.decoupled)
-        try:
-            return super().step(closure)
-        finally:
-            for p in held:  # keep .grad semantics (zero_grad clears it)
-                p.grad = None
+        _lazy_sparse_step(self, self.decoupled)
+        return super().step(closure)
 
 
 class Adam(LazySparseMixin, torch.optim.Adam):
