@@ -125,6 +125,59 @@ def merge(
 
 
 @app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to explain.")],
+    method: Annotated[str, typer.Option("--method", help="attention, saliency (gradient x input) or ig (integrated "
+                                                         "gradients).")] = "attention",
+    target: Annotated[str | None, typer.Option("--target", help="Class (or tag) to explain; default the prediction.")]
+    = None,
+    word: Annotated[int | None, typer.Option("--word", help="Taggers: index of the word whose tag is explained.")]
+    = None,
+    steps: Annotated[int, typer.Option("--steps", help="Integrated-gradients steps.", min=1)] = 50,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write the explanations as an HTML page.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text (scores as numbers).")] = False,
+):
+    """Show which words drove a prediction: coloured tokens (green for, red against)."""
+    import json
+
+    from .explain import explain as explain_run
+    from .explain.render import explanation_html, tokens_rich
+    from .files import atomic_write
+
+    results = explain_run(run, texts, method=method, target=target, word=word, steps=steps)
+    for text, e in zip(texts, results):
+        if as_json:
+            print(json.dumps({"text": text, **e.to_dict()}, ensure_ascii=False))
+            continue
+        at = f" at word {e.word} ({e.tokens[e.word]})" if e.word is not None else ""
+        console.print(f"[bold]{e.label}[/] (p={e.probability:.3f}) {method}, explaining {e.target}{at}",
+                      highlight=False)
+        console.print(tokens_rich(e.tokens, e.scores))
+        console.print("  " + "  ".join(f"{t} {s:+.3f}" for t, s in zip(e.tokens, e.scores)), highlight=False,
+                      style="dim")
+    if html_out is not None:
+        page = explanation_html(results, f"attnkit explain: {run} ({method})")
+        atomic_write(html_out, lambda f: f.write(page.encode("utf-8")))
+        console.print(f"wrote {html_out}", highlight=False)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
+    examples: Annotated[int, typer.Option("--examples", help="Right and wrong dev examples shown (each).", min=0)]
+    = 6,
+):
+    """Write RUN/report.html: config, training curves, metrics, confusion matrix, explained
+    dev examples and attention maps, in one self-contained file."""
+    from .evaluate.run_report import write_report
+
+    path = write_report(run, examples=examples)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
 def backends():
     """List the registered scores, masks, modifiers and backends."""
     from .attention import list_backends, list_masks, list_mods, list_scores

@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 DEMO_CONFIG = {
     "task": "text_classification",
     "name": "demo",
@@ -26,19 +24,12 @@ EXAMPLES = [
 ]
 
 
-def _heat(console, tokens: list[str], weights: list[float]) -> None:
-    top = max(weights) or 1.0
-    parts = []
-    for t, w in zip(tokens, weights):
-        level = int(255 - 155 * w / top)
-        parts.append(f"[on rgb(255,{level},{level})] {t} [/]")
-    console.print("".join(parts), highlight=False)
-
-
 def run_training_demo(console, out: str | Path | None = None, epochs: int | None = None) -> Path:
     """Train, evaluate, explain; returns the run directory."""
     from ..evaluate.report import print_metrics
-    from ..run import load_run, predict, train
+    from ..explain import explain
+    from ..explain.render import tokens_rich
+    from ..run import train
 
     cfg = {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], **({"epochs": epochs} if epochs else {})}}
     out = Path(out) if out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -51,17 +42,11 @@ def run_training_demo(console, out: str | Path | None = None, epochs: int | None
     print_metrics(console, result.test, "test")
     console.print("\n[bold]what the attention pooler reads[/] (darker = more weight; BiLSTM states carry "
                   "their context, so one position can stand for a phrase):", highlight=False)
-    run = load_run(out)
-    vocab = run.vocabs["vocab.json"]
-    for text, pred in zip(EXAMPLES, predict(out, EXAMPLES)):
-        words = text.split()
-        batch = {"tokens": torch.tensor([vocab.encode(words)]), "lengths": torch.tensor([len(words)])}
-        with torch.no_grad():
-            w = run.model(batch, need_weights=True)["attention"][0, 0].tolist()
-        console.print(f"{pred['label']:>8} {max(pred['scores'].values()):.2f}  ", end="", highlight=False)
-        _heat(console, words, w)
-        top = sorted(zip(w, words), reverse=True)[:3]
+    for e in explain(out, EXAMPLES, method="attention"):
+        console.print(f"{e.label:>8} {e.probability:.2f}  ", tokens_rich(e.tokens, e.scores), highlight=False)
+        top = sorted(zip(e.scores.tolist(), e.tokens), reverse=True)[:3]
         console.print("                most weight on: " + ", ".join(f"{t} {x:.2f}" for x, t in top), highlight=False)
-    console.print(f"\nrun directory: {out}  (try: attnkit predict {out} \"a dull , clumsy film\")",
-                  highlight=False)
+    console.print(f"\nrun directory: {out}\n  report: {out / 'report.html'} (curves, metrics, confusion matrix, "
+                  f"explained dev examples)\n  try: attnkit predict {out} \"a dull , clumsy film\"\n"
+                  f"       attnkit explain {out} \"a dull , clumsy film\" --method ig", highlight=False)
     return out

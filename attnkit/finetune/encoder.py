@@ -87,12 +87,36 @@ class BackboneEncoder(nn.Module):
             h = h[:, h.shape[1] - ids.shape[1]:]
         return h
 
+    @torch.no_grad()
+    def attentions(self, ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's own attention weights, one ``[B, heads, T, T]`` per layer, from the
+        Hugging Face forward with eager attention (SDPA returns no weights). With prefix or
+        prompt tuning, the virtual positions are dropped and each row renormalised over the
+        real tokens."""
+        T = ids.shape[1]
+        mask = padding_mask(lengths, T)
+        base = self.base
+        before = getattr(base.config, "_attn_implementation", None)
+        base.set_attn_implementation("eager")
+        try:
+            out = self.model(input_ids=ids.masked_fill(~mask, self.pad_id), attention_mask=mask.long(),
+                             output_attentions=True)
+        finally:
+            if before is not None:
+                base.set_attn_implementation(before)
+        layers = []
+        for a in out.attentions:
+            a = a[..., -T:, -T:]
+            layers.append(a / a.sum(-1, keepdim=True).clamp(min=1e-12))
+        return layers
+
     # ------------------------------------------------------------------ fast path
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         emb = self.base.embeddings
         word = emb.word_embeddings
         sparse = self.sparse_embeddings and word.weight.requires_grad and self.training
-        x = F.embedding(ids, word.weight, word.padding_idx, sparse=sparse)
+        # sparse rows for training; otherwise the module itself, so hooks on it (attributions) fire
+        x = F.embedding(ids, word.weight, word.padding_idx, sparse=True) if sparse else word(ids)
         T = ids.shape[1]
         x = x + emb.position_embeddings.weight[:T]
         if getattr(emb, "token_type_embeddings", None) is not None:

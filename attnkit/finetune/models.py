@@ -36,6 +36,19 @@ class PretrainedTaskModel(TaskModel):
         backbone = backbone if backbone is not None else load_backbone(cfg.pretrained)[0]
         self.encoder = BackboneEncoder(apply_method(backbone, ft), fast=ft.fast)
 
+    def embedding_layer(self) -> nn.Module:
+        """The backbone's word-piece embedding (attributions are over its output)."""
+        return self.encoder.base.embeddings.word_embeddings
+
+    def attribution_baseline(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[CLS] [PAD] ... [PAD] [SEP]``: the special tokens kept, every word piece padding."""
+        base = torch.full_like(tokens, self.encoder.pad_id)
+        rows = torch.arange(tokens.shape[0], device=tokens.device)
+        last = (lengths - 1).clamp(min=0).to(tokens.device)
+        base[:, 0] = tokens[:, 0]
+        base[rows, last] = tokens[rows, last]
+        return base
+
     def lr_scale(self, name: str) -> float:
         """Layer-wise learning-rate decay: ``layer_decay ** (L - l)`` for layer ``l`` of ``L``
         (embeddings are layer 0; the head and pooler 1.0)."""

@@ -65,6 +65,16 @@ class TaskModel(nn.Module):
         """The head's predictions (class ids, or tag ids with -100 at padding)."""
         return self.head.predict(out["logits"], mask=out.get("mask"))
 
+    def embedding_layer(self) -> nn.Module | None:
+        """The module whose output is the token embeddings ``[B, T, D]`` (what attributions
+        are computed over), or None when the input is not tokens (images: pixels)."""
+        return getattr(self, "embedding", None)
+
+    def attribution_baseline(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The "no information" input that integrated gradients start from: padding ids (their
+        embedding is zero)."""
+        return torch.zeros_like(tokens)
+
 
 @TASKS.register("text_classification")
 class TextClassifier(TaskModel):

@@ -65,10 +65,12 @@ class ImageCNN(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)
         self.out_dim = c_in
+        self.grid: tuple[int, int] | None = None  # (H', W') of the last feature map
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Feature map as a sequence of spatial positions."""
         f = self.body(images)  # (B, C, H', W')
+        self.grid = tuple(f.shape[-2:])  # so position weights can be drawn as a map (explain)
         return self.dropout(f.flatten(2).transpose(1, 2))  # (B, H'*W', C)
 
 

@@ -84,7 +84,21 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     dev = evaluate(model, prepared.dev)
     test = evaluate(model, prepared.test) if prepared.test is not None and _has_targets(prepared.test) else None
     write_json(run_dir / "eval.json", {"dev": dev, "test": test, "best_epoch": best.get("epoch")})
+    if cfg.train.report:
+        write_report_safely(run_dir)
     return TrainResult(run_dir, dev, test)
+
+
+def write_report_safely(run_dir: Path) -> Path | None:
+    """``RUN/report.html``; a failure is reported and never costs the finished run."""
+    from ..evaluate.run_report import write_report
+
+    try:
+        return write_report(run_dir)
+    except Exception as e:  # noqa: BLE001  (the run is saved; the report can be rewritten with `attnkit report`)
+        print(f"report.html not written ({type(e).__name__}: {e}); the run is complete; retry with "
+              f"`attnkit report {run_dir}`", file=sys.stderr)
+        return None
 
 
 def _has_targets(data) -> bool:
@@ -133,17 +147,13 @@ def predict(run_dir: str | Path, texts: list[str], top_k: int = 3) -> list[dict]
     """Predictions for raw texts: ``{"text", "label", "scores": {label: prob}}`` for
     classifiers, ``{"text", "tokens", "tags"}`` for taggers."""
     run = load_run(run_dir)
-    c, labels = run.cfg.data, run.meta["labels"]
-    tokenize = D.get_tokenizer(c.tokenizer)
+    labels = run.meta["labels"]
+    tokenize = D.get_tokenizer(run.cfg.data.tokenizer)
     out = []
     for text in texts:
         words = tokenize(text)
         batch = encode_text(run, text, words)
         if run.cfg.task == "token_classification":
-            if "chars.json" in run.vocabs:
-                ids = batch["tokens"][0].tolist()
-                batch["chars"] = D.TokenTaggingData([ids], chars=[run.vocabs["chars.json"].encode_words(
-                    words, c.max_word_len)]).collate([0])["chars"]
             pred = run.model.predict(run.model(batch), batch)[0].tolist()
             out.append({"text": text, "tokens": words, "tags": [labels[i] for i in pred[:len(words)]]})
         elif run.cfg.task == "text_classification":
@@ -193,7 +203,11 @@ def encode_text(run, text: str, words: list[str]) -> dict:
     if tokenizer is None:
         vocab = run.vocabs["vocab.json"]
         ids = vocab.encode(words)[:run.cfg.data.max_len] or [vocab.unk_id]
-        return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+        batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+        if run.cfg.task == "token_classification" and "chars.json" in run.vocabs:
+            chars = run.vocabs["chars.json"].encode_words(words or ["."], run.cfg.data.max_word_len)
+            batch["chars"] = D.TokenTaggingData([ids], chars=[chars[:len(ids)]]).collate([0])["chars"]
+        return batch
     from ..finetune.data import WordPieceTaggingData, encode_texts
 
     max_len = run.cfg.model.finetune.max_len

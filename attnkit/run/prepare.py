@@ -232,3 +232,36 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.model.pretrained is not None:
         return PRETRAINED_PREPARERS.get(cfg.task, where="task (with model.pretrained)")(cfg)
     return PREPARERS.get(cfg.task, where="task")(cfg)
+
+
+RAW_SPLITS: Registry = Registry("task")
+
+
+@RAW_SPLITS.register("text_classification")
+def _raw_text(cfg: RunConfig, split: str) -> tuple[list, list[str]]:
+    table = dict(zip(("train", "dev", "test"), _read_tables(cfg.data, cfg.train.seed)))[split]
+    return (list(table.texts), [str(x) for x in table.labels]) if table is not None else ([], [])
+
+
+@RAW_SPLITS.register("token_classification")
+def _raw_conll(cfg: RunConfig, split: str) -> tuple[list, list[list[str]]]:
+    data = dict(zip(("train", "dev", "test"), _read_conll_splits(cfg)))[split]
+    return ([" ".join(s) for s in data.sentences], [list(t) for t in data.tags]) if data is not None else ([], [])
+
+
+@RAW_SPLITS.register("image_classification")
+def _raw_images(cfg: RunConfig, split: str) -> tuple[list, list[str]]:
+    folder = _path(cfg.data.train, "train")
+    images, labels = D.read_mnist(folder, "train")
+    idx = dict(zip(("train", "dev"), _holdout(len(images), cfg.data.dev_fraction, cfg.train.seed))).get(split)
+    if idx is None:
+        images, labels = D.read_mnist(_path(cfg.data.test, "test") or folder, "test")
+        idx = list(range(len(images)))
+    return [images[i] for i in idx], [str(int(labels[i])) for i in idx]
+
+
+def raw_split(cfg: RunConfig, split: str = "dev") -> tuple[list, list]:
+    """A split as the user wrote it: ``(inputs, gold)`` with texts (a tagger's sentences as
+    space-joined words) or raw images, and label names (a tagger: tag lists). Reads the
+    data files again, with the run's seeds, so held-out splits are the same."""
+    return RAW_SPLITS.get(cfg.task, where="task")(cfg, split)

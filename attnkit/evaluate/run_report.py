@@ -1,0 +1,266 @@
+"""``RUN/report.html``: one self-contained page per run (inline CSS, images as PNG data URIs,
+no scripts or links), so it opens anywhere, offline.
+
+Sections: summary, config, training curves (``metrics.jsonl``), final metrics with the
+per-class table (``eval.json``), confusion matrix, a gallery of right and wrong dev examples
+with their token heatmaps (attention and gradient x input) or saliency overlays (images), and
+the attention of one example per layer x head."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..explain.render import (
+    attention_grid_figure,
+    figure_uri,
+    image_overlay_figure,
+    page,
+    pooling_figure,
+    pyplot,
+    tokens_html,
+)
+
+HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "token_accuracy", "in_scope_accuracy", "oos_recall",
+            "loss", "n")
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{uri}">'
+
+
+def _read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: the rest is still worth plotting
+            continue
+    return out
+
+
+def curves_section(run_dir: Path, metric: str) -> str:
+    """Training loss per logged step, dev loss and dev metrics per epoch."""
+    records = _read_metrics(run_dir)
+    train = [r for r in records if r.get("kind") == "train" and "loss" in r]
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not train and not epochs:
+        return "<p class=muted>no metrics.jsonl records</p>"
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    if train:
+        a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, label="train loss (logged steps)")
+    if epochs:
+        a.plot([r["step"] for r in epochs], [r.get("train_loss") for r in epochs], "o-", label="train loss (epoch)")
+        if "dev_loss" in epochs[0]:
+            a.plot([r["step"] for r in epochs], [r["dev_loss"] for r in epochs], "s-", label="dev loss")
+    a.set_xlabel("step")
+    a.set_title("loss", fontsize=9)
+    a.legend(fontsize=7)
+    shown = [k for k in (f"dev_{metric}", "dev_accuracy", "dev_macro_f1", "dev_f1", "dev_in_scope_accuracy")
+             if epochs and k in epochs[0]]
+    for k in dict.fromkeys(shown):
+        b.plot([r["epoch"] for r in epochs], [r[k] for r in epochs], "o-", label=k)
+    b.set_xlabel("epoch")
+    b.set_title("dev metrics", fontsize=9)
+    if shown:
+        b.legend(fontsize=7)
+    return _img(figure_uri(fig), "training curves")
+
+
+def _headline_table(ev: dict) -> str:
+    rows = []
+    for split in ("dev", "test"):
+        m = ev.get(split)
+        if m:
+            cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), float) else f"<td>{m.get(k, '')}</td>"
+                            for k in HEADLINE if any(k in (ev.get(s) or {}) for s in ("dev", "test")))
+            rows.append(f"<tr><td>{split}</td>{cells}</tr>")
+    heads = "".join(f"<th>{k}</th>" for k in HEADLINE if any(k in (ev.get(s) or {}) for s in ("dev", "test")))
+    return f"<table><tr><th>split</th>{heads}</tr>{''.join(rows)}</table>"
+
+
+def _per_class_table(m: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{s['precision']:.4f}</td><td>{s['recall']:.4f}</td>"
+                   f"<td>{s['f1']:.4f}</td><td>{s['support']}</td></tr>" for name, s in m.get("per_class", {}).items())
+    return ("<div style=\"max-height:28em;overflow:auto\"><table><tr><th>class</th><th>precision</th><th>recall</th>"
+            f"<th>f1</th><th>support</th></tr>{rows}</table></div>")
+
+
+def metrics_section(ev: dict) -> str:
+    """Headline dev/test scores and the per-class table of the dev (else test) split."""
+    if not ev:
+        return "<p class=muted>no eval.json</p>"
+    m = ev.get("dev") or ev.get("test") or {}
+    best = f"<p>best epoch (by the dev metric): {ev.get('best_epoch')}</p>" if ev.get("best_epoch") else ""
+    return best + _headline_table(ev) + "<h3>per class (dev)</h3>" + _per_class_table(m)
+
+
+def confusion_section(ev: dict) -> str:
+    """The dev confusion matrix (counts in the cells when there are few classes)."""
+    cm = (ev.get("dev") or {}).get("confusion_matrix")
+    if not cm:
+        return "<p class=muted>no confusion matrix (entity-level tagging metrics are not per class pair)</p>"
+    labels, mat = cm["labels"], np.asarray(cm["matrix"])
+    n = len(labels)
+    plt = pyplot()
+    size = min(3 + 0.35 * n, 16)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(mat, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if n <= 30:
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+        ax.set_yticklabels(labels, fontsize=7)
+    if n <= 15:
+        top = mat.max() or 1
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if mat[i, j] > top / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _img(figure_uri(fig), "confusion matrix")
+
+
+def _gallery_item(run, enc, gold, klass: str) -> tuple[str, object]:
+    from ..explain import ExplainError, explain_encoded
+
+    names = run.meta["labels"]
+    stats = run.meta.get("stats") or {}
+    black = (0.0 - stats.get("mean", 0.0)) / stats.get("std", 1.0) if stats else 0.0
+    is_tagger = run.cfg.task == "token_classification"
+    word = None
+    if is_tagger:  # explain the first wrongly tagged word (else the default: the first entity)
+        with torch.no_grad():
+            out = run.model(enc.batch)
+        pred = [names[i] for i in run.model.predict(out, enc.batch)[0].tolist()[:len(enc.units)]]
+        word = next((i for i, (p, g) in enumerate(zip(pred, gold)) if p != g), None)
+    sal = explain_encoded(run.model, enc, "saliency", names, word=word, black=black)
+    try:
+        att = explain_encoded(run.model, enc, "attention", names, word=word)
+    except ExplainError:
+        att = None
+    if enc.image is not None:
+        figs = [_img(figure_uri(image_overlay_figure(enc.image, sal.scores, f"saliency: {sal.label}")), "saliency")]
+        if att is not None:
+            figs.append(_img(figure_uri(image_overlay_figure(enc.image, att.scores, "attention")), "attention"))
+        head = f"true <b>{html.escape(str(gold))}</b>, predicted <b>{html.escape(sal.label)}</b> (p={sal.probability:.3f})"
+        return f'<div class="ex {klass}">{head}<br>{"".join(figs)}</div>', att or sal
+    if is_tagger:
+        tags = " ".join(
+            f"{html.escape(w)}/<b style=\"color:{'#2a2' if p == g else '#c33'}\">{html.escape(p)}</b>"
+            + ("" if p == g else f"<span class=muted>({html.escape(g)})</span>")
+            for w, p, g in zip(enc.units, pred, gold))
+        head = f"<p>{tags}</p><p class=muted>explaining the tag of word {sal.word} ({html.escape(sal.target)})</p>"
+    else:
+        head = (f"<p>true <b>{html.escape(str(gold))}</b>, predicted <b>{html.escape(sal.label)}</b> "
+                f"(p={sal.probability:.3f})</p>")
+    rows = f"<p>gradient x input: {tokens_html(sal.tokens, sal.scores)}</p>"
+    if att is not None:
+        rows = f"<p>attention: {tokens_html(att.tokens, att.scores)}</p>" + rows
+    return f'<div class="ex {klass}">{head}{rows}</div>', att or sal
+
+
+def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, object | None]:
+    """Right and wrong dev examples with their explanations, and one explanation to draw the
+    attention of (the first example shown)."""
+    from ..explain import encode_inputs
+    from ..run.prepare import raw_split
+
+    try:
+        inputs, gold = raw_split(run.cfg, "dev")
+    except Exception as e:  # noqa: BLE001  (data moved or gone: the rest of the report still stands)
+        return f"<p class=muted>dev data not readable ({html.escape(str(e))}): no gallery</p>", None
+    if not inputs or examples == 0:
+        return "<p class=muted>no dev examples</p>", None
+    order = list(range(len(inputs)))
+    random.Random(seed).shuffle(order)
+    names = run.meta["labels"]
+    right, wrong = [], []
+    for i in order[:sample]:
+        [enc] = encode_inputs(run, [inputs[i]])
+        with torch.no_grad():
+            out = run.model(enc.batch)
+        pred = run.model.predict(out, enc.batch)[0].tolist()
+        ok = (pred[:len(enc.units)] == [names.index(t) if t in names else -1 for t in gold[i]]
+              if run.cfg.task == "token_classification" else names[int(pred)] == gold[i])
+        (right if ok else wrong).append((enc, gold[i]))
+        if len(right) >= examples and len(wrong) >= examples:
+            break
+    parts, first = [], None
+    for title, items, klass in (("right", right, "right"), ("wrong", wrong, "wrong")):
+        parts.append(f"<h3>{title} ({min(len(items), examples)} shown)</h3>")
+        for enc, g in items[:examples]:
+            block, e = _gallery_item(run, enc, g, klass)
+            first = first or e
+            parts.append(block)
+        if not items:
+            parts.append("<p class=muted>none among the sampled dev examples</p>")
+    note = (f"<p class=muted>from {min(sample, len(inputs))} randomly chosen dev examples (seed {seed}); green = "
+            f"evidence for the predicted class, red = against; hover a word for its score</p>")
+    return note + ("<div class=grid>" if run.cfg.task == "image_classification" else "<div>") + "\n".join(parts) \
+        + "</div>", first
+
+
+def attention_section(e) -> str:
+    """Head x layer attention matrices (or the pooling weights) of one example."""
+    if e is None or not e.attention:
+        return "<p class=muted>this model computes no attention weights (no attention layer or pooler)</p>"
+    out = []
+    tokens = e.pieces or e.tokens
+    if "layers" in e.attention:
+        out.append(_img(figure_uri(attention_grid_figure(np.asarray(e.attention["layers"]), tokens)), "attention grid"))
+    if "pooling" in e.attention and e.image is None:
+        out.append(_img(figure_uri(pooling_figure(np.asarray(e.attention["pooling"]), tokens)), "pooling weights"))
+    if "grid" in e.attention:
+        out.append(_img(figure_uri(image_overlay_figure(e.image, e.scores, "pooling attention")), "image attention"))
+    text = f"<p>example: {html.escape(' '.join(e.tokens))}</p>" if e.tokens else ""
+    return text + "".join(out)
+
+
+def write_report(run_dir: str | Path, examples: int = 6, sample: int = 200, seed: int = 0) -> Path:
+    """Write ``RUN/report.html`` (atomically) and return its path."""
+    from .. import __version__
+    from ..files import atomic_write
+    from ..run.rundir import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    ev_path = run_dir / "eval.json"
+    ev = json.loads(ev_path.read_text(encoding="utf-8")) if ev_path.is_file() else {}
+    from ..models import count_parameters
+
+    trainable, total = count_parameters(run.model)
+    model = run.cfg.model
+    what = (f"pretrained {html.escape(model.pretrained)} ({model.finetune.method})" if model.pretrained else
+            " -> ".join(html.escape(str(b.get("type", "default"))) for b in (model.encoder, model.pooler) if b is not None))
+    summary = (f"<table class=kv><tr><td>task</td><td>{run.cfg.task}</td></tr><tr><td>model</td><td>{what}</td></tr>"
+               f"<tr><td>parameters</td><td>{total:,} ({trainable:,} trainable)</td>"
+               f"</tr><tr><td>run directory</td><td>{html.escape(str(run_dir.resolve()))}</td></tr>"
+               f"<tr><td>written</td><td>{_dt.datetime.now().isoformat(timespec='seconds')} by attnkit {__version__}"
+               f"</td></tr></table>")
+    config = html.escape((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    gallery, first = gallery_section(run, examples, sample, seed)
+    body = "\n".join([
+        "<h2>Summary</h2>", summary,
+        "<h2>Training curves</h2>", curves_section(run_dir, run.cfg.train.metric),
+        "<h2>Final metrics</h2>", metrics_section(ev),
+        "<h2>Confusion matrix (dev)</h2>", confusion_section(ev),
+        "<h2>Dev examples</h2>", gallery,
+        "<h2>Attention of one example</h2>", attention_section(first),
+        "<h2>Config</h2>", f"<pre>{config}</pre>",
+    ])
+    path = run_dir / "report.html"
+    text = page(f"attnkit run report: {run_dir.name}", body)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
