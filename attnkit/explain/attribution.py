@@ -25,7 +25,9 @@ def _forward(model, keys: list[str]):
     def f(first, *rest):
         *others, word = rest
         batch = dict(zip(keys, (first, *others)))
-        logits = model(batch)["logits"].float()
+        logits = model(batch)["logits"]
+        if logits.dtype in (torch.float16, torch.bfloat16):  # softmax in at least float32
+            logits = logits.float()
         if logits.dim() == 3:  # token classification: the word being explained
             logits = logits[torch.arange(logits.shape[0], device=logits.device), word]
         return torch.softmax(logits, -1)
@@ -62,19 +64,20 @@ def _text_attr(captum_cls, model, batch, target, word, **kwargs) -> tuple[torch.
 
 def _image_attr(captum_cls, model, batch, target, black: float = 0.0, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     keys, extra = _split(batch, "images")
-    images = batch["images"]
+    images = batch["images"].detach().requires_grad_(False)
     base = torch.full_like(images, black)
     f = _forward(model, keys)
 
     def shifted(delta, *rest):  # the input is (image - black): gradient x input is relative to black
-        return f(base + delta, *rest)
+        return f(delta + black, *rest)
     method = captum_cls(shifted)
+    delta_in = (images - base).requires_grad_()  # Captum would set it (with a warning)
     args = (*extra, _word(batch, None))
     if "n_steps" in kwargs:
-        attr, delta = method.attribute(images - base, baselines=torch.zeros_like(images), target=target,
+        attr, delta = method.attribute(delta_in, baselines=torch.zeros_like(images), target=target,
                                        additional_forward_args=args, return_convergence_delta=True, **kwargs)
     else:
-        attr, delta = method.attribute(images - base, target=target, additional_forward_args=args), None
+        attr, delta = method.attribute(delta_in, target=target, additional_forward_args=args), None
     return attr.sum(1).detach(), delta
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture
-def text_files(tmp_path):
-    """TSV train/dev/test: label 'pos' iff the word 'good' occurs and 'not' does not precede it."""
+def make_text_files(tmp_path):
+    """TSV train/dev/test: label 'pos' iff the word 'good' occurs."""
     rng = random.Random(0)
     words = ["the", "film", "was", "plot", "a", "very", "movie", "bad", "dull", "fine"]
 
@@ -29,8 +28,7 @@ def text_files(tmp_path):
     return paths
 
 
-@pytest.fixture
-def conll_files(tmp_path):
+def make_conll_files(tmp_path):
     """CoNLL files where capitalised words after 'mr' are B-PER, other capitalised words B-LOC."""
     rng = random.Random(1)
     names, places, filler = ["Smith", "Jones", "Brown"], ["Paris", "Rome", "Oslo"], ["went", "to", "the", "city"]
@@ -59,8 +57,7 @@ def write_idx(path, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def mnist_folder(tmp_path):
+def make_mnist_folder(tmp_path):
     """A tiny MNIST-format folder: class k is a bright k-th row band on 12x12 images."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
@@ -73,3 +70,21 @@ def mnist_folder(tmp_path):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+@pytest.fixture
+def text_files(tmp_path):
+    """See :func:`make_text_files`."""
+    return make_text_files(tmp_path)
+
+
+@pytest.fixture
+def conll_files(tmp_path):
+    """See :func:`make_conll_files`."""
+    return make_conll_files(tmp_path)
+
+
+@pytest.fixture
+def mnist_folder(tmp_path):
+    """See :func:`make_mnist_folder`."""
+    return make_mnist_folder(tmp_path)

@@ -1,0 +1,62 @@
+"""Small trained runs (session scope: trained once) for explanation and report tests."""
+import pytest
+
+from attnkit.run import train
+from tests.run.conftest import make_conll_files, make_mnist_folder, make_text_files
+
+
+def _train(tmp_path_factory, name, cfg):
+    out = tmp_path_factory.mktemp(name) / "run"
+    train(cfg, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_files_s(tmp_path_factory):
+    return make_text_files(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, text_files_s):
+    """BiLSTM + additive attention pooling (writes report.html: train.report defaults on)."""
+    f = text_files_s
+    return _train(tmp_path_factory, "bilstm", {
+        "task": "text_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"]), "test": str(f["test"]), "text_column": "sentence"},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "lstm", "hidden": 16},
+                  "pooler": {"type": "attention", "heads": 2}},
+        "train": {"epochs": 3, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.01}}})
+
+
+@pytest.fixture(scope="session")
+def transformer_run(tmp_path_factory, text_files_s):
+    """A 2-layer, 2-head Transformer encoder + attention pooling."""
+    f = text_files_s
+    return _train(tmp_path_factory, "transformer", {
+        "task": "text_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"]), "text_column": "sentence"},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "transformer", "dim": 16, "layers": 2,
+                                                        "attention": {"heads": 2}},
+                  "pooler": {"type": "attention"}},
+        "train": {"epochs": 2, "batch_size": 16, "report": False, "optimizer": {"name": "adam", "lr": 0.005}}})
+
+
+@pytest.fixture(scope="session")
+def tagger_run(tmp_path_factory):
+    f = make_conll_files(tmp_path_factory.mktemp("conll"))
+    return _train(tmp_path_factory, "tagger", {
+        "task": "token_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"])},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "transformer", "dim": 16, "layers": 1,
+                                                        "attention": {"heads": 2}}},
+        "train": {"epochs": 3, "batch_size": 16, "metric": "f1", "optimizer": {"name": "adam", "lr": 0.01}}})
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+    folder = make_mnist_folder(tmp_path_factory.mktemp("mnist"))
+    return _train(tmp_path_factory, "image", {
+        "task": "image_classification",
+        "data": {"train": str(folder), "format": "mnist", "dev_fraction": 0.2},
+        "model": {"encoder": {"type": "image_cnn", "channels": [8, 8]}, "pooler": {"type": "attention"}},
+        "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.01}}})
