@@ -171,6 +171,23 @@ def _gallery_item(run, enc, gold, klass: str) -> tuple[str, object]:
     return f'<div class="ex {klass}">{head}{rows}</div>', att or sal
 
 
+def stack_batches(batches: list[dict]) -> dict:
+    """One batch from one-example batches: every tensor padded with 0 to the largest size in
+    each dimension, then concatenated."""
+    out = {}
+    for key in batches[0]:
+        ts = [b[key] for b in batches]
+        size = [max(t.shape[d] for t in ts) for d in range(1, ts[0].dim())]
+        padded = []
+        for t in ts:
+            pad = []
+            for d in reversed(range(1, t.dim())):
+                pad += [0, size[d - 1] - t.shape[d]]
+            padded.append(torch.nn.functional.pad(t, pad) if any(pad) else t)
+        out[key] = torch.cat(padded)
+    return out
+
+
 def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, object | None]:
     """Right and wrong dev examples with their explanations, and one explanation to draw the
     attention of (the first example shown)."""
@@ -187,16 +204,19 @@ def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, ob
     random.Random(seed).shuffle(order)
     names = run.meta["labels"]
     right, wrong = [], []
-    for i in order[:sample]:
-        [enc] = encode_inputs(run, [inputs[i]])
+    chosen = order[:sample]
+    encoded = [encode_inputs(run, [inputs[i]])[0] for i in chosen]
+    preds = []
+    for start in range(0, len(encoded), 64):  # predictions in padded batches
+        batch = stack_batches([e.batch for e in encoded[start:start + 64]])
         with torch.no_grad():
-            out = run.model(enc.batch)
-        pred = run.model.predict(out, enc.batch)[0].tolist()
-        ok = (pred[:len(enc.units)] == [names.index(t) if t in names else -1 for t in gold[i]]
-              if run.cfg.task == "token_classification" else names[int(pred)] == gold[i])
+            preds += run.model.predict(run.model(batch), batch).tolist()
+    for i, enc, pred in zip(chosen, encoded, preds):
+        if run.cfg.task == "token_classification":
+            ok = pred[:len(enc.units)] == [names.index(t) if t in names else -1 for t in gold[i]]
+        else:
+            ok = names[int(pred)] == gold[i]
         (right if ok else wrong).append((enc, gold[i]))
-        if len(right) >= examples and len(wrong) >= examples:
-            break
     parts, first = [], None
     for title, items, klass in (("right", right, "right"), ("wrong", wrong, "wrong")):
         parts.append(f"<h3>{title} ({min(len(items), examples)} shown)</h3>")
