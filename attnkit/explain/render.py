@@ -143,7 +143,7 @@ th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em;max-height:30em}
 .tok{padding:.1em .15em;border-radius:3px;line-height:1.9}.ex{margin:.6em 0;padding:.4em .6em;border-left:3px solid #ccc}
 .ex.right{border-color:#2a2}.ex.wrong{border-color:#c33}img{max-width:100%}.muted{color:#777;font-size:.9em}
-.grid{display:flex;flex-wrap:wrap;gap:.8em}table.kv td{text-align:left}
+.grid{display:flex;flex-wrap:wrap;gap:.8em}table.kv td{text-align:left}.grid h3{width:100%;margin:.4em 0 0}
 """
 
 

@@ -11,6 +11,7 @@
     RUN/checkpoints/       last.pt (resume) and best.pt
     RUN/metrics.jsonl      one record per logged step/epoch; RUN/events/ for TensorBoard
     RUN/eval.json          final dev/test metrics
+    RUN/report.html        the run report (``attnkit report``; written after training)
 
 Copy it anywhere and ``attnkit predict RUN ...`` works there."""
 from __future__ import annotations
