@@ -114,6 +114,6 @@ def test_cli_explain_prints_tokens_writes_html_and_json(text_run, tmp_path):
 
 def test_cli_explain_errors_are_one_line(text_run):
     r = subprocess.run([sys.executable, "-c", "from attnkit.cli import run; run()", "explain", str(text_run), TEXT,
-                        "--target", "maybe"], capture_output=True, text=True)
+                        "--target", "maybe"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == ["error: target: unknown label 'maybe'; known: neg, pos"]

@@ -31,7 +31,7 @@ def test_record_attention_returns_each_layers_own_weights_and_unhooks():
     assert [(r.name, r.kind) for r in recs] == [("self_attn", "self"), ("cross", "cross"), ("single", "self"),
                                                 ("pool", "pooling")]
     torch.testing.assert_close(out, net(x, ctx, lengths))  # asking for weights changes no output
-    h, w_self = net.self_attn(x, lengths=lengths, need_weights=True)
+    _, w_self = net.self_attn(x, lengths=lengths, need_weights=True)
     torch.testing.assert_close(recs[0].weights, w_self)
     assert recs[0].weights.shape == (3, 2, 5, 5) and recs[1].weights.shape == (3, 2, 5, 4)
     assert recs[3].weights.shape == (3, 2, 5)
