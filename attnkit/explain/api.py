@@ -228,7 +228,15 @@ def explain_encoded(model, enc: Encoded, method: str, label_names: list[str], ta
     """Explain one encoded input (see :func:`explain`)."""
     if method not in METHODS:
         raise ExplainError(f"method: unknown {method!r}; known: {', '.join(METHODS)}")
+    was_training = model.training
     model.eval()
+    try:
+        return _explain_encoded(model, enc, method, label_names, target, word, steps, black)
+    finally:
+        model.train(was_training)
+
+
+def _explain_encoded(model, enc: Encoded, method: str, label_names: list[str], target, word, steps, black):
     batch = enc.batch
     with torch.no_grad():
         out = model(batch)
@@ -275,6 +283,9 @@ def encode_inputs(run, inputs) -> list[Encoded]:
     """Raw inputs (texts, or images ``[N, H, W]`` of raw pixel values) as a run reads them."""
     kind = _run_kind(run)
     if kind == "images":
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)):
+            raise ExplainError("inputs: an image run explains images (arrays [N, H, W] of pixel values) through the "
+                               "Python API, explain(run, images); `attnkit report RUN` shows explained dev images")
         images = np.asarray(inputs)
         if images.ndim == 2:
             images = images[None]

@@ -117,3 +117,15 @@ def test_cli_explain_errors_are_one_line(text_run):
                         "--target", "maybe"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == ["error: target: unknown label 'maybe'; known: neg, pos"]
+
+
+def test_image_run_refuses_text_with_a_pointer(image_run):
+    with pytest.raises(ExplainError, match="an image run explains images"):
+        explain(image_run, ["a photo of a seven"])
+
+
+def test_explaining_leaves_a_training_model_in_training_mode(text_run):
+    run = load_run(text_run)
+    run.model.train()
+    explain(run, [TEXT], method="saliency")
+    assert run.model.training

@@ -74,3 +74,10 @@ def test_report_opens_in_headless_chromium(text_run, tmp_path):
     assert seen["errors"] == []
     assert len(seen["images"]) == 3 and all(width > 0 for _, width in seen["images"]), seen["images"]
     assert shot.stat().st_size > 20_000 and shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_browser_check_says_why_it_cannot_run(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda exe: None if exe == "chromedriver" else "/usr/bin/" + exe)
+    assert chromium_missing() == "chromedriver not found (apt-get install chromium chromium-driver)"
