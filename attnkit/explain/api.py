@@ -22,7 +22,7 @@ from .attention_maps import record_attention, token_relevance
 from .attribution import ATTRIBUTIONS
 
 METHODS = ("attention", "saliency", "ig")
-ENCODERS: Registry = Registry("input kind")
+INPUT_ENCODERS: Registry = Registry("input kind")
 
 
 class ExplainError(AttnkitError, ValueError):
@@ -81,8 +81,8 @@ def _run_kind(run) -> str:
     return ("pieces_" if "tokenizer" in run.vocabs else "words_") + run.cfg.task
 
 
-@ENCODERS.register("words_text_classification")
-@ENCODERS.register("words_token_classification")
+@INPUT_ENCODERS.register("words_text_classification")
+@INPUT_ENCODERS.register("words_token_classification")
 def _encode_words(run, text: str) -> Encoded:
     from ..data import get_tokenizer
     from ..run.api import encode_text
@@ -94,7 +94,7 @@ def _encode_words(run, text: str) -> Encoded:
     return Encoded(batch, units, list(range(n)), list(units))
 
 
-@ENCODERS.register("pieces_text_classification")
+@INPUT_ENCODERS.register("pieces_text_classification")
 def _encode_pieces(run, text: str) -> Encoded:
     tokenizer = run.vocabs["tokenizer"]
     enc = tokenizer(text, truncation=True, max_length=run.cfg.model.finetune.max_len, return_offsets_mapping=True)
@@ -114,7 +114,7 @@ def _encode_pieces(run, text: str) -> Encoded:
     return Encoded(batch, [text[a:b] for a, b in units], unit_of, tokenizer.convert_ids_to_tokens(ids))
 
 
-@ENCODERS.register("pieces_token_classification")
+@INPUT_ENCODERS.register("pieces_token_classification")
 def _encode_tagged_pieces(run, text: str) -> Encoded:
     from ..data import get_tokenizer
     from ..run.api import encode_text
@@ -130,7 +130,7 @@ def _encode_tagged_pieces(run, text: str) -> Encoded:
     return Encoded(batch, words, unit_of, run.vocabs["tokenizer"].convert_ids_to_tokens(ids))
 
 
-@ENCODERS.register("images")
+@INPUT_ENCODERS.register("images")
 def _encode_image(run, image) -> Encoded:
     from ..data import ImageData
 
@@ -289,13 +289,13 @@ def encode_inputs(run, inputs) -> list[Encoded]:
         images = np.asarray(inputs)
         if images.ndim == 2:
             images = images[None]
-        return [ENCODERS.get(kind)(run, im) for im in images]
+        return [INPUT_ENCODERS.get(kind)(run, im) for im in images]
     if isinstance(inputs, str):
         inputs = [inputs]
     bad = [type(x).__name__ for x in inputs if not isinstance(x, str)]
     if bad:
         raise ExplainError(f"inputs: a text run explains strings, got {bad[0]}")
-    return [ENCODERS.get(kind, where="task")(run, text) for text in inputs]
+    return [INPUT_ENCODERS.get(kind, where="task")(run, text) for text in inputs]
 
 
 def explain(run_or_model, inputs, method: str = "attention", *, target=None, word: int | None = None,
