@@ -132,18 +132,17 @@ def confusion_section(ev: dict) -> str:
     return _img(figure_uri(fig), "confusion matrix")
 
 
-def _gallery_item(run, enc, gold, klass: str) -> tuple[str, object]:
+def _gallery_item(run, enc, gold, pred, klass: str) -> tuple[str, object]:
+    """One example's block (``pred``: the model's prediction, as the gallery computed it)."""
     from ..explain import ExplainError, explain_encoded
+    from ..explain.api import black_level
 
     names = run.meta["labels"]
-    stats = run.meta.get("stats") or {}
-    black = (0.0 - stats.get("mean", 0.0)) / stats.get("std", 1.0) if stats else 0.0
+    black = black_level(run)
     is_tagger = run.cfg.task == "token_classification"
     word = None
     if is_tagger:  # explain the first wrongly tagged word (else the default: the first entity)
-        with torch.no_grad():
-            out = run.model(enc.batch)
-        pred = [names[i] for i in run.model.predict(out, enc.batch)[0].tolist()[:len(enc.units)]]
+        pred = [names[i] for i in pred[:len(enc.units)]]
         word = next((i for i, (p, g) in enumerate(zip(pred, gold)) if p != g), None)
     sal = explain_encoded(run.model, enc, "saliency", names, word=word, black=black)
     try:
@@ -216,12 +215,12 @@ def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, ob
             ok = pred[:len(enc.units)] == [names.index(t) if t in names else -1 for t in gold[i]]
         else:
             ok = names[int(pred)] == gold[i]
-        (right if ok else wrong).append((enc, gold[i]))
+        (right if ok else wrong).append((enc, gold[i], pred))
     parts, first = [], None
     for title, items, klass in (("right", right, "right"), ("wrong", wrong, "wrong")):
         parts.append(f"<h3>{title} ({min(len(items), examples)} shown)</h3>")
-        for enc, g in items[:examples]:
-            block, e = _gallery_item(run, enc, g, klass)
+        for enc, g, pred in items[:examples]:
+            block, e = _gallery_item(run, enc, g, pred, klass)
             first = first or e
             parts.append(block)
         if not items:

@@ -8,6 +8,7 @@ per word: word pieces are summed into the words they came from (the piece-level 
 kept too). Image scores come per pixel."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from ..errors import AttnkitError
 from ..nn.poolers import FirstPooler
 from ..registry import Registry
-from .attention_maps import record_attention, token_relevance
+from .attention_maps import record_attention, rollout, token_relevance
 from .attribution import ATTRIBUTIONS
 
 METHODS = ("attention", "saliency", "ig")
@@ -162,6 +163,11 @@ def attention_maps(model, batch: dict) -> dict:
     backbone's own first), ``cross`` (cross-attention weights)."""
     with torch.no_grad(), record_attention(model) as records:
         model(batch)
+    return _collect_maps(model, batch, records)
+
+
+def _collect_maps(model, batch: dict, records) -> dict:
+    """:func:`attention_maps` from the records of a forward pass already made."""
     pooling = next((r.weights for r in records if r.kind == "pooling"), None)
     layers = [r.weights for r in records if r.kind == "self"]
     encoder = getattr(model, "encoder", None)
@@ -174,21 +180,19 @@ def _reads_first_position(model) -> bool:
     return bool(getattr(model, "first_only", False)) or isinstance(getattr(model, "pooler", None), FirstPooler)
 
 
-def _attention_scores(model, enc: Encoded, position: int | None) -> tuple[torch.Tensor, dict]:
-    maps = attention_maps(model, enc.batch)
+def _attention_scores(model, enc: Encoded, position: int | None, maps: dict) -> tuple[torch.Tensor, dict]:
     pooling, layers = maps["pooling"], maps["layers"]
     if pooling is None and not layers:
         raise ExplainError(f"{type(model).__name__} computes no attention weights (its encoder/pooler has no attention "
                            f"layer); use method saliency or ig")
+    rolled = rollout(layers) if layers else None
     if position is not None and layers:  # a tagger: the rollout row of the explained word
-        from .attention_maps import rollout
-
-        scores = rollout(layers)[:, position]
+        scores = rolled[:, position]
     elif position is not None:
         raise ExplainError("a tagger without self-attention has no attention over its input; use saliency or ig")
     else:
         try:
-            scores = token_relevance(pooling, layers, _reads_first_position(model))
+            scores = token_relevance(pooling, layers, _reads_first_position(model), rolled)
         except ValueError as e:
             raise ExplainError(f"attention: {e}; use method saliency or ig") from None
     info = {}
@@ -197,9 +201,7 @@ def _attention_scores(model, enc: Encoded, position: int | None) -> tuple[torch.
     if layers:
         stack = torch.stack([a[0] for a in layers]).float()
         info["layers"] = stack.numpy()
-        from .attention_maps import rollout
-
-        info["rollout"] = rollout([a[:1] for a in layers])[0].float().numpy()
+        info["rollout"] = rolled[0].float().numpy()
     if "images" in enc.batch:
         grid = getattr(getattr(model, "encoder", None), "grid", None)
         if grid is None:
@@ -238,7 +240,8 @@ def explain_encoded(model, enc: Encoded, method: str, label_names: list[str], ta
 
 def _explain_encoded(model, enc: Encoded, method: str, label_names: list[str], target, word, steps, black):
     batch = enc.batch
-    with torch.no_grad():
+    # one forward gives the prediction and, for method attention, the attention records
+    with torch.no_grad(), (record_attention(model) if method == "attention" else nullcontext([])) as records:
         out = model(batch)
         logits = out["logits"].float()
     position = None
@@ -254,7 +257,7 @@ def _explain_encoded(model, enc: Encoded, method: str, label_names: list[str], t
     tgt = _target_index(target, label_names, int(probs.argmax()))
     info = {}
     if method == "attention":
-        pos, info = _attention_scores(model, enc, position)
+        pos, info = _attention_scores(model, enc, position, _collect_maps(model, batch, records))
     else:
         kwargs = {"steps": steps} if method == "ig" else {}
         pos = ATTRIBUTIONS.get(method)(model, batch, torch.tensor([tgt]), word=word, black=black, **kwargs)[0]
@@ -324,9 +327,14 @@ def explain(run_or_model, inputs, method: str = "attention", *, target=None, wor
     else:
         run = run_or_model
         model, names, encoded = run.model, run.meta["labels"], encode_inputs(run, inputs)
-        stats = run.meta.get("stats") or {}
-        black = (0.0 - stats.get("mean", 0.0)) / stats.get("std", 1.0) if stats else 0.0
+        black = black_level(run)
     return [explain_encoded(model, e, method, names, target, word, steps, black) for e in encoded]
+
+
+def black_level(run) -> float:
+    """The value of a black pixel after the run's normalisation (0.0 for text runs)."""
+    stats = run.meta.get("stats") or {}
+    return (0.0 - stats.get("mean", 0.0)) / stats.get("std", 1.0) if stats else 0.0
 
 
 def _num_classes(model, batch: dict) -> int:

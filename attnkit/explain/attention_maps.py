@@ -43,12 +43,12 @@ def record_attention(model: nn.Module):
     appends an :class:`AttentionRecord` (in call order) to the yielded list."""
     records: list[AttentionRecord] = []
     handles = []
+
+    def ask(mod, args, kwargs):
+        return args, {**kwargs, "need_weights": True}
     for name, module in model.named_modules():
         if not isinstance(module, _AttentionBase):
             continue
-
-        def ask(mod, args, kwargs):
-            return args, {**kwargs, "need_weights": True}
 
         def keep(mod, args, kwargs, output, name=name):
             weights = output[1]
@@ -81,17 +81,18 @@ def rollout(layers: list[torch.Tensor] | torch.Tensor, residual: float = 0.5) ->
     return out
 
 
-def token_relevance(pooling: torch.Tensor | None, layers: list[torch.Tensor], first_position: bool) -> torch.Tensor:
+def token_relevance(pooling: torch.Tensor | None, layers: list[torch.Tensor], first_position: bool,
+                    rolled: torch.Tensor | None = None) -> torch.Tensor:
     """One attention score per input position ``[B, T]``: the pooling weights (mean over
     heads) carried back through the rollout of the self-attention layers under them; with no
     pooling attention, the rollout row of the first position (``[CLS]``) when the model reads
-    that position (``first_position``)."""
+    that position (``first_position``). ``rolled``: ``rollout(layers)`` when already computed."""
     pooled = pooling.mean(1) if pooling is not None else None
     if not layers:
         if pooled is None:
             raise ValueError("no attention weights")
         return pooled
-    r = rollout(layers)
+    r = rollout(layers) if rolled is None else rolled
     if pooled is not None:
         return (pooled.unsqueeze(1) @ r).squeeze(1)
     if not first_position:

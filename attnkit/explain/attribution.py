@@ -41,11 +41,10 @@ def _split(batch: dict, first: str) -> tuple[list[str], tuple]:
 
 
 def _word(batch: dict, word) -> torch.Tensor:
+    """The word index per example (taggers; ignored by classifiers): one int for all, or ``[B]``."""
     n = next(iter(batch.values())).shape[0]
-    if word is None:
-        return torch.zeros(n, dtype=torch.long)
-    return torch.as_tensor(word, dtype=torch.long).expand(n).clone() if torch.as_tensor(word).dim() == 0 \
-        else torch.as_tensor(word, dtype=torch.long)
+    w = torch.as_tensor(0 if word is None else word, dtype=torch.long)
+    return w.expand(n).clone() if w.dim() == 0 else w
 
 
 def _text_attr(captum_cls, model, batch, target, word, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -64,14 +63,13 @@ def _text_attr(captum_cls, model, batch, target, word, **kwargs) -> tuple[torch.
 
 def _image_attr(captum_cls, model, batch, target, black: float = 0.0, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
     keys, extra = _split(batch, "images")
-    images = batch["images"].detach().requires_grad_(False)
-    base = torch.full_like(images, black)
+    images = batch["images"].detach()
     f = _forward(model, keys)
 
     def shifted(delta, *rest):  # the input is (image - black): gradient x input is relative to black
         return f(delta + black, *rest)
     method = captum_cls(shifted)
-    delta_in = (images - base).requires_grad_()  # Captum would set it (with a warning)
+    delta_in = (images - black).requires_grad_()  # Captum would set it (with a warning)
     args = (*extra, _word(batch, None))
     if "n_steps" in kwargs:
         attr, delta = method.attribute(delta_in, baselines=torch.zeros_like(images), target=target,
