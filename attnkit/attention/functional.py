@@ -42,8 +42,8 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 
 def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (), need_weights=False) -> Problem:
-    """Validate, run the score's ``prepare``, fold scale modifiers into dot-product queries,
-    and expand grouped key/value heads."""
+    """Validate, run the score's ``prepare``, fold leading scale modifiers into dot-product
+    queries, and expand grouped key/value heads."""
     validate_qkv(q, k, v)
     if q.shape[-1] != score.q_dim or k.shape[-1] != score.k_dim:
         raise ShapeError(f"score {type(score).__name__} was built for query dim {score.q_dim} and key dim "
@@ -51,9 +51,10 @@ def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (
     qf, kf = score.prepare(q, k)
     mods = list(mods)
     if score.is_dot:
-        for m in [m for m in mods if m.kind == "scale"]:
-            qf = qf * m.factor().to(qf.dtype)
-            mods.remove(m)
+        # Modifiers apply in order, so only the scale modifiers *before* any other one may be
+        # folded into the queries: (s + bias) / t is not s / t + bias.
+        while mods and mods[0].kind == "scale":
+            qf = qf * mods.pop(0).factor().to(qf.dtype)
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         kf, v = kf.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)

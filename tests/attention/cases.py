@@ -1,10 +1,16 @@
 """Registry-driven test cases: every registered score, mask kind and modifier, so a new
-component is tested without new test code (add a factory below only if it needs data)."""
+component is tested without new test code (add a factory below only if it needs data).
+
+Each mask case comes with its *rule*: the mask's definition written as a plain Python
+predicate ``rule(b, i, j) -> bool``, from which the oracle (``oracle.py``) builds its
+truth table pair by pair — never through attnkit's mask evaluation."""
 import torch
 
 from attnkit.attention import masks as M
 from attnkit.attention import mods as MODS
 from attnkit.attention import scores as S
+
+from .oracle import truth_table
 
 SCORE_OPTIONS = {"mlp": {"hidden": 12, "activation": "gelu"}, "additive": {"hidden": 12}}
 
@@ -23,30 +29,70 @@ def make_score(name, dim, device):
     return S.build_score(name, dim, dim, **SCORE_OPTIONS.get(name, {})).to(device)
 
 
-# Masks that need data get it here; every registered mask must appear (checked by a test).
-def make_mask(name, b, lq, lk, device):
+def _padding_lengths(b, lk):
+    """Row 0 keeps no key (fully masked query rows), the others lose two keys."""
+    return [0] + [max(1, lk - 2)] * (b - 1)
+
+
+def _prefixes(b):
+    return [(3 * x + 2) % 7 for x in range(b)]
+
+
+def _bool_padding(b, lk):
+    """Real tokens with holes: key j of row x is real unless (j + x) % 4 == 1."""
+    return [[(j + x) % 4 != 1 for j in range(lk)] for x in range(b)]
+
+
+def mask_case(name, b, lq, lk, device):
+    """``(attnkit mask or None, rule(b, i, j) or None)`` for one mask kind."""
     if name == "none":
-        return None
+        return None, None
     if name == "causal":
-        return M.causal()
+        return M.causal(), lambda x, i, j: j <= i
     if name == "window":
-        return M.window(5)
+        return M.window(5), lambda x, i, j: abs(i - j) <= 5
     if name == "prefix_lm":
-        return M.prefix_lm(3)
-    if name == "key_padding":  # row 0 keeps nothing: fully masked query rows
-        return M.key_padding(lengths=torch.tensor([0] + [max(1, lk - 2)] * (b - 1), device=device))
-    if name == "segment":
+        return M.prefix_lm(3), lambda x, i, j: j <= i or j < 3
+    if name == "prefix_lm_tensor":  # a prefix per batch row
+        pre = _prefixes(b)
+        return M.prefix_lm(torch.tensor(pre, device=device)), lambda x, i, j: j <= i or j < pre[x]
+    if name == "key_padding":
+        n = _padding_lengths(b, lk)
+        return M.key_padding(lengths=torch.tensor(n, device=device)), lambda x, i, j: j < n[x]
+    if name == "key_padding_bool":
+        real = _bool_padding(b, lk)
+        return M.key_padding(mask=torch.tensor(real, device=device)), lambda x, i, j: real[x][j]
+    if name == "segment":  # queries in documents of 4, keys in documents of 3
         q_ids = torch.arange(lq, device=device).div(4, rounding_mode="floor").expand(b, -1)
         kv_ids = torch.arange(lk, device=device).div(3, rounding_mode="floor").expand(b, -1)
-        return M.segment(q_ids, kv_ids)
+        return M.segment(q_ids, kv_ids), lambda x, i, j: i // 4 == j // 3
     if name == "causal&window|prefix":
-        return (M.causal() & M.window(4)) | M.prefix_lm(2)
+        return (M.causal() & M.window(4)) | M.prefix_lm(2), \
+            lambda x, i, j: (j <= i and abs(i - j) <= 4) or j <= i or j < 2
     if name == "user":
-        return lambda b_, h, q, kv: (q + kv) % 3 != 0
+        return (lambda b_, h, q, kv: (q + kv) % 3 != 0), lambda x, i, j: (i + j) % 3 != 0
+    if name == "sparse_rows":
+        # Odd query rows see nothing in the first key tile while even rows do, and nothing
+        # between it and the diagonal: a partial tile with fully masked rows beside a visible
+        # tile of the same query block, merged by log-sum-exp (16-wide tiles, small_tiles).
+        return (lambda b_, h, q, kv: (kv == q) | ((kv < 4) & (q % 2 == 0))), \
+            lambda x, i, j: j == i or (j < 4 and i % 2 == 0)
     raise KeyError(name)
 
 
-MASK_KINDS = ["none", "user", "causal&window|prefix"] + M.list_masks()
+def make_mask(name, b, lq, lk, device):
+    """The attnkit mask of one kind (``None`` for ``"none"``)."""
+    return mask_case(name, b, lq, lk, device)[0]
+
+
+def oracle_allowed(name, b, lq, lk):
+    """The truth table ``[B, 1, Lq, Lk]`` of one mask kind from its rule (``None``: all)."""
+    rule = mask_case(name, b, lq, lk, "cpu")[1]
+    return None if rule is None else truth_table(rule, b, lq, lk)
+
+
+MASK_KINDS = ["none", "user", "causal&window|prefix", "sparse_rows", "prefix_lm_tensor",
+              "key_padding_bool"] + M.list_masks()
 
 
 def make_mods(name, heads, device):
@@ -65,10 +111,13 @@ def make_mods(name, heads, device):
         with torch.no_grad():
             m.table.normal_()
         return [m]
+    if name == "alibi+temperature+softcap":  # order matters: ((s + bias) / t) then capped
+        return [MODS.ALiBi(heads).to(device), MODS.Temperature(0.6).to(device), MODS.SoftCap(3.0).to(device)]
     return [MODS.build_mod(name, heads)]
 
 
-MOD_KINDS = ["none", "user_bias", "user_general"] + MODS.list_mods()
+MOD_KINDS = ["none", "user_bias", "user_general", "alibi+temperature+softcap"] + MODS.list_mods()
 
-# (B, H, Lq, Lk, D): length 1, unequal lengths, odd sizes not multiple of the tiles.
+# (B, H, Lq, Lk, D): length 1, unequal lengths, odd sizes not multiple of the tiles, and
+# lengths past two 16-wide tiles so that several query blocks and partial tiles run.
 SHAPES = [(2, 2, 37, 45, 8), (1, 1, 1, 1, 4), (2, 3, 1, 29, 6), (1, 2, 50, 19, 5)]

@@ -20,8 +20,10 @@ from .reference import masked_softmax
 ROWS_PER_BLOCK = 256
 
 
-def attention_with_weights(p: Problem, block_q: int = ROWS_PER_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output ``[B,H,Lq,Dv]`` and weights ``[B,H,Lq,Lk]`` of a dot-product problem."""
+def attention_with_weights(p: Problem, block_q: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output ``[B,H,Lq,Dv]`` and weights ``[B,H,Lq,Lk]`` of a dot-product problem, over
+    query blocks of ``block_q`` rows (default ``ROWS_PER_BLOCK``, read at call time)."""
+    block_q = block_q or ROWS_PER_BLOCK
     if p.needs_grad:
         return _blockwise_autograd(p, block_q)
     return _in_place(p, block_q)
