@@ -2,6 +2,7 @@
 from the definitions, on random inputs of several shapes."""
 import pytest
 import torch
+from torch import nn
 
 from attnkit.explain import integrated_gradients, saliency
 from attnkit.models import ModelConfig, build_model
@@ -98,3 +99,59 @@ def test_image_saliency_and_ig_are_relative_to_a_black_image():
         dark = torch.softmax(model({"images": torch.full_like(images, black)})["logits"], -1)
     torch.testing.assert_close(ig.sum((1, 2)), probs - dark.gather(1, target[:, None]).squeeze(1), rtol=1e-3,
                                atol=1e-5)
+
+
+def smooth_image_model(in_channels):
+    """A small image classifier with every kink removed (softplus for ReLU, no max-pooling) and
+    random weights, so integrated gradients converge fast and can be compared pixel by pixel."""
+    torch.manual_seed(in_channels)
+    cfg = ModelConfig(encoder={"type": "image_cnn", "channels": [4, 4], "pool_after": []}, pooler={"type": "attention"})
+    model = build_model("image_classification", cfg, num_classes=3, in_channels=in_channels).double().eval()
+    body = model.encoder.body
+    for i, m in enumerate(body):
+        if isinstance(m, nn.ReLU):
+            body[i] = nn.Softplus()
+    with torch.no_grad():
+        model.head.net[1].weight.normal_(0.0, 0.5)
+        model.head.net[1].bias.zero_()
+        for m in body:
+            if isinstance(m, nn.Conv2d):
+                m.weight.normal_(0.0, 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
+                for t in (m.running_mean, m.weight, m.bias):
+                    t.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def reference_image_ig(model, images, target, black, steps=400):
+    """IG from the formula: (x - x') * mean over midpoints a of d p_target(x' + a (x - x')) / dx,
+    x' the all-``black`` image, summed over channels (all steps in one batch)."""
+    base = torch.full_like(images, black)
+    alphas = (torch.arange(steps, dtype=images.dtype) + 0.5) / steps
+    path = (base + alphas[:, None, None, None, None] * (images - base)).reshape(-1, *images.shape[1:])
+    path.requires_grad_()
+    p = torch.softmax(model({"images": path})["logits"], -1).gather(1, target.repeat(steps)[:, None]).sum()
+    grad, = torch.autograd.grad(p, path)
+    return (grad.view(steps, *images.shape).mean(0) * (images - base)).sum(1)
+
+
+@pytest.mark.parametrize("b,c,h,w", [(1, 1, 5, 6), (2, 3, 6, 7), (3, 2, 8, 8)])
+def test_image_ig_matches_the_path_integral_pixel_by_pixel(b, c, h, w):
+    """Image IG == an independent float64 Riemann sum of the path integral at every pixel; a
+    permutation of the returned map (same sum, so complete too) fails that comparison."""
+    model = smooth_image_model(c)
+    gen = torch.Generator().manual_seed(b * c)
+    images = torch.randn(b, c, h, w, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 3, (b,), generator=gen)
+    black = -0.5
+    got = integrated_gradients(model, {"images": images}, target, steps=48, black=black)
+    want = reference_image_ig(model, images, target, black)
+    assert got.shape == (b, h, w)
+    atol = 1e-5 * float(want.abs().max())
+    assert float(want.abs().max()) > 1e-3, float(want.abs().max())  # the map is not trivially small
+    torch.testing.assert_close(got, want, rtol=0, atol=atol)
+    order = torch.roll(torch.arange(h * w), 1)  # moves every pixel
+    permuted = got.flatten(1)[:, order].view_as(got)
+    torch.testing.assert_close(permuted.sum((1, 2)), got.sum((1, 2)))
+    assert float((permuted - want).abs().max()) > 100 * atol
