@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench mutation setup clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,5 +29,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py
 
+# Mutation testing of the numerical core (about an hour on 2 cores; not part of `make test`).
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,mutation]'
+	$(BIN)/python benchmarks/mutation.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants

@@ -76,7 +76,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None =
     return out
 
 
-@OPTIMIZERS.register("sgd")
 def _sgd(groups, c: OptimizerConfig):
     return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, foreach=True)
 
@@ -139,12 +138,10 @@ class AdamW(LazySparseMixin, torch.optim.AdamW):
     decoupled = True
 
 
-@OPTIMIZERS.register("adam")
 def _adam(groups, c: OptimizerConfig):
     return Adam(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
 
 
-@OPTIMIZERS.register("adamw")
 def _adamw(groups, c: OptimizerConfig):
     return AdamW(groups, lr=c.lr, betas=tuple(c.betas), foreach=True)
 
@@ -180,19 +177,23 @@ def build_optimizer(model: torch.nn.Module, c: OptimizerConfig) -> torch.optim.O
     return OPTIMIZERS.get(c.name, where="train.optimizer.name")(groups, c)
 
 
-@SCHEDULES.register("constant")
 def _constant(progress: float, c: ScheduleConfig) -> float:
     return 1.0
 
 
-@SCHEDULES.register("linear")
 def _linear(progress: float, c: ScheduleConfig) -> float:
     return c.min_lr_ratio + (1 - c.min_lr_ratio) * (1 - progress)
 
 
-@SCHEDULES.register("cosine")
 def _cosine(progress: float, c: ScheduleConfig) -> float:
     return c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# Registered by call rather than by decorator: mutation testing (mutmut) skips decorated functions.
+for _name, _make in (("sgd", _sgd), ("adam", _adam), ("adamw", _adamw)):
+    OPTIMIZERS.register(_name)(_make)
+for _name, _shape in (("constant", _constant), ("linear", _linear), ("cosine", _cosine)):
+    SCHEDULES.register(_name)(_shape)
 
 
 def lr_multiplier(step: int, total: int, c: ScheduleConfig) -> float:

@@ -1,0 +1,133 @@
+"""Mutation score of the numerical core: mutmut's mutants of ``attnkit/attention``,
+``attnkit/nn`` and ``attnkit/train/optim.py`` run against their fast tests (configuration:
+``[tool.mutmut]`` in pyproject.toml; how-to: docs/contributing.md).
+
+    python benchmarks/mutation.py                    # run every mutant, then write the result
+    python benchmarks/mutation.py --no-run           # only summarise mutmut's stored results
+    python benchmarks/mutation.py "attnkit.attention.masks*"   # only these mutants
+
+A mutant is *killed* when some test fails (or it times out); it *survives* when every test
+covering it passes. Survivors reviewed as equivalent (no input can tell them from the
+original) are listed with the reason in ``benchmarks/mutation_equivalent.json`` and left out
+of the adjusted score. Writes ``benchmarks/results/mutation.json`` (``--label`` names the
+result, e.g. ``before`` for the suite as it was) with counts per module, the run time, and
+the surviving mutants.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import row, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = Path(__file__).resolve().parent / "mutation_equivalent.json"
+KILLED = {"killed", "timeout", "segfault"}
+NOT_RUN = {"not checked", "skipped", "check was interrupted by user"}
+
+
+def mutmut(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the venv's mutmut with ``args`` in ``cwd``."""
+    exe = Path(sys.executable).with_name("mutmut")
+    return subprocess.run([str(exe), *args], cwd=cwd, text=True, capture_output=True, check=False)
+
+
+def statuses(cwd: Path = ROOT) -> dict[str, str]:
+    """``{mutant name: status}`` from ``mutmut results --all true``."""
+    out = mutmut("results", "--all", "true", cwd=cwd).stdout
+    res = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and "__mutmut_" in name:
+            res[name] = status.strip()
+    return res
+
+
+def module_of(name: str) -> str:
+    """``attnkit.attention.masks.x_window__mutmut_3`` -> ``attnkit.attention.masks``."""
+    parts = name.split(".")
+    return ".".join(p for p in parts if not (p.startswith("x_") or p.startswith("xǁ")))
+
+
+def summarise(status: dict[str, str], equivalent: dict[str, str]) -> tuple[list[dict], list[str]]:
+    """Rows per module and overall: raw score (killed / run) and adjusted (killed / (run -
+    equivalent)); plus the unexplained survivors."""
+    per = collections.defaultdict(collections.Counter)
+    survivors = []
+    for name, st in status.items():
+        mod = module_of(name)
+        if st in NOT_RUN:
+            per[mod]["not_run"] += 1
+            continue
+        per[mod]["run"] += 1
+        if st in KILLED:
+            per[mod]["killed"] += 1
+        elif name in equivalent:
+            per[mod]["equivalent"] += 1
+        else:
+            per[mod]["survived" if st == "survived" else "other"] += 1
+            survivors.append(f"{name}: {st}")
+    rows = []
+    total = collections.Counter()
+    for mod in sorted(per):
+        c = per[mod]
+        total.update(c)
+        rows.append(_row(mod, c))
+    rows.append(_row("total", total, target=0.90))
+    return rows, sorted(survivors)
+
+
+def _row(name: str, c: collections.Counter, target: float | None = None) -> dict:
+    run, killed, eq = c["run"], c["killed"], c["equivalent"]
+    adjusted = round(killed / (run - eq), 4) if run - eq else None
+    return row(name, "mutation_score", adjusted, target, "higher", "",
+               raw_score=round(killed / run, 4) if run else None, run=run, killed=killed, equivalent=eq,
+               survived=c["survived"], other=c["other"], not_run=c["not_run"])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="mutant name patterns (default: every mutant)")
+    ap.add_argument("--no-run", action="store_true", help="summarise stored results only")
+    ap.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
+    ap.add_argument("--label", default="after", help="name of this result inside mutation.json")
+    ap.add_argument("--cwd", type=Path, default=ROOT, help="checkout to run in (default: this one)")
+    ap.add_argument("--out", help="results file (default benchmarks/results/mutation.json)")
+    args = ap.parse_args(argv)
+    seconds = None
+    if not args.no_run:
+        t0 = time.perf_counter()
+        done = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "run", "--max-children",
+                               str(args.children), *args.names], cwd=args.cwd, check=False)
+        seconds = round(time.perf_counter() - t0, 1)
+        if done.returncode:
+            sys.exit(f"mutmut run failed with exit code {done.returncode}")
+    status = statuses(args.cwd)
+    if not status:
+        sys.exit("no mutmut results: run `mutmut run` (or this script without --no-run) first")
+    equivalent = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
+    rows, survivors = summarise(status, equivalent)
+    for r in rows:
+        r["label"] = args.label
+    notes = [f"label: {args.label}",
+             "mutation_score = killed / (run - reviewed equivalent); raw_score = killed / run; killed includes "
+             "timeouts; other = suspicious or crashed runs, counted as not killed",
+             "mutants: mutmut 3 operators on attnkit/attention, attnkit/nn, attnkit/train/optim.py; the text of "
+             "`raise` statements is not mutated (error messages belong to the bad-input tests)",
+             f"run time: {seconds} s with {args.children} mutants at a time" if seconds else "run time: not measured "
+             "in this invocation (--no-run)",
+             f"unexplained survivors ({len(survivors)}): " + "; ".join(survivors[:400])]
+    path = write_results("mutation", rows, notes, args.out)
+    for r in rows:
+        print(f"{r['name']:40s} {r['killed']:5d}/{r['run']:<5d} killed  equivalent {r['equivalent']:3d}  "
+              f"score {r['value']}  (raw {r['raw_score']})")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
