@@ -180,3 +180,43 @@ def test_spec_to_dict_round_trips_and_build_passes_the_context_dim():
     assert AttentionSpec.from_dict(d) == spec
     mha = spec.build(8, kv_dim=5)
     assert mha.k_proj.in_features == 5 and mha.v_proj.in_features == 5 and mha.q_proj.in_features == 8
+
+
+def test_runtime_masks_accept_legal_edges_and_refuse_bad_values():
+    att = Attention(4)
+    x = torch.randn(2, 5, 4)
+    out, w = att(x, lengths=torch.tensor([0, 5]), need_weights=True)  # a row of length 0 is legal
+    assert torch.all(w[0] == 0) and torch.all(out[0] == 0)
+    with pytest.raises(ShapeError, match=r"lengths: values must be in \[0, 5\], got \[-1, 5\]"):
+        att(x, lengths=torch.tensor([-1, 5]))
+    with pytest.raises(ShapeError, match=r"lengths: expected a tensor of shape \[2\]"):
+        att(x, lengths=[5, 5])
+    with pytest.raises(ShapeError, match=r"key_padding_mask: expected a bool tensor \[B, Lk\], got list"):
+        att(x, key_padding_mask=[[True] * 5] * 2)
+    with pytest.raises(ShapeError, match=r"key_padding_mask: expected a bool tensor \[B, Lk\], got torch.int64"):
+        att(x, key_padding_mask=torch.ones(2, 5, dtype=torch.long))
+
+
+def test_multihead_defaults_and_context_checks():
+    mha = MultiHeadAttention(6)
+    assert mha.heads == 1 and mha.k_proj.bias is not None and mha(torch.randn(1, 3, 6))[1] is None
+    assert MultiHeadAttention(1).head_dim == 1  # the smallest legal size
+    assert MultiHeadAttention(6, bias=False).k_proj.bias is None
+    with pytest.raises(ShapeError, match=r"embed_dim \(0\) must be > 0"):
+        MultiHeadAttention(0)
+    mha = MultiHeadAttention(8, heads=2, kv_dim=5)
+    x = torch.randn(2, 3, 8)
+    for bad in (torch.randn(3, 4, 5), torch.randn(2, 4, 6), torch.randn(2, 4)):
+        with pytest.raises(ShapeError, match=r"context: expected \[2, Lk, 5\]"):
+            mha(x, bad)
+    with pytest.raises(ShapeError, match=r"x: expected \[B, L, 8\], got list"):
+        mha([1.0])
+
+
+def test_single_tensor_segment_ids_serve_queries_and_keys():
+    mha = MultiHeadAttention(8, heads=2).double()
+    x = torch.randn(2, 6, 8).double()
+    seg = torch.tensor([[0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 1, 1]])
+    _, w = mha(x, segment_ids=seg, need_weights=True)
+    allowed = truth_table(lambda r, i, j: int(seg[r, i]) == int(seg[r, j]), 2, 6, 6).expand(2, 2, 6, 6)
+    assert torch.all(w[~allowed] == 0) and torch.all(w[allowed] > 0)
