@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -93,6 +94,10 @@ def _row(name: str, c: collections.Counter, target: float | None = None) -> dict
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="mutant name patterns (default: every mutant)")
+    ap.add_argument("--names-file", type=Path, help="more names or patterns, one per line")
+    ap.add_argument("--full-grid", action="store_true",
+                    help="run the attention tests' full score x mask x modifier product for every mutant "
+                         "(default: the pairwise-covering subset, ATTNKIT_TEST_GRID=pairwise)")
     ap.add_argument("--no-run", action="store_true", help="summarise stored results only")
     ap.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     ap.add_argument("--label", default="after", help="name of this result inside mutation.json")
@@ -101,9 +106,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     seconds = None
     if not args.no_run:
+        names = list(args.names)
+        if args.names_file:
+            names += [ln.strip() for ln in args.names_file.read_text().splitlines() if ln.strip()]
+        env = dict(os.environ)
+        if not args.full_grid:
+            env["ATTNKIT_TEST_GRID"] = "pairwise"
         t0 = time.perf_counter()
         done = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "run", "--max-children",
-                               str(args.children), *args.names], cwd=args.cwd, check=False)
+                               str(args.children), *names], cwd=args.cwd, check=False, env=env)
         seconds = round(time.perf_counter() - t0, 1)
         if done.returncode:
             sys.exit(f"mutmut run failed with exit code {done.returncode}")

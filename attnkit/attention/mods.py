@@ -31,8 +31,9 @@ class ScoreMod(nn.Module):
 
     def bias(self, b, h, q_idx, kv_idx, dtype) -> torch.Tensor:
         """For ``bias`` modifiers: the added term alone (override when a direct formula is
-        cheaper than ``forward(0, ...)``)."""
-        return self(torch.zeros((), dtype=dtype, device=q_idx.device), b, h, q_idx, kv_idx)
+        cheaper than ``forward(0, ...)``), in ``dtype``: a term a user function computes on
+        the integer index tensors comes out in the default float dtype otherwise."""
+        return self(torch.zeros((), dtype=dtype, device=q_idx.device), b, h, q_idx, kv_idx).to(dtype)
 
 
 @MODS.register("alibi")

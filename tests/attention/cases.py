@@ -98,16 +98,18 @@ MASK_KINDS = ["none", "user", "causal&window|prefix", "sparse_rows", "prefix_lm_
 def make_mods(name, heads, device):
     if name == "none":
         return []
-    if name == "user_bias":
-        return [MODS.CallableMod(lambda s, b, h, q, kv: s + 0.1 * (q - kv).float().sin(), kind="bias")]
+    if name == "user_bias":  # depends on every index: batch, head, query and key
+        return [MODS.CallableMod(lambda s, b, h, q, kv: s + 0.1 * (q - kv).float().sin() + 0.2 * b - 0.3 * h,
+                                 kind="bias")]
     if name == "user_general":
         return [MODS.CallableMod(lambda s, b, h, q, kv: s * 0.5 + torch.sin(s))]
     if name == "softcap":
         return [MODS.SoftCap(2.0).to(device)]
     if name == "temperature":
         return [MODS.Temperature(0.7, learnable=True).to(device)]
-    if name == "relative_bias":
-        m = MODS.RelativePositionBias(heads, num_buckets=8, max_distance=16).to(device)
+    if name in ("relative_bias", "relative_bias_causal"):  # causal: T5's decoder buckets (one direction)
+        m = MODS.RelativePositionBias(heads, num_buckets=8, max_distance=16,
+                                      bidirectional=name == "relative_bias").to(device)
         with torch.no_grad():
             m.table.normal_()
         return [m]
@@ -116,7 +118,7 @@ def make_mods(name, heads, device):
     return [MODS.build_mod(name, heads)]
 
 
-MOD_KINDS = ["none", "user_bias", "user_general", "alibi+temperature+softcap"] + MODS.list_mods()
+MOD_KINDS = ["none", "user_bias", "user_general", "alibi+temperature+softcap", "relative_bias_causal"] + MODS.list_mods()
 
 # (B, H, Lq, Lk, D): length 1, unequal lengths, odd sizes not multiple of the tiles, and
 # lengths past two 16-wide tiles so that several query blocks and partial tiles run.

@@ -4,6 +4,7 @@ weights and gradients (q, k, v and module parameters), with tiles small enough t
 query blocks, partial tiles and fully masked rows beside visible tiles all run."""
 import copy
 import itertools
+import os
 
 import pytest
 import torch
@@ -27,7 +28,33 @@ from .cases import (
 )
 from .oracle import oracle_attention
 
+
+
+def pairwise_cases(scores, masks, mods):
+    """A few triples covering every (score, mask), (score, modifier) and (mask, modifier)
+    pair: for each (mask, modifier) pair, the score that covers most uncovered pairs."""
+    need = {("s", a, b) for a in scores for b in masks} | {("m", a, c) for a in scores for c in mods}
+    out = []
+    for b, c in itertools.product(masks, mods):
+        a = max(scores, key=lambda x: (("s", x, b) in need) + (("m", x, c) in need))
+        need -= {("s", a, b), ("m", a, c)}
+        out.append((a, b, c))
+    return out
+
+
 CASES = list(itertools.product(score_names(), MASK_KINDS, MOD_KINDS))
+# ATTNKIT_TEST_GRID=pairwise (set by benchmarks/mutation.py) skips the cases outside a
+# pairwise-covering subset, so that a mutant costs seconds, not a minute (the test ids stay
+# the same, as mutmut's recorded test selection needs); `make test` runs the full product.
+PAIRWISE = set(pairwise_cases(score_names(), MASK_KINDS, MOD_KINDS))
+OUTSIDE_PAIRWISE = pytest.mark.skipif(os.environ.get("ATTNKIT_TEST_GRID") == "pairwise",
+                                      reason="ATTNKIT_TEST_GRID=pairwise: outside the pairwise subset")
+
+
+def grid(cases):
+    """``cases`` as pytest params, those outside the pairwise subset marked to skip under
+    ATTNKIT_TEST_GRID=pairwise."""
+    return [pytest.param(*c, id="-".join(c), marks=[] if c in PAIRWISE else [OUTSIDE_PAIRWISE]) for c in cases]
 BACKEND_NAMES = list_backends()  # the reference backend is under test too
 # Forced FlexAttention on CPU compiles per shape and mask; after dynamo's recompile limit it
 # silently runs eager (unfused), so it is held to the oracle in its own compiled test below.
@@ -108,7 +135,7 @@ def check_against_oracle(q, k, v, score, mask_kind, mods, monkeypatch, need_grad
     return ran
 
 
-@pytest.mark.parametrize("score_name,mask_kind,mod_kind", CASES, ids=["-".join(c) for c in CASES])
+@pytest.mark.parametrize("score_name,mask_kind,mod_kind", grid(CASES))
 def test_backends_match_the_oracle(score_name, mask_kind, mod_kind, device, small_tiles):
     i = CASES.index((score_name, mask_kind, mod_kind))
     b, h, lq, lk, d = SHAPES[i % len(SHAPES)]
@@ -119,7 +146,7 @@ def test_backends_match_the_oracle(score_name, mask_kind, mod_kind, device, smal
     assert {"reference", "chunked"} <= set(ran), "the reference and chunked backends accept every spec"
 
 
-@pytest.mark.parametrize("score_name,mask_kind,mod_kind", CASES[::2], ids=["-".join(c) for c in CASES[::2]])
+@pytest.mark.parametrize("score_name,mask_kind,mod_kind", grid(CASES[::2]))
 def test_inference_paths_match_the_oracle(score_name, mask_kind, mod_kind, device, small_tiles):
     """Without autograd the backends take other paths (in-place weights, no saved state)."""
     i = CASES.index((score_name, mask_kind, mod_kind))
