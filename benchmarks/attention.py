@@ -1,11 +1,16 @@
 """Attention benchmark: naive materialised PyTorch vs torch SDPA vs FlexAttention vs attnkit,
 same inputs, fp32, 2 threads; forward and forward+backward median time and peak memory.
 
-    python benchmarks/attention.py                 # everything (about 30-40 minutes here)
+    python benchmarks/attention.py                 # everything (about 45-50 minutes here)
     python benchmarks/attention.py --section dot --lengths 128 512
+    python benchmarks/attention.py --quick --variants none padding --out /tmp/attention.json  # smoke run
 
-Each (case, contender) runs in a fresh subprocess so its peak memory (ru_maxrss above the
-inputs' baseline) is its own. Writes benchmarks/results/attention.json and prints a table.
+Each (case, contender) runs in a fresh subprocess so its peak memory (resident memory above
+the inputs' baseline) is its own. Writes benchmarks/results/attention.json and prints a table.
+
+Where attnkit calls the very kernel a contender calls (dense -> SDPA; plain causal -> SDPA
+with ``is_causal``), the row is parity whatever its ratio says: its ``verdict`` says so, and
+every row carries each contender's min / median / max over the rounds, so the noise shows.
 """
 from __future__ import annotations
 
@@ -23,11 +28,25 @@ from _common import row, write_results
 
 DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 64)}
 DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
+PADDING_MIN_BATCH = 2  # padding needs rows of different lengths: L=8192 runs 2 rows, not 1
+SAME_KERNEL = {"none": "sdpa", "causal": "sdpa"}  # attnkit dispatches these to the sdpa contender's own call
+MIN_ROUNDS = 7
 ADD_SCORES = ["additive", "mlp"]
 NAIVE_ADDITIVE_MAX = 2048  # at 8192 the Lq x Lk x 128 tensor alone is 64 GiB (fwd+bwd: > 128 GiB)
 
 
 # --------------------------------------------------------------------------- worker side
+def padded_lengths(batch: int, length: int):
+    """Key lengths of the padding case: spread evenly over [L/4, L] with the longest row
+    full length, as in a real batch padded to its longest member (so no key is masked for
+    every row, and trimming the key range saves nothing)."""
+    import torch
+
+    if batch == 1:
+        return torch.tensor([length])
+    return torch.linspace(length // 4, length, batch).round().long()
+
+
 def _dot_case(variant, length, contender, grad):
     import torch
     import torch.nn.functional as F
@@ -42,11 +61,13 @@ def _dot_case(variant, length, contender, grad):
     )
 
     b, h, d = DOT_SHAPES[length]
+    if variant == "padding":
+        b = max(b, PADDING_MIN_BATCH)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(b, h, length, d, generator=g).requires_grad_(grad) for _ in range(3))
     scale = 1 / math.sqrt(d)
     i = torch.arange(length)
-    lengths = torch.full((b,), length - length // 4)  # every row padded by 25%
+    lengths = padded_lengths(b, length)
     alibi = ALiBi(h)
     allowed = {
         "none": None,
@@ -90,7 +111,8 @@ def _dot_case(variant, length, contender, grad):
         need_weights = contender == "attnkit+weights"
 
         def fn():
-            out, _w, _ = attend(q, k, v, score, mask, mods, need_weights=need_weights)
+            out, _w, decision = attend(q, k, v, score, mask, mods, need_weights=need_weights)
+            fn.backend = decision.backend  # recorded with the timings
             return out
     return fn, (q, k, v)
 
@@ -126,6 +148,7 @@ def _callable(make, spec, contender, mode):
         for t in inputs:
             t.grad = None
         fn().sum().backward()
+    call.inner = fn
     return call
 
 
@@ -190,8 +213,9 @@ def worker_memory(spec: dict) -> dict:
 
 
 def worker_time(spec: dict) -> dict:
-    """Median times of all contenders of one case, interleaved round by round in one
-    process so that machine noise hits them alike."""
+    """Min / median / max times of all contenders of one case, interleaved round by round in
+    one process (round r starts with contender r mod n) so that machine noise hits them alike."""
+    import statistics
     import time
 
     import torch
@@ -215,15 +239,18 @@ def worker_time(spec: dict) -> dict:
                 first[c] = time.perf_counter() - t0
                 if c == "flex" and mode == "fwd":
                     res[c]["compile_s"] = round(first[c], 2)
+                backend = getattr(getattr(call, "inner", call), "backend", None)
+                if backend:
+                    res[c]["backend"] = backend
             slow = sum(first.values()) > 20
-            if slow:  # measured runs after the warm-up: 3 for calls under 10 s, 1 up to 90 s;
-                # a contender slower than that keeps its warm-up run as its one sample
-                want = {c: 3 if t <= 10 else 1 if t <= 90 else 0 for c, t in first.items()}
+            if slow:  # measured runs after the warm-up: MIN_ROUNDS for calls under 10 s, 1 up to
+                # 90 s; a contender slower than that keeps its warm-up run as its one sample
+                want = {c: MIN_ROUNDS if t <= 10 else 1 if t <= 90 else 0 for c, t in first.items()}
                 for c, n in want.items():
                     if n == 0:
                         times[c].append(first[c])
             else:
-                rounds = max(4, min(32, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
+                rounds = max(MIN_ROUNDS, min(32, int(spec.get("seconds", 20) / max(sum(first.values()), 1e-3))))
                 want = dict.fromkeys(calls, rounds)
             order = list(calls)
             for r in range(max(want.values(), default=0)):  # rotate the order: no contender always runs after the same one
@@ -233,8 +260,9 @@ def worker_time(spec: dict) -> dict:
                         calls[c]()
                         times[c].append(time.perf_counter() - t0)
         for c, ts in times.items():
-            ts.sort()
-            res[c][mode + "_ms"] = round(ts[len(ts) // 2] * 1e3, 3)
+            res[c][mode + "_ms"] = round(statistics.median(ts) * 1e3, 3)
+            res[c][mode + "_min_ms"] = round(min(ts) * 1e3, 3)
+            res[c][mode + "_max_ms"] = round(max(ts) * 1e3, 3)
             res[c][mode + "_rounds"] = len(ts)
     return res
 
@@ -256,6 +284,29 @@ def ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
+def spread(res: dict, mode: str) -> list | None:
+    """``[min, median, max]`` ms of one contender and mode, or None if it did not run."""
+    med = res.get(f"{mode}_ms")
+    if not med:
+        return None
+    return [res.get(f"{mode}_min_ms", med), med, res.get(f"{mode}_max_ms", med)]
+
+
+def verdict(variant: str, spreads: dict, best: str) -> str:
+    """What a row shows: parity where attnkit runs the same kernel as a contender (any ratio
+    is noise); else "within noise" when attnkit's min-max range overlaps the fastest
+    contender's, or who is faster."""
+    (lo, _, hi), (b_lo, _, b_hi) = spreads["attnkit"], spreads[best]
+    overlap = lo <= b_hi and b_lo <= hi
+    if variant in SAME_KERNEL:
+        same = SAME_KERNEL[variant]
+        extra = f"; {best} faster" if b_hi < lo else ""  # another contender beats the shared kernel
+        return f"parity (same kernel as {same}){extra}"
+    if overlap:
+        return f"within noise of {best}"
+    return "attnkit faster than every contender" if hi < b_lo else f"{best} faster"
+
+
 def dot_rows(results: dict, lengths) -> list[dict]:
     rows = []
     for variant in DOT_VARIANTS:
@@ -265,15 +316,17 @@ def dot_rows(results: dict, lengths) -> list[dict]:
                 continue
             ours = r["attnkit"]
             for mode in ("fwd", "fwdbwd"):
-                others = {c: r[c].get(f"{mode}_ms") for c in ("naive", "sdpa", "flex") if r.get(c)}
-                others = {c: t for c, t in others.items() if t}
+                spreads = {c: spread(r[c], mode) for c in ("naive", "sdpa", "flex", "attnkit") if r.get(c)}
+                spreads = {c: s for c, s in spreads.items() if s}
+                others = {c: s[1] for c, s in spreads.items() if c != "attnkit"}
                 name = f"dot/{variant}/L{n}"
-                if not others or not ours.get(f"{mode}_ms"):
+                if not others or "attnkit" not in spreads:
                     continue
                 best = min(others, key=others.get)
                 slow = ratio(ours[f"{mode}_ms"], others[best])
+                info = {"fastest": best, "verdict": verdict(variant, spreads, best), "spread_ms": spreads}
                 if variant in ("none", "padding", "alibi"):
-                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, 1.10, "lower", "x", fastest=best))
+                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, 1.10, "lower", "x", **info))
                 else:
                     sp = ratio(others["sdpa"], ours[f"{mode}_ms"])
                     target = None
@@ -283,8 +336,8 @@ def dot_rows(results: dict, lengths) -> list[dict]:
                         target = 1.5
                     elif variant == "window256" and n == 8192:
                         target = 4.0
-                    rows.append(row(name, f"{mode}_speedup_vs_sdpa", sp, target, "higher", "x"))
-                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, None, "lower", "x", fastest=best))
+                    rows.append(row(name, f"{mode}_speedup_vs_sdpa", sp, target, "higher", "x", **info))
+                    rows.append(row(name, f"{mode}_time_vs_fastest", slow, None, "lower", "x", **info))
     return rows
 
 
@@ -319,11 +372,33 @@ def weights_rows(results: dict) -> list[dict]:
             row("dot/none/L2048", "need_weights_fwdbwd_cost", ratio(w["fwdbwd_ms"], base["fwdbwd_ms"]), None, "lower", "x")]
 
 
+def merge_into_existing(rows: list[dict], notes: list[str], results: dict, out) -> tuple[list[dict], list]:
+    """Rows of this run plus the existing file's rows for the cases this run did not measure
+    (each kept row marked with the run it came from)."""
+    from _common import RESULTS
+
+    path = Path(out) if out else RESULTS / "attention.json"
+    old = json.loads(path.read_text())
+    ran = {f"dot/{v}/L{n}" if sec == "dot" else f"{v}/L{n}" for sec, v, n in results}
+    case = lambda name: "/".join(name.split("/")[:3]) if name.startswith("dot/") else "/".join(name.split("/")[:2])
+    kept = [dict(r, from_run=old["date"]) for r in old["rows"] if case(r["name"]) not in ran]
+    return rows + kept, notes + [
+        f"merged: the rows of {', '.join(sorted(ran))} are from this run; every row with 'from_run' is kept from "
+        f"the run of {old['date']} ({old['command']}, {old['machine'].get('cpu')}), whose notes were: "
+        + " | ".join(n for n in old["notes"] if not n.startswith("merged:"))]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", choices=["dot", "additive", "all"], default="all")
     ap.add_argument("--lengths", type=int, nargs="*", default=[128, 512, 2048, 8192])
+    ap.add_argument("--variants", nargs="*", help="only these dot variants / additive scores")
     ap.add_argument("--seconds", type=float, default=20.0, help="timing budget per case and mode")
+    ap.add_argument("--quick", action="store_true", help="smoke run: L=128 only, 1 s per case and mode")
+    ap.add_argument("--out", help="results file (default benchmarks/results/attention.json)")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the re-measured cases' rows in the existing results file and keep the "
+                         "others, recording which run each came from")
     ap.add_argument("--worker-time", help=argparse.SUPPRESS)
     ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -334,12 +409,14 @@ def main(argv=None):
         print(json.dumps(worker_memory(json.loads(args.worker_memory))))
         return
 
+    if args.quick:
+        args.lengths, args.seconds = [128], 1.0
     results: dict = {}
     timings = []
     sections = ["dot", "additive"] if args.section == "all" else [args.section]
     for section in sections:
         variants = DOT_VARIANTS if section == "dot" else ADD_SCORES
-        for variant in variants:
+        for variant in [v for v in variants if not args.variants or v in args.variants]:
             for n in args.lengths:
                 contenders = ["naive", "sdpa", "flex", "attnkit"] if section == "dot" else ["naive", "attnkit"]
                 if section == "dot" and variant == "none" and n == 2048:
@@ -366,21 +443,34 @@ def main(argv=None):
         ("fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
          "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
          "sampled every 0.2 ms, one fresh process per contender and mode (inputs excluded)"),
-        ("cases whose warm-up round exceeds 20 s: after it, 3 measured runs per contender under 10 s, "
+        (f"at least {MIN_ROUNDS} rounds per case and mode, the order rotated every round (round r starts with "
+         "contender r mod n); *_min_ms / *_max_ms and the rows' spread_ms ([min, median, max] per contender) "
+         "show the noise"),
+        (f"cases whose warm-up round exceeds 20 s: after it, {MIN_ROUNDS} measured runs per contender under 10 s, "
          "1 up to 90 s (the *_rounds fields give the count)"),
-        "padding: every sequence padded by 25% (lengths = 0.75 L); attnkit trims keys the mask removes",
+        ("verdict: 'parity (same kernel as sdpa)' where attnkit calls the sdpa contender's own kernel (dense: "
+         "F.scaled_dot_product_attention without mask; plain causal: the same with is_causal=True), whatever the "
+         "ratio; otherwise 'within noise of X' when attnkit's min-max range overlaps the fastest contender's, "
+         "else who is faster. 'fastest' names the fastest contender of every row, speedup_vs_sdpa rows included"),
+        (f"padding: key lengths spread evenly over [L/4, L] with the longest row full length (a batch is padded "
+         f"to its longest member), so no key is masked for every row and no contender gets fewer keys; "
+         f"at least {PADDING_MIN_BATCH} rows (L=8192 runs 2 rows instead of 1)"),
         ("SDPA and naive get their masks/biases precomputed (outside the timing); attnkit builds them from "
          "mask_mod/score_mod on every call"),
         ("FlexAttention: compiled (compile_s reported separately), forward only (no CPU backward in this torch), "
          "block mask created once outside the timing"),
         f"naive additive/MLP not run above L={NAIVE_ADDITIVE_MAX}: its Lq x Lk x 128 tensor needs > 64 GiB",
+        "backend: the attnkit backend the dispatcher chose (recorded from the timed calls)",
     ]
-    path = write_results("attention", rows, notes)
+    if args.merge:
+        rows, notes = merge_into_existing(rows, notes, results, args.out)
+    path = write_results("attention", rows, notes, args.out)
     print(f"\nwrote {path}")
     for r in rows:
         if r["metric"] != "measurement":
             mark = "" if r.get("target") is None else ("  OK" if r.get("meets") else "  MISS")
-            print(f"{r['name']:22s} {r['metric']:28s} {r['value']!s:>8} target {r['target']!s:>5}{mark}")
+            print(f"{r['name']:22s} {r['metric']:28s} {r['value']!s:>8} target {r['target']!s:>5}{mark}"
+                  + (f"  [{r['verdict']}]" if r.get("verdict") else ""))
 
 
 if __name__ == "__main__":

@@ -59,3 +59,39 @@ def test_crf_rejects_bad_shapes():
     crf = CRF(3)
     with pytest.raises(ValueError, match="emissions: expected"):
         crf.nll(torch.randn(2, 4, 5), torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_crf_nll_is_the_mean_negative_log_probability_of_the_tags():
+    """``nll = mean_b (log Z_b - score_b)`` against enumeration, single-token rows included
+    (their score is ``start + emission + end`` of the one tag, whatever the padding holds)."""
+    torch.manual_seed(5)
+    crf = CRF(3).double()
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    lengths = [3, 1, 1]
+    em = torch.randn(3, 3, 3, dtype=torch.float64)
+    mask = torch.arange(3)[None] < torch.tensor(lengths)[:, None]
+    tags = torch.tensor([[2, 0, 1], [1, -100, -100], [2, 0, 0]])
+    want = 0.0
+    for i, n in enumerate(lengths):
+        z, _, scores = brute(crf, em[i], n)
+        want += (z - scores[tuple(tags[i, :n].tolist())]).item() / len(lengths)
+    assert crf.nll(em, tags, mask).item() == pytest.approx(want, rel=1e-10)
+    one = crf.sequence_score(em[1:2, :1], tags[1:2, :1], mask[1:2, :1])
+    assert one.item() == pytest.approx((crf.start[1] + em[1, 0, 1] + crf.end[1]).item(), rel=1e-12)
+
+
+def test_crf_on_the_test_device_matches_the_cpu(device):
+    """NLL and Viterbi paths computed on the device equal the CPU's."""
+    torch.manual_seed(6)
+    crf = CRF(3).double()
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    em = torch.randn(2, 4, 3, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    tags = torch.tensor([[0, 2, 1, 1], [2, 0, -100, -100]])
+    want_nll, want_path = crf.nll(em, tags, mask), crf.decode(em, mask)
+    dev = crf.to(device)
+    got_nll = dev.nll(em.to(device), tags.to(device), mask.to(device))
+    assert got_nll.item() == pytest.approx(want_nll.item(), rel=1e-10)
+    assert dev.decode(em.to(device), mask.to(device)).tolist() == want_path.tolist()

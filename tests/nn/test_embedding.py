@@ -1,0 +1,105 @@
+"""Token embeddings and the word-vector reader: lookup, the padding row, defaults, pretrained
+rows, size checks; the text format (word2vec/GloVe: one space between fields, UTF-8)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import attnkit
+
+from attnkit.errors import ConfigError
+from attnkit.nn import TokenEmbedding, read_vectors
+
+
+def test_read_vectors_keeps_reading_after_words_not_in_the_vocabulary(tmp_path):
+    """Lines of unknown words are skipped, not the end of the file."""
+    vec = tmp_path / "vec.txt"
+    vec.write_text("the 0 0\nzebra 9 9\ngood 1 2\nbad -1 -2\n", encoding="utf-8")
+    table, found = read_vectors(vec, {"<pad>": 0, "good": 1, "bad": 2}, 2)
+    assert found == 2
+    assert table[1].tolist() == [1.0, 2.0] and table[2].tolist() == [-1.0, -2.0]
+    assert torch.isnan(table[0]).all()
+
+
+def test_read_vectors_splits_on_single_spaces_only(tmp_path):
+    """Fields are separated by " " only: a word containing another whitespace character (a
+    non-breaking space, as in GloVe's large vocabularies) stays one word."""
+    vec = tmp_path / "vec.txt"
+    vec.write_text("new\u00a0york 1 2\ncafé 3 4\n", encoding="utf-8")
+    table, found = read_vectors(vec, {"new\u00a0york": 0, "café": 1}, 2)
+    assert found == 2 and table.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_read_vectors_tolerates_undecodable_bytes(tmp_path):
+    """A line that is not valid UTF-8 does not stop the read (its bytes are replaced)."""
+    vec = tmp_path / "vec.txt"
+    vec.write_bytes(b"caf\xe9 5 6\ngood 1 2\n")
+    table, found = read_vectors(vec, {"good": 0, "caf\ufffd": 1}, 2)
+    assert found == 2 and table.tolist() == [[1.0, 2.0], [5.0, 6.0]]
+
+
+def test_read_vectors_reads_utf8_whatever_the_locale(tmp_path):
+    """The file is decoded as UTF-8 even where the platform's locale encoding is not UTF-8
+    (simulated with an ASCII C locale in a subprocess): a non-ASCII word is still found."""
+    vec = tmp_path / "vec.txt"
+    vec.write_text("caf\u00e9 1 2\n", encoding="utf-8")
+    code = ("import locale, sys; from attnkit.nn import read_vectors; "
+            "_, n = read_vectors(sys.argv[1], {'caf\\u00e9': 0}, 2); "
+            "print(locale.getpreferredencoding(False), n)")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join([str(Path(attnkit.__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", code, str(vec)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    encoding, found = run.stdout.split()
+    if "utf" in encoding.lower().replace("-", ""):
+        pytest.skip(f"no non-UTF-8 locale here ({encoding})")
+    assert found == "1"
+
+
+def test_embedding_defaults_lookup_trainable_without_dropout():
+    """Defaults: trainable, no dropout (train mode returns the table rows), zero padding row;
+    ``out_dim`` is the vector width."""
+    emb = TokenEmbedding(6, 4).train()
+    assert emb.out_dim == 4
+    tokens = torch.tensor([[1, 5, 0], [3, 3, 2]])
+    out = emb(tokens)
+    torch.testing.assert_close(out, emb.embed.weight[tokens])
+    assert (out[0, 2] == 0).all() and (out[0, :2] != 0).all()
+    assert emb.embed.weight.requires_grad
+
+
+def test_padding_row_is_zero_and_gets_no_gradient():
+    """Row ``pad_id`` (here 2) is zero and stays so: it receives no gradient."""
+    emb = TokenEmbedding(6, 4, pad_id=2)
+    assert (emb.embed.weight[2] == 0).all()
+    tokens = torch.tensor([[2, 1, 2], [4, 2, 5]])
+    (emb(tokens) * torch.randn(2, 3, 4)).sum().backward()
+    grad = emb.embed.weight.grad
+    assert (grad[2] == 0).all()
+    assert all((grad[i] != 0).any() for i in (1, 4, 5))
+
+
+def test_pretrained_rows_replace_only_words_with_a_vector():
+    """Words whose row is NaN (no vector in the file) keep their random initialisation."""
+    pretrained = torch.full((4, 3), float("nan"))
+    pretrained[1] = torch.tensor([1.0, 2.0, 3.0])
+    torch.manual_seed(7)
+    plain = TokenEmbedding(4, 3)
+    torch.manual_seed(7)
+    emb = TokenEmbedding(4, 3, pretrained=pretrained)
+    w = emb.embed.weight.detach()
+    assert torch.isfinite(w).all()
+    assert w[1].tolist() == [1.0, 2.0, 3.0]
+    torch.testing.assert_close(w[[0, 2, 3]], plain.embed.weight.detach()[[0, 2, 3]])
+
+
+@pytest.mark.parametrize("key,kwargs", [("vocab_size", {"vocab_size": 0, "dim": 4}),
+                                         ("dim", {"vocab_size": 5, "dim": 0})])
+def test_embedding_rejects_non_positive_sizes(key, kwargs):
+    with pytest.raises(ConfigError, match=rf"^embedding\.{key}: must be > 0, got 0$"):
+        TokenEmbedding(**kwargs)
