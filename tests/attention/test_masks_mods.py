@@ -130,3 +130,59 @@ def test_every_registered_mod_builds_from_its_name():
         build_mod("alibbi", 4)
     with pytest.raises(ConfigError, match="softcap: cap must be > 0"):
         build_mod({"softcap": -1}, 4)
+
+
+def test_mask_names_and_key_range_hints_are_exact():
+    """Names appear in dispatch reasons and reprs; the key-range hint is what lets backends
+    skip key blocks, so each factory's hint is pinned to the tightest range its rule allows."""
+    lk = 40
+    cases = [
+        (causal(), "causal", {(0, 8): (0, 8), (16, 24): (0, 24), (36, 44): (0, 40)}),
+        (window(3), "window(3)", {(0, 8): (0, 11), (16, 24): (13, 27), (36, 44): (33, 40)}),
+        (prefix_lm(5), "prefix_lm", {(0, 2): (0, 5), (16, 24): (0, 24), (36, 44): (0, 40)}),
+        (prefix_lm(torch.tensor([2, 9])), "prefix_lm", {(0, 2): (0, 9), (16, 24): (0, 24)}),
+        (key_padding(lengths=torch.tensor([7, 12])), "key_padding", {(0, 8): (0, 12), (30, 40): (0, 12)}),
+        (key_padding(mask=torch.tensor([[True, False, False], [False, True, False]])), "key_padding",
+         {(0, 8): (0, 2)}),
+    ]
+    for mask, name, hints in cases:
+        assert mask.name == name
+        for (q0, q1), want in hints.items():
+            assert mask.kv_bounds(q0, q1, lk) == want, (name, q0, q1)
+    from attnkit.attention import segment
+    assert segment(torch.zeros(1, 3, dtype=torch.long)).name == "segment"
+    assert segment(torch.zeros(1, 3, dtype=torch.long)).kv_bounds(0, 3, 3) == (0, 3)
+
+
+def test_empty_batches_give_empty_key_ranges():
+    assert key_padding(lengths=torch.zeros(0, dtype=torch.long)).kv_bounds(0, 4, 10) == (0, 0)
+    assert key_padding(mask=torch.zeros(0, 10, dtype=torch.bool)).kv_bounds(0, 4, 10) == (0, 0)
+    assert key_padding(mask=torch.zeros(2, 10, dtype=torch.bool)).kv_bounds(0, 4, 10) == (0, 0)
+    assert prefix_lm(torch.zeros(0, dtype=torch.long)).kv_bounds(0, 4, 10) == (0, 4)
+
+
+def test_only_the_plain_causal_mask_claims_the_fused_causal_flag():
+    assert causal().is_causal is True
+    assert (causal() & window(3)).is_causal is False and window(3).is_causal is False
+    assert prefix_lm(0).is_causal is False
+
+
+def test_mask_factory_edges_and_validation():
+    i, j = torch.arange(7).view(-1, 1), torch.arange(9).view(1, -1)
+    assert torch.equal(_dense(window(0), lq=7, lk=9)[0, 0], i == j)  # size 0: the diagonal alone
+    assert torch.equal(_dense(prefix_lm(0), lq=7, lk=9)[0, 0], i >= j)  # prefix 0: plain causal
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(ConfigError, match="mask window: size must be an int >= 0"):
+            window(bad)
+    with pytest.raises(ConfigError, match="mask prefix_lm: prefix must be >= 0"):
+        prefix_lm(-1)
+    with pytest.raises(ShapeError, match="key_padding mask: expected a bool tensor"):
+        key_padding(mask=torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ShapeError, match="key_padding mask: expected a bool tensor"):
+        key_padding(mask=torch.ones(2, 3, 1, dtype=torch.bool))
+    from attnkit.attention import segment
+    for q_ids, kv_ids in ((torch.zeros(3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long)),
+                          (torch.zeros(1, 3, dtype=torch.long), torch.zeros(3, dtype=torch.long))):
+        with pytest.raises(ShapeError, match="segment ids: expected"):
+            segment(q_ids, kv_ids)
+    assert list_masks() == ["causal", "key_padding", "prefix_lm", "segment", "window"]

@@ -122,3 +122,21 @@ def test_callable_score_default_dims_take_one_feature():
     q, k, v = torch.randn(1, 1, 3, 1), torch.randn(1, 1, 4, 1), torch.randn(1, 1, 4, 2)
     out, _, _ = attend(q, k, v, s)
     torch.testing.assert_close(out, torch.softmax(q @ k.transpose(-1, -2), -1) @ v)
+
+
+def test_modifier_defaults_names_and_low_precision_dtypes():
+    import functools
+
+    from attnkit.attention import ALiBi, SoftCap, Temperature
+
+    assert SoftCap().cap == 50.0  # Gemma 2's attention soft-cap
+    assert CallableMod(lambda s, b, h, q, kv: s).name == "<lambda>"
+    assert CallableMod(functools.partial(lambda s, b, h, q, kv, c: s * c, c=2.0)).name == "score_mod"
+    grid = (torch.zeros(1, 1, 1, 1, dtype=torch.long), torch.arange(2).view(1, -1, 1, 1),
+            torch.arange(3).view(1, 1, -1, 1), torch.arange(4).view(1, 1, 1, -1))
+    s = torch.randn(1, 2, 3, 4).bfloat16()
+    assert Temperature(2.0)(s, *grid).dtype == torch.bfloat16
+    assert ALiBi(2).bias(*grid, torch.bfloat16).dtype == torch.bfloat16
+    torch.testing.assert_close(ALiBi(2).bias(*grid, torch.float64),
+                               -torch.tensor([2.0 ** -4, 2.0 ** -8], dtype=torch.float64).view(1, 2, 1, 1)
+                               * (grid[2] - grid[3]).abs().double())
