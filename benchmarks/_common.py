@@ -58,10 +58,11 @@ def row(name, metric, value, target=None, better="lower", unit="", **extra) -> d
     return r
 
 
-def write_results(name: str, rows: list[dict], notes: list[str] | None = None) -> Path:
-    """Write ``benchmarks/results/NAME.json`` with command, date and machine."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, rows: list[dict], notes: list[str] | None = None, path: Path | str | None = None) -> Path:
+    """Write ``benchmarks/results/NAME.json`` (or ``path``: smoke runs write elsewhere) with
+    command, date and machine."""
+    path = Path(path) if path else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -10,15 +10,26 @@ clipping 1.0, the same number of steps and the same dropout:
   attnkit    attnkit's Trainer on the same config (``model.pretrained: minilm``).
 
 Each contender trains ``--steps`` steps in ``--rounds`` chunks; the chunks are interleaved
-(round r runs chunk r of every contender, each resuming from its checkpoint), so machine
-noise hits every contender alike. Per chunk, the first ``--warmup`` steps are warm-up; the
-steps after it give samples/s (all of them: samples / time; and from the median step, the
-issue's measure, which favours length-bucketed contenders whose median batch is shorter
-than the average one); ratios are taken per round and the median over rounds is reported. Model FLOPs utilisation = useful model FLOPs (the formula below on
-the real, unpadded pieces) per second / the fp32 matmul rate measured here. After the last
-chunk each model is scored on SST-2 dev.
+(round r runs chunk r of every contender, each resuming from its checkpoint, and starts
+with contender r mod 3, so the order rotates), so machine noise hits every contender alike.
+Per chunk, the first ``--warmup`` steps are warm-up; the steps after it give samples/s (all
+of them: samples / time; and from the median step, the issue's measure, which favours
+length-bucketed contenders whose median batch is shorter than the average one); ratios are
+taken per round and the median over rounds is reported. After the last chunk each model is
+scored on SST-2 dev.
+
+Model FLOPs utilisation = FLOPs per second / the fp32 matmul rate measured here, on the
+real (unpadded) pieces, two ways:
+
+  mfu           model FLOPs: the full model, every layer at every piece (and the pooler
+                counted per piece), the same count for every contender;
+  mfu_executed  the FLOPs each contender actually executes: attnkit's last layer computes
+                queries, output projection and feed-forward for [CLS] alone (keys and values
+                for every piece) and the pooler runs on [CLS] only, about 1/7 less than the
+                model count. The MFU target is checked on this one.
 
     python benchmarks/finetune_speed.py [--steps 240] [--rounds 3] [--only full|lora]
+    python benchmarks/finetune_speed.py --quick --out /tmp/finetune_speed.json   # smoke run
 """
 from __future__ import annotations
 
@@ -39,6 +50,7 @@ DATA = ROOT.parent / "shared" / "data" / "sst2"
 BATCH = 32
 MAX_LEN = 64
 LR = {"full": 1e-4, "lora": 1e-3}
+LAYERS, WIDTH, FF = 6, 384, 1536  # MiniLM-L6-H384
 
 
 def matmul_rate() -> float:
@@ -65,12 +77,33 @@ def read_sst2(split: str) -> tuple[list[str], list[int]]:
 
 
 def model_flops_per_sample(lengths: list[int], method: str) -> float:
-    """Training FLOPs per example: 2 x (non-embedding weights) x pieces + 4 x layers x
-    pieces^2 x width (attention scores and mixing) for the forward; backward twice the forward
-    for full fine-tuning, once (input gradients only) for LoRA with its frozen weights."""
-    layers, width, ff = 6, 384, 1536
+    """Training FLOPs per example of the full model: 2 x (non-embedding weights) x pieces +
+    4 x layers x pieces^2 x width (attention scores and mixing) for the forward; backward
+    twice the forward for full fine-tuning, once (input gradients only) for LoRA with its
+    frozen weights."""
+    layers, width, ff = LAYERS, WIDTH, FF
     weights = layers * (4 * width * width + 2 * width * ff) + width * width  # + pooler
     fwd = sum(2 * weights * n + 4 * layers * n * n * width for n in lengths) / len(lengths)
+    return fwd * (3 if method == "full" else 2)
+
+
+def layer_flops(n: int, queries: int) -> int:
+    """Forward FLOPs of one BERT layer over ``n`` pieces computing ``queries`` positions:
+    key and value projections over all ``n`` (2 x 2 w^2 n); query and output projections and
+    the feed-forward over the queries (2 x (2 w^2 + 2 w ff) x queries); scores and mixing of
+    the queries against ``n`` keys (4 x queries x n x w). ``queries = n`` is the full layer."""
+    w, ff = WIDTH, FF
+    return 2 * 2 * w * w * n + 2 * (2 * w * w + 2 * w * ff) * queries + 4 * queries * n * w
+
+
+def executed_flops_per_sample(lengths: list[int], method: str, cls_only: bool) -> float:
+    """Training FLOPs per example as executed: layers 1..L-1 in full; the last layer in full,
+    or with ``cls_only`` (attnkit's fast path, attnkit/finetune/encoder.py) for the [CLS]
+    query alone; the pooler (dense w x w) on [CLS] only, in both the transformers sequence
+    classifier and attnkit. Backward as in :func:`model_flops_per_sample`; LoRA's rank-8
+    updates (< 1%) are not counted, as there."""
+    fwd = sum((LAYERS - 1) * layer_flops(n, n) + layer_flops(n, 1 if cls_only else n) + 2 * WIDTH * WIDTH
+              for n in lengths) / len(lengths)
     return fwd * (3 if method == "full" else 2)
 
 
@@ -253,7 +286,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", choices=["full", "lora"], action="append")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="smoke run: LoRA only, 12 steps in 2 rounds, warm-up 2")
+    ap.add_argument("--out", help="results file (default benchmarks/results/finetune_speed.json)")
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.rounds, args.warmup, args.only = 12, 2, 2, args.only or ["lora"]
     import torch
 
     torch.set_num_threads(args.threads)
@@ -273,9 +310,14 @@ def main() -> None:
                           AttnkitContender(method, steps, chunk, work)]
             pieces = [len(x) for x in contenders[2].prepared.train.tokens]
             flops = model_flops_per_sample(pieces, method)
+            ours_model = contenders[2].model
+            cls_only = bool(ours_model.encoder.fast and getattr(ours_model, "first_only", False))
+            executed = {c.name: executed_flops_per_sample(pieces, method, cls_only and c is contenders[2])
+                        for c in contenders}
             padded = 1 - sum(pieces) / (len(pieces) * MAX_LEN)
             for r in range(args.rounds):
-                for c in contenders:
+                k = r % len(contenders)
+                for c in contenders[k:] + contenders[:k]:  # round r starts with contender r mod n
                     t0 = time.perf_counter()
                     c.run_chunk()
                     timed = c.timer.chunks[-1][args.warmup:]
@@ -291,8 +333,9 @@ def main() -> None:
                                 per_round=[round(x, 1) for x in s["mean"]],
                                 median_step_samples_per_s=round(statistics.median(s["median"]), 1),
                                 warmup_s=round(s["warmup_s"], 2), prepare_s=round(c.prepare_s, 1),
-                                mfu=round(sps * flops / (peak * 1e9), 3), dev_accuracy=round(accs[c.name], 4),
-                                steps=steps))
+                                mfu=round(sps * flops / (peak * 1e9), 3),
+                                mfu_executed=round(sps * executed[c.name] / (peak * 1e9), 3),
+                                dev_accuracy=round(accs[c.name], 4), steps=steps))
                 if c.name.startswith("hf"):
                     target = 1.2 if "best" in c.name else 4.0
                     for kind, label in (("mean", "speedup"), ("median", "speedup_median_step")):
@@ -302,19 +345,32 @@ def main() -> None:
                     if "best" in c.name:
                         rows.append(row(f"attnkit_vs_{c.name}", "dev_accuracy_gap_points",
                                         round(100 * (accs[c.name] - accs[f'attnkit_{method}']), 2), 0.5, "lower"))
-            if method == "full":
+            if method == "full":  # the target is checked on the FLOPs attnkit executes, not the model count
                 sps = statistics.median(ours["mean"])
-                rows.append(row("attnkit_full", "mfu", round(sps * flops / (peak * 1e9), 3), 0.65, "higher"))
+                rows.append(row("attnkit_full", "mfu_executed", round(sps * executed["attnkit_full"] / (peak * 1e9), 3),
+                                0.65, "higher", flops="executed (last layer for [CLS] only, pooler on [CLS])"))
+                rows.append(row("attnkit_full", "mfu", round(sps * flops / (peak * 1e9), 3), None, "higher",
+                                flops="model (the full model at every piece; not what attnkit executes)"))
             notes.append(f"{method}: {sum(pieces) / len(pieces):.1f} pieces per example on average; padding to "
                          f"{MAX_LEN} makes {100 * padded:.0f}% of hf_maxlen's tokens padding; model FLOPs per "
-                         f"example {flops / 1e6:.1f} MFLOP")
+                         f"example {flops / 1e6:.1f} MFLOP (full model: mfu); executed FLOPs per example "
+                         f"{executed[f'attnkit_{method}'] / 1e6:.1f} MFLOP for attnkit "
+                         f"({'last layer for [CLS] only' if cls_only else 'every layer in full'}), "
+                         f"{executed[f'hf_best_{method}'] / 1e6:.1f} MFLOP for the HF Trainer (mfu_executed)")
             for r in rows:
                 if r["name"].endswith(method) or method in r["name"]:
                     print(json.dumps(r), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     notes.append(f"fp32 matmul rate (2048^3, median of 7): {peak:.1f} GFLOP/s")
-    write_results("finetune_speed", rows, notes)
+    notes.append("mfu: model FLOPs of the full model (every layer at every real piece, pooler counted per piece: "
+                 "2 x non-embedding weights x pieces + 4 x layers x pieces^2 x width, forward; x3 full, x2 LoRA). "
+                 "mfu_executed: what each contender executes on the real pieces: per layer 4 w^2 n (K, V) + "
+                 "(4 w^2 + 4 w ff) q (Q, output, feed-forward) + 4 q n w (scores, mixing) with q = n, except "
+                 "attnkit's last layer with q = 1 ([CLS] only); pooler 2 w^2 once; same backward factors. "
+                 "Padding positions are not counted for anyone. The MFU target (0.65) is checked on mfu_executed")
+    notes.append("round r starts with contender r mod 3 (the order rotates every round)")
+    write_results("finetune_speed", rows, notes, args.out)
 
 
 if __name__ == "__main__":

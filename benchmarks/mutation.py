@@ -91,6 +91,43 @@ def _row(name: str, c: collections.Counter, target: float | None = None) -> dict
                survived=c["survived"], other=c["other"], not_run=c["not_run"])
 
 
+ISSUE_MUTANTS = Path(__file__).resolve().parent / "issue_mutants.json"
+
+
+def run_issue_mutants(tests_from: str | None = None) -> list[dict]:
+    """The hand-written mutants of the issue that started this (``issue_mutants.json``):
+    each applied to a copy of the package and the suite run on it (full grid, ``-x``).
+    ``tests_from`` takes the tests of another git revision (``before``)."""
+    import shutil
+    import tempfile
+
+    out = []
+    for m in json.loads(ISSUE_MUTANTS.read_text()):
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(ROOT / "attnkit", Path(tmp) / "attnkit")
+            if tests_from:
+                archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, capture_output=True,
+                                         check=True).stdout
+                subprocess.run(["tar", "x"], input=archive, cwd=tmp, check=True)
+            else:
+                shutil.copytree(ROOT / "tests", Path(tmp) / "tests")
+            target = Path(tmp) / m["file"]
+            text = target.read_text()
+            if text.count(m["old"]) != 1:
+                sys.exit(f"{m['file']}: the mutant's text {m['old']!r} is not found exactly once")
+            target.write_text(text.replace(m["old"], m["new"]))
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "pytest", "tests/attention", "tests/nn",
+                                   "tests/train/test_optim.py", "-x", "-q", "-p", "no:cacheprovider", "-W", "ignore",
+                                   "-m", "not slow_compile"], cwd=tmp, capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": tmp})
+            caught = done.returncode != 0
+            out.append({"mutant": f"{m['file']}: {m['what']}", "caught": caught,
+                        "seconds": round(time.perf_counter() - t0, 1)})
+            print(f"{'caught' if caught else 'MISSED':7s} {m['file']}: {m['what']}", flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="mutant name patterns (default: every mutant)")
@@ -103,7 +140,18 @@ def main(argv=None) -> None:
     ap.add_argument("--label", default="after", help="name of this result inside mutation.json")
     ap.add_argument("--cwd", type=Path, default=ROOT, help="checkout to run in (default: this one)")
     ap.add_argument("--out", help="results file (default benchmarks/results/mutation.json)")
+    ap.add_argument("--issue-mutants", action="store_true",
+                    help="only run the hand-written mutants of benchmarks/issue_mutants.json")
     args = ap.parse_args(argv)
+    if args.issue_mutants:
+        rows = run_issue_mutants()
+        caught = sum(r["caught"] for r in rows)
+        write_results("issue_mutants", [row("issue_mutants", "caught", caught, len(rows), "higher", "",
+                                            of=len(rows), mutants=rows)],
+                      ["hand-written mutants from the issue 'Tests that catch bugs' (before: 6 of 11 caught)",
+                       "each applied to a copy of attnkit/, then pytest tests/attention tests/nn "
+                       "tests/train/test_optim.py -x -m 'not slow_compile' (full grid) on it"])
+        return
     seconds = None
     if not args.no_run:
         names = list(args.names)
