@@ -140,3 +140,27 @@ def test_modifier_defaults_names_and_low_precision_dtypes():
     torch.testing.assert_close(ALiBi(2).bias(*grid, torch.float64),
                                -torch.tensor([2.0 ** -4, 2.0 ** -8], dtype=torch.float64).view(1, 2, 1, 1)
                                * (grid[2] - grid[3]).abs().double())
+
+
+def test_alibi_bias_cache_is_reused_and_never_confuses_shapes(small_tiles):
+    """A fixed bias (ALiBi) is built once per shape and reused (as SDPA users precompute it),
+    and a cached band must never serve a call of another key length or head count."""
+    from attnkit.attention import ALiBi
+    from attnkit.attention.backends import base
+
+    mods = [ALiBi(2)]
+    key = base.bias_cache_key(mods, "probe")
+    assert key is not None and base.bias_cache_key([RelativePositionBias(2)], "probe") is None
+    grid = lambda: base.index_grid(1, 2, (0, 5), (0, 7), "cpu")
+    first = base.additive_bias(mods, grid, torch.float32, key)
+    assert base.additive_bias(mods, grid, torch.float32, key) is first
+    score = make_score("scaled_dot", 8, "cpu")
+    with torch.no_grad():
+        for heads, lk in ((2, 40), (2, 70), (2, 20), (4, 70)):
+            mods = [ALiBi(heads)]
+            q, k, v = torch.randn(1, heads, 40, 8), torch.randn(1, heads, lk, 8), torch.randn(1, heads, lk, 8)
+            for mask_kind in ("none", "window"):  # one fused call / tiles reading the cached band
+                out, _, _ = attend(q, k, v, score, make_mask(mask_kind, 1, 40, lk, "cpu"), mods, backend="blocksparse")
+                want = oracle_attention(q.double(), k.double(), v.double(), copy.deepcopy(score).double(),
+                                        oracle_allowed(mask_kind, 1, 40, lk), [copy.deepcopy(m).double() for m in mods])
+                torch.testing.assert_close(out.double(), want.out, atol=2e-5, rtol=1e-4)
