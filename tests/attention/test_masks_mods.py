@@ -186,3 +186,9 @@ def test_mask_factory_edges_and_validation():
         with pytest.raises(ShapeError, match="segment ids: expected"):
             segment(q_ids, kv_ids)
     assert list_masks() == ["causal", "key_padding", "prefix_lm", "segment", "window"]
+
+
+def test_combined_mask_names_say_how_they_were_built():
+    assert (causal() & window(3)).name == "(causal & window(3))"
+    assert (causal() | prefix_lm(2)).name == "(causal | prefix_lm)"
+    assert (~causal()).name == "~causal"

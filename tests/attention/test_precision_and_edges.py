@@ -146,7 +146,7 @@ def test_alibi_bias_cache_is_reused_and_never_confuses_shapes(small_tiles):
     """A fixed bias (ALiBi) is built once per shape and reused (as SDPA users precompute it),
     and a cached band must never serve a call of another key length or head count."""
     from attnkit.attention import ALiBi
-    from attnkit.attention.backends import base
+    from attnkit.attention.backends import base, blocksparse
 
     mods = [ALiBi(2)]
     key = base.bias_cache_key(mods, "probe")
@@ -156,11 +156,15 @@ def test_alibi_bias_cache_is_reused_and_never_confuses_shapes(small_tiles):
     assert base.additive_bias(mods, grid, torch.float32, key) is first
     score = make_score("scaled_dot", 8, "cpu")
     with torch.no_grad():
-        for heads, lk in ((2, 40), (2, 70), (2, 20), (4, 70)):
-            mods = [ALiBi(heads)]
-            q, k, v = torch.randn(1, heads, 40, 8), torch.randn(1, heads, lk, 8), torch.randn(1, heads, lk, 8)
-            for mask_kind in ("none", "window"):  # one fused call / tiles reading the cached band
-                out, _, _ = attend(q, k, v, score, make_mask(mask_kind, 1, 40, lk, "cpu"), mods, backend="blocksparse")
+        for heads, lq, lk, dtype in ((2, 40, 40, torch.float32), (2, 40, 70, torch.float32), (2, 40, 20, torch.float32),
+                                     (4, 40, 70, torch.float32), (4, 60, 70, torch.float32), (4, 60, 70, torch.float64)):
+            mods = [ALiBi(heads).to(dtype)]
+            q, k, v = (torch.randn(1, heads, n, 8, dtype=dtype) for n in (lq, lk, lk))
+            tol = {"atol": 1e-10, "rtol": 1e-9} if dtype == torch.float64 else {"atol": 2e-5, "rtol": 1e-4}
+            for mask_kind, frac in (("none", 0.0), ("none", 2.0), ("window", 2.0)):  # one call / tiles + band
+                small_tiles.setattr(blocksparse.BlockSparseBackend, "dense_fraction", frac)
+                out, _, _ = attend(q, k, v, score.to(dtype), make_mask(mask_kind, 1, lq, lk, "cpu"), mods,
+                                   backend="blocksparse")
                 want = oracle_attention(q.double(), k.double(), v.double(), copy.deepcopy(score).double(),
-                                        oracle_allowed(mask_kind, 1, 40, lk), [copy.deepcopy(m).double() for m in mods])
-                torch.testing.assert_close(out.double(), want.out, atol=2e-5, rtol=1e-4)
+                                        oracle_allowed(mask_kind, 1, lq, lk), [copy.deepcopy(m).double() for m in mods])
+                torch.testing.assert_close(out.double(), want.out, **tol)
