@@ -40,7 +40,11 @@ def test_single_head_attention_honours_score_options_mods_backend_and_every_runt
     extra = lambda b_, h, qi, kv: (qi + kv) % 4 != 1
     out, w = att(q, k, v, key_padding_mask=keep, lengths=torch.tensor([lk, 6]), segment_ids=(seg_q, seg_k),
                  mask=extra, need_weights=True)
-    assert att.last_dispatch.backend == "chunked"
+    assert att.last_dispatch.backend == "chunked" and len(att.mods) == 1
+    forced = Attention(dq, dq, score="dot", mods=ALiBi(1), backend="reference")
+    assert len(forced.mods) == 1
+    forced(torch.randn(1, 3, dq))
+    assert forced.last_dispatch.backend == "reference"
     lens = [lk, 6]
     allowed = truth_table(lambda x, i, j: bool(keep[x, j]) and j < lens[x] and int(seg_q[x, i]) == int(seg_k[x, j])
                           and (i + j) % 4 != 1, b, lq, lk)
@@ -81,7 +85,7 @@ def test_attention_pooling_defaults_options_and_padding_mask():
     pool = AttentionPooling(8)
     assert isinstance(pool.score, AdditiveScore) and pool.heads == 1
     pool = AttentionPooling(8, score="additive", heads=2, mods=[ALiBi(2)], backend="reference", hidden=5).double()
-    assert pool.score.w_q.out_features == 5 and pool.heads == 2
+    assert pool.score.w_q.out_features == 5 and pool.heads == 2 and pool.spec.heads == 2 and len(pool.mods) == 1
     x = torch.randn(3, 7, 8).double()
     keep = torch.ones(3, 7, dtype=torch.bool)
     keep[1, 4:] = False
