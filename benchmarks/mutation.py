@@ -94,10 +94,9 @@ def _row(name: str, c: collections.Counter, target: float | None = None) -> dict
 ISSUE_MUTANTS = Path(__file__).resolve().parent / "issue_mutants.json"
 
 
-def run_issue_mutants(tests_from: str | None = None, start: int = 0) -> list[dict]:
+def run_issue_mutants(start: int = 0) -> list[dict]:
     """The hand-written mutants of the issue that started this (``issue_mutants.json``):
-    each applied to a copy of the package and the suite run on it (full grid, ``-x``).
-    ``tests_from`` takes the tests of another git revision (``before``)."""
+    each applied to a copy of the package and the suite run on it (full grid, ``-x``)."""
     import shutil
     import tempfile
 
@@ -105,12 +104,7 @@ def run_issue_mutants(tests_from: str | None = None, start: int = 0) -> list[dic
     for m in json.loads(ISSUE_MUTANTS.read_text())[start:]:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(ROOT / "attnkit", Path(tmp) / "attnkit")
-            if tests_from:
-                archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, capture_output=True,
-                                         check=True).stdout
-                subprocess.run(["tar", "x"], input=archive, cwd=tmp, check=True)
-            else:
-                shutil.copytree(ROOT / "tests", Path(tmp) / "tests")
+            shutil.copytree(ROOT / "tests", Path(tmp) / "tests")
             target = Path(tmp) / m["file"]
             text = target.read_text()
             if text.count(m["old"]) != 1:
