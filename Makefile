@@ -23,7 +23,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/attnkit demo
 
+# The layering contract (pyproject.toml [tool.importlinter]) first: a broken layer fails fast.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

@@ -59,7 +59,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
 ):
     """Train a model from a config; writes a run directory and prints its evaluation."""
-    from .evaluate.report import print_metrics
+    from .evaluate import print_metrics
     from .run import train as train_run
 
     result = train_run(config, out=out, overrides=set_ or [], resume=resume)
@@ -75,7 +75,7 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="A labelled file in the run's data format.")],
 ):
     """Evaluate a trained run on a labelled file."""
-    from .evaluate.report import print_metrics
+    from .evaluate import print_metrics
     from .run import evaluate as evaluate_run
 
     print_metrics(console, evaluate_run(run, data), str(data))
@@ -92,6 +92,7 @@ def predict(
     import json
 
     from .errors import ConfigError
+    from .run import load_run
     from .run import predict as predict_run
 
     items = list(texts or [])
@@ -101,14 +102,12 @@ def predict(
         items += [line.rstrip("\n") for line in input_.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not items:
         raise ConfigError("predict: give TEXT arguments or --input FILE")
-    for p in predict_run(run, items):
+    loaded = load_run(run)
+    for p in predict_run(loaded, items):
         if as_json:
             print(json.dumps(p, ensure_ascii=False))
-        elif "tags" in p:
-            console.print(" ".join(f"{w}/{t}" for w, t in zip(p["tokens"], p["tags"])), highlight=False)
         else:
-            scores = ", ".join(f"{k} {v:.3f}" for k, v in p["scores"].items())
-            console.print(f"[bold]{p['label']}[/]\t({scores})\t{p['text']}", highlight=False)
+            console.print(loaded.task.render_prediction(p), highlight=False)
 
 
 @app.command()
@@ -171,7 +170,7 @@ def report(
 ):
     """Write RUN/report.html: config, training curves, metrics, confusion matrix, explained
     dev examples and attention maps, in one self-contained file."""
-    from .evaluate.run_report import write_report
+    from .report import write_report
 
     path = write_report(run, examples=examples)
     console.print(f"wrote {path}", highlight=False)

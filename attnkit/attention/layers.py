@@ -18,7 +18,7 @@ from ..errors import ShapeError
 from .dispatch import Dispatch, choose_backend
 from .functional import attend, build_problem
 from .masks import key_padding, segment
-from .spec import AttentionSpec
+from .spec import ATTENTION_LAYERS, AttentionSpec
 
 
 def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segment_ids=None, mask=None) -> list:
@@ -190,3 +190,6 @@ def explain_dispatch(module: _AttentionBase, *inputs, need_weights: bool = False
     q, k, v, masks = module.inputs(*inputs, **runtime)
     p = build_problem(q, k, v, module.score, masks, list(module.mods), need_weights)
     return choose_backend(p, module.spec.backend)
+
+
+ATTENTION_LAYERS.register("multi_head")(MultiHeadAttention)

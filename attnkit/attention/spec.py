@@ -12,9 +12,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry import Registry
+from .backends import BACKENDS
 from .masks import MASKS, build_mask, combine_masks
 from .mods import MODS, build_mod
 from .scores import SCORES, build_score
+
+ATTENTION_LAYERS: Registry = Registry("attention layer")  # name -> module class taking (embed_dim, kv_dim=, spec=)
 
 
 @dataclass
@@ -48,8 +52,6 @@ class AttentionSpec:
             raise ConfigError(f"{where}.kv_heads: must divide heads={self.heads}, got {self.kv_heads!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"{where}.dropout: must be in [0, 1), got {self.dropout!r}")
-        from .backends import BACKENDS
-
         if self.backend != "auto" and self.backend not in BACKENDS:
             raise ConfigError(f"{where}.backend: unknown {self.backend!r}; known: auto, {', '.join(BACKENDS.names())}")
         for i, m in enumerate(self.mask):
@@ -103,7 +105,6 @@ class AttentionSpec:
         return [build_mod(m, self.heads, f"mods[{i}]") for i, m in enumerate(self.mods)]
 
     def build(self, embed_dim: int, kv_dim: int | None = None):
-        """A :class:`MultiHeadAttention` for this spec."""
-        from .layers import MultiHeadAttention
-
-        return MultiHeadAttention(embed_dim, kv_dim=kv_dim, spec=self)
+        """A :class:`MultiHeadAttention` for this spec (the layer registers itself in
+        ``ATTENTION_LAYERS`` from :mod:`attnkit.attention.layers`, which sits above this module)."""
+        return ATTENTION_LAYERS.get("multi_head", where="AttentionSpec.build")(embed_dim, kv_dim=kv_dim, spec=self)

@@ -26,7 +26,7 @@ EXAMPLES = [
 
 def run_training_demo(console, out: str | Path | None = None, epochs: int | None = None) -> Path:
     """Train, evaluate, explain; returns the run directory."""
-    from ..evaluate.report import print_metrics
+    from ..evaluate import print_metrics
     from ..explain import explain
     from ..explain.render import tokens_rich
     from ..run import train

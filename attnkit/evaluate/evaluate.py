@@ -1,46 +1,39 @@
-"""Run a model over a data set in order and score its predictions."""
+"""Scoring a model: on a data set it was prepared for (the trainer's dev evaluation), or a
+trained run on a labelled file (``attnkit evaluate RUN --data FILE``)."""
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from .metrics import METRICS
-
-
-@torch.no_grad()
-def predict_all(model, data, batch_size: int = 256) -> tuple[list, list, float]:
-    """Predictions and targets for every example of ``data`` (in order), and the mean loss.
-    For taggers each item is the list of tag ids of one sentence (padding removed)."""
-    was_training = model.training
-    model.eval()
-    preds, targets, loss_sum = [], [], 0.0
-    try:
-        for start in range(0, len(data), batch_size):
-            idx = list(range(start, min(start + batch_size, len(data))))
-            batch = data.collate(idx)
-            out = model(batch)
-            loss_sum += model.loss(out, batch).item() * len(idx)
-            pred = model.predict(out, batch)
-            gold = batch[model.target]
-            if gold.dim() == 2:  # tags: strip padding per sentence (word counts for word-piece models)
-                for p, g, n in zip(pred.tolist(), gold.tolist(), batch.get("word_lengths", batch["lengths"]).tolist()):
-                    preds.append(p[:n])
-                    targets.append(g[:n])
-            else:
-                preds += pred.tolist()
-                targets += gold.tolist()
-    finally:
-        model.train(was_training)
-    return preds, targets, loss_sum / max(len(data), 1)
+from ..files import write_json
+from ..rundir import load_run
+from ..tasks import TASKS, Featurized, Task, get_task, predict_data
 
 
-def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, out_of_scope: str | None = None) -> dict:
-    """Loss and task metrics of ``model`` on ``data`` (classification, or entity F1 for taggers;
-    ``out_of_scope``: see :func:`attnkit.evaluate.classification_metrics`)."""
-    preds, targets, loss = predict_all(model, data, batch_size)
-    if model.target == "tags":
-        def to_names(seqs):
-            return [[label_names[i] for i in s] for s in seqs]
-        metrics = METRICS.get("tagging")(to_names(targets), to_names(preds))
-    else:
-        metrics = METRICS.get("classification")(targets, preds, label_names, out_of_scope)
-    return {"loss": loss, **metrics}
+def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, out_of_scope: str | None = None,
+                   *, task: Task | None = None, featurized: Featurized | None = None) -> dict:
+    """Loss and task metrics of ``model`` on ``data``.
+
+    ``task``/``featurized``: the run's task and featurizer (what training passes). Without
+    them the task is the registered one whose models predict ``model.target`` (class ids:
+    classification metrics; tags: entity F1) with ``label_names`` and ``out_of_scope``."""
+    if task is None:
+        task = next(TASKS.get(n) for n in TASKS.names() if TASKS.get(n).target == model.target)
+    if featurized is None:
+        from types import SimpleNamespace
+
+        cfg = SimpleNamespace(data=SimpleNamespace(out_of_scope=out_of_scope))
+        featurized = Featurized(cfg, {}, list(label_names), {})
+    preds, gold, loss = predict_data(model, task, data, batch_size)
+    return {"loss": loss, **task.score(preds, gold, featurized)}
+
+
+def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 256) -> dict:
+    """Metrics of a trained run on a labelled file, read with the run's data options; also
+    written to ``RUN/eval-<file>.json``."""
+    run = load_run(run_dir)
+    task = get_task(run.cfg.task)
+    fz = run.featurized
+    data = task.encode(fz, task.read_file(run.cfg, data_file))
+    metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
+    write_json(run.files.eval_of(data_file), metrics)
+    return metrics

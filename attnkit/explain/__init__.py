@@ -6,9 +6,11 @@ tokens, HTML and images.
 >>> [e] = explain("runs/sst2", ["a gripping, funny film"], method="ig")
 >>> list(zip(e.tokens, e.scores.round(3)))
 """
-from .api import (
+from ..tasks import Encoded
+from .attention_maps import AttentionRecord, record_attention, rollout, token_relevance
+from .attribution import ATTRIBUTIONS, integrated_gradients, saliency
+from .explanations import (
            METHODS,
-           Encoded,
            ExplainError,
            Explanation,
            attention_maps,
@@ -16,8 +18,6 @@ from .api import (
            explain,
            explain_encoded,
 )
-from .attention_maps import AttentionRecord, record_attention, rollout, token_relevance
-from .attribution import ATTRIBUTIONS, integrated_gradients, saliency
 
 __all__ = ["ATTRIBUTIONS", "METHODS", "AttentionRecord", "Encoded", "ExplainError", "Explanation", "attention_maps",
            "encode_inputs", "explain", "explain_encoded", "integrated_gradients", "record_attention", "rollout",

@@ -6,13 +6,15 @@ BitFit and Houlsby adapters are not in PEFT and live here (:mod:`attnkit.finetun
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 from torch import nn
 
+from ..config import checked, non_negative, positive, unit_interval
 from ..errors import ConfigError
-from ..models.pretrained import INSTALL, FinetuneConfig
 from ..registry import Registry
 from .adapters import add_adapters
+from .backbones import INSTALL
 
 METHODS: Registry = Registry("fine-tuning method")
 
@@ -136,3 +138,34 @@ def prompt(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
 def apply_method(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """The backbone prepared for ``cfg.method``."""
     return METHODS.get(cfg.method, where="model.finetune.method")(model, cfg)
+
+
+@dataclass
+class FinetuneConfig:
+    """``model.finetune``: how a pretrained backbone is trained.
+
+    ``method``: ``full`` (every weight), ``lora``, ``ia3``, ``prefix``, ``prompt`` (through
+    Hugging Face PEFT), ``bitfit`` (biases only) or ``adapter`` (Houlsby bottleneck adapters).
+    The head is always trained. ``freeze_embeddings`` / ``freeze_layers: N`` freeze the
+    embeddings / the first N layers (full and bitfit); ``layer_decay`` < 1 gives layer ``l``
+    of ``L`` the learning rate ``lr * layer_decay ** (L - l)`` (embeddings ``l = 0``)."""
+
+    method: str = "full"
+    r: int = checked(8, positive)  # lora rank
+    alpha: float = checked(16.0, positive)  # lora scaling numerator (scale = alpha / r)
+    dropout: float = checked(0.0, unit_interval)  # lora dropout
+    target_modules: list[str] | None = None  # lora/ia3: module names (default: query, value / key, value, output.dense)
+    feedforward_modules: list[str] | None = None  # ia3: which targets scale the input (default: output.dense)
+    virtual_tokens: int = checked(20, positive)  # prefix, prompt
+    adapter_size: int = checked(64, positive)  # adapter bottleneck width
+    freeze_embeddings: bool = False
+    freeze_layers: int = checked(0, non_negative)
+    layer_decay: float = checked(1.0, positive)
+    max_len: int = checked(128, positive)  # word pieces per text (longer texts are cut)
+    fast: bool = True  # the fast encoder path (BERT-structured models); false: transformers' forward
+
+    def validate(self, where: str = "model.finetune"):
+        """Check the method name."""
+        METHODS.get(self.method, where=f"{where}.method")
+        if self.layer_decay > 1:
+            raise ConfigError(f"{where}.layer_decay: must be in (0, 1], got {self.layer_decay}")

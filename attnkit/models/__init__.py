@@ -1,15 +1,9 @@
-"""Task models built from blocks, and the builder that reads their configs."""
+"""Models built from blocks (embedding -> encoder -> pooler -> head), from scratch or on a
+pretrained backbone; which model a task uses is the task's choice (:mod:`attnkit.tasks`)."""
+from .backbone_models import PretrainedTaskModel, PretrainedTextClassifier, PretrainedTokenTagger
 from .builder import build_block
-from .tasks import (
-           TASKS,
-           ImageClassifier,
-           ModelConfig,
-           TaskModel,
-           TextClassifier,
-           TokenTagger,
-           build_model,
-           count_parameters,
-)
+from .classifiers import ImageClassifier, TaskModel, TextClassifier, TokenTagger, count_parameters
+from .model_config import ModelConfig
 
-__all__ = ["TASKS", "ImageClassifier", "ModelConfig", "TaskModel", "TextClassifier", "TokenTagger", "build_block",
-           "build_model", "count_parameters"]
+__all__ = ["ImageClassifier", "ModelConfig", "PretrainedTaskModel", "PretrainedTextClassifier",
+           "PretrainedTokenTagger", "TaskModel", "TextClassifier", "TokenTagger", "build_block", "count_parameters"]

@@ -18,7 +18,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip: float = checked(1.0, non_negative)  # max global grad norm; 0 = off
     accumulate: int = checked(1, positive)  # batches per optimiser step
-    metric: str = "accuracy"  # dev metric that picks the best checkpoint and drives early stopping
+    metric: str | None = None  # dev metric that picks the best checkpoint (default: the task's; accuracy, entity f1)
     patience: int = checked(0, non_negative)  # epochs without improvement before stopping; 0 = off
     seed: int = 0
     bf16: bool = False  # CPU autocast; measured slower than fp32 on CPUs without bf16 units

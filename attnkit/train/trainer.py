@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sys
 import time
@@ -19,9 +20,12 @@ import torch
 
 from ..data.batching import length_bucketed_batches
 from ..errors import AttnkitError
+from ..run_files import BEST, LAST, RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .optim import build_optimizer, build_schedule, clip_grad_norm
+
+log = logging.getLogger("attnkit")
 
 
 class TrainingDiverged(AttnkitError):
@@ -33,12 +37,13 @@ class MetricsLog:
     TensorBoard event files (when tensorboard is installed)."""
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / "metrics.jsonl"
+        self.files = RunFiles(run_dir)
+        self.path = self.files.metrics
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "events"))
+            self.tb = SummaryWriter(str(self.files.events))
         except ImportError:  # optional: the jsonl log is the record
             pass
 
@@ -57,19 +62,12 @@ class MetricsLog:
         """Drop records past ``step`` (written after the checkpoint a resumed run starts from)."""
         if not self.path.exists():
             return
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        self.path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        keep = [r for r in self.files.read_metrics() if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 
 
-def _better(a: float, b: float | None, metric: str) -> bool:
-    lower = metric.endswith("loss")
-    return b is None or (a < b if lower else a > b)
+def _better(a: float, b: float | None, minimize: bool) -> bool:
+    return b is None or (a < b if minimize else a > b)
 
 
 class Trainer:
@@ -80,10 +78,14 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, train_data, dev_data, cfg: TrainConfig, run_dir: str | Path,
                  evaluate: Callable[[torch.nn.Module, object], dict], progress: bool | None = None,
-                 on_checkpoint: Callable[[], None] | None = None, on_step: Callable[[dict], bool] | None = None):
+                 on_checkpoint: Callable[[], None] | None = None, on_step: Callable[[dict], bool] | None = None,
+                 minimize: bool | None = None):
         self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
+        self.metric = cfg.metric or "accuracy"  # a run config fills in its task's default
+        # whether a lower dev metric is better (the task says; by default only for losses)
+        self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = RunFiles(self.run_dir).checkpoints
         self.evaluate = evaluate
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_checkpoint = on_checkpoint
@@ -112,7 +114,7 @@ class Trainer:
         return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "trainer": dict(self.state), "rng": rng_state()}
 
-    def save(self, name: str = "last.pt") -> None:
+    def save(self, name: str = LAST) -> None:
         """Atomically checkpoint the whole training state."""
         save_checkpoint(self.ckpt_dir / name, self._snapshot())
         if self.on_checkpoint is not None:
@@ -120,7 +122,7 @@ class Trainer:
 
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt``."""
-        ck = load_checkpoint(self.ckpt_dir / "last.pt")
+        ck = load_checkpoint(self.ckpt_dir / LAST)
         self.load_model_state(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["schedule"])
@@ -141,7 +143,7 @@ class Trainer:
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
-            last = self.ckpt_dir / "last.pt"
+            last = self.ckpt_dir / LAST
             kept = f"; the last good checkpoint is {last}" if last.exists() else ""
             raise TrainingDiverged(f"epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}: loss is "
                                    f"{loss.item()}; training stopped{kept} (lower the learning rate or enable "
@@ -164,7 +166,7 @@ class Trainer:
                 return {}
             self._end_epoch(log)  # also after a max_steps stop inside an epoch
             if cfg.patience and st["bad_epochs"] >= cfg.patience:
-                self._print(f"early stopping: no {cfg.metric} improvement in {cfg.patience} epochs")
+                self._print(f"early stopping: no {self.metric} improvement in {cfg.patience} epochs")
                 break
         return st["history"][st["best_epoch"]]["dev"] if st["best_epoch"] is not None else {}
 
@@ -222,14 +224,14 @@ class Trainer:
     def _end_epoch(self, log: MetricsLog) -> None:
         cfg, st = self.cfg, self.state
         dev = self.evaluate(self.model, self.dev_data) if self.dev_data is not None else {}
-        if dev and cfg.metric not in dev:
-            raise AttnkitError(f"train.metric: {cfg.metric!r} is not computed for this task; "
+        if dev and self.metric not in dev:
+            raise AttnkitError(f"train.metric: {self.metric!r} is not computed for this task; "
                                f"known: {', '.join(k for k, v in dev.items() if isinstance(v, float))}")
         record = {"epoch": st["epoch"] + 1, "step": st["step"], "train": self._epoch_train,
                   "dev": {k: v for k, v in dev.items() if isinstance(v, (int, float))}}
         st["history"].append(record)
-        value = dev.get(cfg.metric, -self._epoch_train["loss"])
-        improved = _better(value, st["best"], cfg.metric)
+        value = dev.get(self.metric, -self._epoch_train["loss"])
+        improved = _better(value, st["best"], self.minimize)
         if improved:
             st["best"], st["best_epoch"], st["bad_epochs"] = value, len(st["history"]) - 1, 0
         else:
@@ -240,13 +242,13 @@ class Trainer:
                    **{f"train_{k}": v for k, v in record["train"].items()},
                    **{f"dev_{k}": v for k, v in record["dev"].items()}}, st["step"])
         if improved:
-            save_checkpoint(self.ckpt_dir / "best.pt", {"model": self.model_state(), "epoch": st["epoch"],
+            save_checkpoint(self.ckpt_dir / BEST, {"model": self.model_state(), "epoch": st["epoch"],
                                                         "dev": record["dev"]})
         self.save()
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (cfg.metric, "loss"))
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (self.metric, "loss"))
         self._print(f"epoch {st['epoch']}/{cfg.epochs}: train loss {self._epoch_train['loss']:.4f}"
                     f"{', dev ' + shown if shown else ''}"
                     f" ({self._epoch_train['samples_per_s']:.0f} samples/s){' *' if improved else ''}")
 
     def _print(self, text: str) -> None:
-        print(text, file=sys.stderr if self.progress else sys.stdout, flush=True)
+        log.info(text)

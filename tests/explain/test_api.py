@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from attnkit.cli import app
 from attnkit.explain import ExplainError, explain, rollout
-from attnkit.models import ModelConfig, build_model
+from attnkit.models import ModelConfig
+from attnkit.tasks import build_model
 from attnkit.run import load_run
-from attnkit.run.api import predict
+from attnkit.run import predict
 
 TEXT = "the film was very good"
 
@@ -120,7 +121,7 @@ def test_cli_explain_errors_are_one_line(text_run):
 
 
 def test_image_run_refuses_text_with_a_pointer(image_run):
-    with pytest.raises(ExplainError, match="an image run explains images"):
+    with pytest.raises(ExplainError, match="an image run takes images"):
         explain(image_run, ["a photo of a seven"])
 
 

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from attnkit.explain import integrated_gradients, saliency
-from attnkit.models import ModelConfig, build_model
+from attnkit.models import ModelConfig
+from attnkit.tasks import build_model
 
 
 def text_model(encoder):

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnkit.cli import app
-from attnkit.evaluate.run_report import write_report
+from attnkit.report import write_report
 
 from .browser import chromium_missing, open_page
 

@@ -44,7 +44,8 @@ def test_texts_are_cut_to_max_len_with_special_tokens(tok):
 
 def test_tagger_predicts_per_word(tiny_bert, tok):
     from attnkit.config import from_dict
-    from attnkit.models import ModelConfig, build_model
+    from attnkit.models import ModelConfig
+    from attnkit.tasks import build_model
 
     torch.manual_seed(0)
     model = build_model("token_classification", from_dict(ModelConfig, {"pretrained": str(tiny_bert)}),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnkit.finetune import BackboneEncoder, apply_method
-from attnkit.models.pretrained import FinetuneConfig
+from attnkit.finetune import FinetuneConfig
 
 from .conftest import tiny_config, transformers
 

@@ -7,7 +7,7 @@ import torch
 
 from attnkit.explain import explain
 from attnkit.finetune.encoder import BackboneEncoder
-from attnkit.models.pretrained import load_backbone
+from attnkit.finetune.backbones import load_backbone
 from attnkit.run import load_run, train
 
 from .conftest import transformers

@@ -6,7 +6,8 @@ import torch
 
 from attnkit.config import from_dict
 from attnkit.finetune import merge_lora
-from attnkit.models import ModelConfig, build_model
+from attnkit.models import ModelConfig
+from attnkit.tasks import build_model
 
 from .conftest import transformers
 

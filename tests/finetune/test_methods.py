@@ -5,8 +5,9 @@ import torch
 from attnkit.config import from_dict
 from attnkit.errors import ConfigError
 from attnkit.finetune import Adapter, apply_method
-from attnkit.models import ModelConfig, build_model, count_parameters
-from attnkit.models.pretrained import FinetuneConfig
+from attnkit.models import ModelConfig, count_parameters
+from attnkit.tasks import build_model
+from attnkit.finetune import FinetuneConfig
 from attnkit.train.optim import OptimizerConfig, build_optimizer
 
 from .conftest import tiny_config, transformers

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from attnkit.cli import app
 from attnkit.errors import ConfigError
 from attnkit.run import load_run, train
-from attnkit.run.api import predict
+from attnkit.run import predict
 
 POS = ["good film", "great movie , fun", "a great plot", "good acting and fun", "great fun"]
 NEG = ["bad film", "awful movie , boring", "a boring plot", "bad acting and awful", "awful"]

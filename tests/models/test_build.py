@@ -5,7 +5,8 @@ import torch
 
 from attnkit.config import from_dict
 from attnkit.errors import ConfigError
-from attnkit.models import ModelConfig, build_model
+from attnkit.models import ModelConfig
+from attnkit.tasks import build_model
 from attnkit.nn import ENCODERS, POOLERS
 
 TEXT_ENCODERS = {"lstm": {"hidden": 8}, "gru": {"hidden": 8, "layers": 2}, "textcnn": {"channels": 4},

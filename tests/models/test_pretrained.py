@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from attnkit.errors import ConfigError, DataError
-from attnkit.models.pretrained import (
+from attnkit.finetune.backbones import (
     check_backbone_dir,
     load_backbone,
     resolve_backbone,
@@ -41,7 +41,7 @@ def test_directory_missing_files_lists_what_is_there(tmp_path):
 
 def test_hub_id_without_network_says_how_to_use_a_local_copy():
     # a fresh process: huggingface_hub reads HF_HUB_OFFLINE when it is imported
-    code = "from attnkit.models.pretrained import load_backbone; load_backbone('some-org/some-bert')"
+    code = "from attnkit.finetune.backbones import load_backbone; load_backbone('some-org/some-bert')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert proc.returncode != 0

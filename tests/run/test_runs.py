@@ -144,7 +144,7 @@ def test_cli_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_example_config_validates_and_builds(path):
-    from attnkit.models import build_model
+    from attnkit.tasks import build_model
     from attnkit.run import resolve_config
 
     cfg = resolve_config(path)

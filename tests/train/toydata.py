@@ -33,7 +33,8 @@ class ToyText:
 
 def toy_model(seed: int = 0, dropout: float = 0.1):
     from attnkit.config import from_dict
-    from attnkit.models import ModelConfig, build_model
+    from attnkit.models import ModelConfig
+    from attnkit.tasks import build_model
 
     torch.manual_seed(seed)
     cfg = from_dict(ModelConfig, {"embedding": {"dim": 16, "dropout": dropout},

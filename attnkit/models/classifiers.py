@@ -1,36 +1,17 @@
-"""Task models: embedding -> encoder -> pooler -> head, built from registries.
+"""Models from blocks: embedding -> encoder -> pooler -> head, built from registries.
 
 Every model takes a batch dict (from ``attnkit.data`` collate functions) and returns a dict
 with ``logits`` (and ``attention`` weights when asked); ``loss(out, batch)`` and
 ``predict(out, batch)`` come from the head, so the trainer never branches on the task."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from ..nn import EMBEDDINGS, ENCODERS, HEADS, POOLERS, CharCNN
 from ..nn.masking import full_lengths, padding_mask
-from ..registry import Registry
 from .builder import build_block
-from .pretrained import FinetuneConfig
-
-TASKS: Registry = Registry("task")
-
-
-@dataclass
-class ModelConfig:
-    """The ``model:`` section. Each block is ``{type: name, option: value, ...}``; the options
-    are the block's constructor arguments (see ``attnkit.nn``)."""
-
-    embedding: dict = field(default_factory=lambda: {"dim": 128})  # vectors: FILE loads word vectors (text format)
-    chars: dict | None = None  # char-CNN word features for taggers: {char_dim: 30, channels: 50}
-    encoder: dict = field(default_factory=dict)  # type defaults per task: lstm (text), image_cnn (images)
-    pooler: dict = field(default_factory=dict)  # type defaults to attention
-    head: dict = field(default_factory=dict)
-    pretrained: str | None = None  # a backbone: minilm, a local Hugging Face model folder or a hub id
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # with pretrained: how to train it
+from .model_config import ModelConfig
 
 
 def _embedding_options(cfg: ModelConfig, pretrained_vectors) -> dict:
@@ -76,7 +57,6 @@ class TaskModel(nn.Module):
         return torch.zeros_like(tokens)
 
 
-@TASKS.register("text_classification")
 class TextClassifier(TaskModel):
     """``tokens [B, T] -> embedding -> encoder -> pooler -> classification head``."""
 
@@ -101,7 +81,6 @@ class TextClassifier(TaskModel):
         return {"logits": self.head(pooled), "attention": w}
 
 
-@TASKS.register("token_classification")
 class TokenTagger(TaskModel):
     """``tokens [B, T] (+ chars [B, T, W]) -> embedding (+ char-CNN) -> encoder -> per-token head``."""
 
@@ -131,7 +110,6 @@ class TokenTagger(TaskModel):
         return {"logits": self.head(h), "mask": padding_mask(lengths, tokens.shape[1])}
 
 
-@TASKS.register("image_classification")
 class ImageClassifier(TaskModel):
     """``images [B, C, H, W] -> image CNN -> pooler over positions -> classification head``."""
 
@@ -150,15 +128,3 @@ class ImageClassifier(TaskModel):
         h = self.encoder(batch["images"])
         pooled, w = self.pooler(h, full_lengths(h), need_weights=need_weights)
         return {"logits": self.head(pooled), "attention": w}
-
-
-def build_model(task: str, cfg: ModelConfig, **sizes) -> TaskModel:
-    """The model for ``task`` (``text_classification``, ``token_classification``,
-    ``image_classification``) with sizes from the data (``vocab_size``, ``num_classes``,
-    ``char_vocab_size``, ``in_channels``). With ``cfg.pretrained`` the model sits on that
-    backbone (``attnkit.finetune``); ``backbone=`` passes one already loaded."""
-    if cfg.pretrained is not None:
-        from ..finetune.models import build_pretrained_model
-
-        return build_pretrained_model(task, cfg, **sizes)
-    return TASKS.get(task, where="task")(cfg, **sizes)

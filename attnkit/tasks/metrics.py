@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import Registry
+CLASSIFICATION_METRICS = tuple(["accuracy"] + [f"{avg}_{m}" for avg in ("macro", "micro", "weighted")
+                                                for m in ("precision", "recall", "f1")])
+TAGGING_METRICS = ("f1", "precision", "recall", "token_accuracy")
 
-METRICS: Registry = Registry("metrics")
 
-
-@METRICS.register("classification")
 def classification_metrics(y_true, y_pred, label_names: list[str], out_of_scope: str | None = None) -> dict:
     """Scores for single-label classification; ``y_*`` are class ids. With ``out_of_scope``
     (a label meaning "none of the intents", CLINC150's ``oos``) also ``in_scope_accuracy``
@@ -45,7 +44,6 @@ def classification_metrics(y_true, y_pred, label_names: list[str], out_of_scope:
     return out
 
 
-@METRICS.register("tagging")
 def tagging_metrics(true_tags: list[list[str]], pred_tags: list[list[str]], label_names=None) -> dict:
     """Entity-level scores for BIO tag sequences (lists of tag strings per sentence)."""
     from seqeval.metrics import (

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 
 from ..errors import AttnkitError
 from ..nn.poolers import FirstPooler
-from ..registry import Registry
+from ..rundir import LoadedRun, load_run
+from ..tasks import Encoded
 from .attention_maps import record_attention, rollout, token_relevance
 from .attribution import ATTRIBUTIONS
 
 METHODS = ("attention", "saliency", "ig")
-INPUT_ENCODERS: Registry = Registry("input kind")
 
 
 class ExplainError(AttnkitError, ValueError):
@@ -63,83 +63,7 @@ class Explanation:
         return out
 
 
-@dataclass
-class Encoded:
-    """One input as the model reads it: a one-example batch, display units (words) and which
-    unit each model position belongs to (None: a special token)."""
-
-    batch: dict
-    units: list[str]
-    unit_of: list[int | None]
-    pieces: list[str]
-    image: np.ndarray | None = None
-
-
 # ---------------------------------------------------------------------- encoding inputs
-def _run_kind(run) -> str:
-    if run.cfg.task == "image_classification":
-        return "images"
-    return ("pieces_" if "tokenizer" in run.vocabs else "words_") + run.cfg.task
-
-
-@INPUT_ENCODERS.register("words_text_classification")
-@INPUT_ENCODERS.register("words_token_classification")
-def _encode_words(run, text: str) -> Encoded:
-    from ..data import get_tokenizer
-    from ..run.api import encode_text
-
-    words = get_tokenizer(run.cfg.data.tokenizer)(text)
-    batch = encode_text(run, text, words)
-    n = int(batch["lengths"][0])
-    units = words[:n] if words else ["<unk>"]
-    return Encoded(batch, units, list(range(n)), list(units))
-
-
-@INPUT_ENCODERS.register("pieces_text_classification")
-def _encode_pieces(run, text: str) -> Encoded:
-    tokenizer = run.vocabs["tokenizer"]
-    enc = tokenizer(text, truncation=True, max_length=run.cfg.model.finetune.max_len, return_offsets_mapping=True)
-    ids, spans, word_ids = enc["input_ids"], enc["offset_mapping"], enc.word_ids()
-    units, unit_of, where = [], [], {}
-    for w, (a, b) in zip(word_ids, spans):
-        if w is None:
-            unit_of.append(None)
-            continue
-        if w not in where:
-            where[w] = len(units)
-            units.append([a, b])
-        else:
-            units[where[w]][1] = b
-        unit_of.append(where[w])
-    batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
-    return Encoded(batch, [text[a:b] for a, b in units], unit_of, tokenizer.convert_ids_to_tokens(ids))
-
-
-@INPUT_ENCODERS.register("pieces_token_classification")
-def _encode_tagged_pieces(run, text: str) -> Encoded:
-    from ..data import get_tokenizer
-    from ..run.api import encode_text
-
-    words = get_tokenizer(run.cfg.data.tokenizer)(text) or ["."]
-    batch = encode_text(run, text, words)
-    ids = batch["tokens"][0].tolist()
-    first = batch["first"][0].tolist() + [len(ids) - 1]  # the last word ends before [SEP]
-    unit_of: list[int | None] = [None] * len(ids)
-    for w in range(len(words)):
-        for p in range(first[w], first[w + 1]):
-            unit_of[p] = w
-    return Encoded(batch, words, unit_of, run.vocabs["tokenizer"].convert_ids_to_tokens(ids))
-
-
-@INPUT_ENCODERS.register("images")
-def _encode_image(run, image) -> Encoded:
-    from ..data import ImageData
-
-    image = np.asarray(image)
-    data = ImageData(image[None], None, mean=run.meta["stats"]["mean"], std=run.meta["stats"]["std"])
-    return Encoded(data.collate([0]), [], [], [], image=image)
-
-
 def _encode_batch_dict(batch: dict) -> list[Encoded]:
     """A bare model's batch dict, split into one-example batches (ids shown as tokens)."""
     if "images" in batch:
@@ -282,30 +206,19 @@ def _target_index(target, label_names: list[str], default: int) -> int:
     return int(target)
 
 
-def encode_inputs(run, inputs) -> list[Encoded]:
+def encode_inputs(run: LoadedRun, inputs) -> list[Encoded]:
     """Raw inputs (texts, or images ``[N, H, W]`` of raw pixel values) as a run reads them."""
-    kind = _run_kind(run)
-    if kind == "images":
-        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)):
-            raise ExplainError("inputs: an image run explains images (arrays [N, H, W] of pixel values) through the "
-                               "Python API, explain(run, images); `attnkit report RUN` shows explained dev images")
-        images = np.asarray(inputs)
-        if images.ndim == 2:
-            images = images[None]
-        return [INPUT_ENCODERS.get(kind)(run, im) for im in images]
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    bad = [type(x).__name__ for x in inputs if not isinstance(x, str)]
-    if bad:
-        raise ExplainError(f"inputs: a text run explains strings, got {bad[0]}")
-    return [INPUT_ENCODERS.get(kind, where="task")(run, text) for text in inputs]
+    try:
+        return run.task.encode_inputs(run.featurized, inputs)
+    except AttnkitError as e:
+        raise ExplainError(str(e)) from None
 
 
 def explain(run_or_model, inputs, method: str = "attention", *, target=None, word: int | None = None,
             steps: int = 50, label_names: list[str] | None = None) -> list[Explanation]:
     """Explanations of ``inputs``, one :class:`Explanation` each.
 
-    ``run_or_model``: a run directory (or :class:`attnkit.run.rundir.LoadedRun`), with texts
+    ``run_or_model``: a run directory (or :class:`attnkit.rundir.LoadedRun`), with texts
     (or raw images) as ``inputs``; or a model with a batch dict. ``method``: ``attention``,
     ``saliency`` or ``ig``. ``target``: the class to explain (name or index; default the
     prediction). ``word``: for taggers, the word whose tag is explained (default the first
@@ -313,8 +226,6 @@ def explain(run_or_model, inputs, method: str = "attention", *, target=None, wor
     if method not in METHODS:
         raise ExplainError(f"method: unknown {method!r}; known: {', '.join(METHODS)}")
     if isinstance(run_or_model, (str, Path)):
-        from ..run.rundir import load_run
-
         run_or_model = load_run(run_or_model)
     if isinstance(run_or_model, torch.nn.Module):
         model = run_or_model

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import checked, non_negative, positive, unit_interval
 from ..errors import ConfigError, DataError
 
 INSTALL = "pip install 'attnkit[pretrained]'"
@@ -93,36 +91,3 @@ def load_backbone(name: str, with_model: bool = True):
         raise DataError(f"model.pretrained: {where}: the tokenizer has {len(tokenizer)} tokens but the model's "
                         f"embedding has {rows} rows: tokenizer and model do not belong together")
     return model, tokenizer
-
-
-@dataclass
-class FinetuneConfig:
-    """``model.finetune``: how a pretrained backbone is trained.
-
-    ``method``: ``full`` (every weight), ``lora``, ``ia3``, ``prefix``, ``prompt`` (through
-    Hugging Face PEFT), ``bitfit`` (biases only) or ``adapter`` (Houlsby bottleneck adapters).
-    The head is always trained. ``freeze_embeddings`` / ``freeze_layers: N`` freeze the
-    embeddings / the first N layers (full and bitfit); ``layer_decay`` < 1 gives layer ``l``
-    of ``L`` the learning rate ``lr * layer_decay ** (L - l)`` (embeddings ``l = 0``)."""
-
-    method: str = "full"
-    r: int = checked(8, positive)  # lora rank
-    alpha: float = checked(16.0, positive)  # lora scaling numerator (scale = alpha / r)
-    dropout: float = checked(0.0, unit_interval)  # lora dropout
-    target_modules: list[str] | None = None  # lora/ia3: module names (default: query, value / key, value, output.dense)
-    feedforward_modules: list[str] | None = None  # ia3: which targets scale the input (default: output.dense)
-    virtual_tokens: int = checked(20, positive)  # prefix, prompt
-    adapter_size: int = checked(64, positive)  # adapter bottleneck width
-    freeze_embeddings: bool = False
-    freeze_layers: int = checked(0, non_negative)
-    layer_decay: float = checked(1.0, positive)
-    max_len: int = checked(128, positive)  # word pieces per text (longer texts are cut)
-    fast: bool = True  # the fast encoder path (BERT-structured models); false: transformers' forward
-
-    def validate(self, where: str = "model.finetune"):
-        """Check the method name (the registry lives in attnkit.finetune)."""
-        from ..finetune.methods import METHODS
-
-        METHODS.get(self.method, where=f"{where}.method")
-        if self.layer_decay > 1:
-            raise ConfigError(f"{where}.layer_decay: must be in (0, 1], got {self.layer_decay}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import random
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from .. import __version__
+from ..explain import ExplainError, encode_inputs, explain_encoded
+from ..explain.explanations import black_level
 from ..explain.render import (
     attention_grid_figure,
     figure_uri,
@@ -25,6 +26,10 @@ from ..explain.render import (
     pyplot,
     tokens_html,
 )
+from ..files import atomic_write
+from ..models import count_parameters
+from ..rundir import LoadedRun, load_run, read_eval
+from ..tasks import predict_encoded
 
 HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "token_accuracy", "in_scope_accuracy", "oos_recall",
             "loss", "n")
@@ -34,22 +39,9 @@ def _img(uri: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{uri}">'
 
 
-def _read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: the rest is still worth plotting
-            continue
-    return out
-
-
-def curves_section(run_dir: Path, metric: str) -> str:
+def curves_section(run: LoadedRun, metric: str) -> str:
     """Training loss per logged step, dev loss and dev metrics per epoch."""
-    records = _read_metrics(run_dir)
+    records = run.files.read_metrics()
     train = [r for r in records if r.get("kind") == "train" and "loss" in r]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not train and not epochs:
@@ -76,15 +68,24 @@ def curves_section(run_dir: Path, metric: str) -> str:
     return _img(figure_uri(fig), "training curves")
 
 
+def _headline_keys(ev: dict) -> list[str]:
+    """The scores to show: the usual headline ones, then any other number a task reports."""
+    splits = [ev.get(s) or {} for s in ("dev", "test")]
+    present = [k for k in HEADLINE if any(k in m for m in splits)]
+    others = sorted({k for m in splits for k, v in m.items() if isinstance(v, (int, float)) and k not in HEADLINE})
+    return present + others
+
+
 def _headline_table(ev: dict) -> str:
+    keys = _headline_keys(ev)
     rows = []
     for split in ("dev", "test"):
         m = ev.get(split)
         if m:
             cells = "".join(f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), float) else f"<td>{m.get(k, '')}</td>"
-                            for k in HEADLINE if any(k in (ev.get(s) or {}) for s in ("dev", "test")))
+                            for k in keys)
             rows.append(f"<tr><td>{split}</td>{cells}</tr>")
-    heads = "".join(f"<th>{k}</th>" for k in HEADLINE if any(k in (ev.get(s) or {}) for s in ("dev", "test")))
+    heads = "".join(f"<th>{k}</th>" for k in keys)
     return f"<table><tr><th>split</th>{heads}</tr>{''.join(rows)}</table>"
 
 
@@ -108,7 +109,7 @@ def confusion_section(ev: dict) -> str:
     """The dev confusion matrix (counts in the cells when there are few classes)."""
     cm = (ev.get("dev") or {}).get("confusion_matrix")
     if not cm:
-        return "<p class=muted>no confusion matrix (entity-level tagging metrics are not per class pair)</p>"
+        return "<p class=muted>no confusion matrix (this task's metrics are not per class pair)</p>"
     labels, mat = cm["labels"], np.asarray(cm["matrix"])
     n = len(labels)
     plt = pyplot()
@@ -132,90 +133,47 @@ def confusion_section(ev: dict) -> str:
     return _img(figure_uri(fig), "confusion matrix")
 
 
-def _gallery_item(run, enc, gold, pred, klass: str) -> tuple[str, object]:
-    """One example's block (``pred``: the model's prediction, as the gallery computed it)."""
-    from ..explain import ExplainError, explain_encoded
-    from ..explain.api import black_level
-
-    names = run.meta["labels"]
-    black = black_level(run)
-    is_tagger = run.cfg.task == "token_classification"
-    word = None
-    if is_tagger:  # explain the first wrongly tagged word (else the default: the first entity)
-        pred = [names[i] for i in pred[:len(enc.units)]]
-        word = next((i for i, (p, g) in enumerate(zip(pred, gold)) if p != g), None)
-    sal = explain_encoded(run.model, enc, "saliency", names, word=word, black=black)
+def _gallery_item(run: LoadedRun, enc, gold, pred, klass: str) -> tuple[str, object]:
+    """One example's block (``pred``: the task's prediction from the batched path)."""
+    fz, task = run.featurized, run.task
+    word = task.explain_word(pred, gold, fz)
+    sal = explain_encoded(run.model, enc, "saliency", fz.labels, word=word, black=black_level(run))
     try:
-        att = explain_encoded(run.model, enc, "attention", names, word=word)
+        att = explain_encoded(run.model, enc, "attention", fz.labels, word=word)
     except ExplainError:
         att = None
+    head = task.example_html(enc, pred, gold, fz)
     if enc.image is not None:
         figs = [_img(figure_uri(image_overlay_figure(enc.image, sal.scores, f"saliency: {sal.label}")), "saliency")]
         if att is not None:
             figs.append(_img(figure_uri(image_overlay_figure(enc.image, att.scores, "attention")), "attention"))
-        head = f"true <b>{html.escape(str(gold))}</b>, predicted <b>{html.escape(sal.label)}</b> (p={sal.probability:.3f})"
         return f'<div class="ex {klass}">{head}<br>{"".join(figs)}</div>', att or sal
-    if is_tagger:
-        tags = " ".join(
-            f"{html.escape(w)}/<b style=\"color:{'#2a2' if p == g else '#c33'}\">{html.escape(p)}</b>"
-            + ("" if p == g else f"<span class=muted>({html.escape(g)})</span>")
-            for w, p, g in zip(enc.units, pred, gold))
-        head = f"<p>{tags}</p><p class=muted>explaining the tag of word {sal.word} ({html.escape(sal.target)})</p>"
-    else:
-        head = (f"<p>true <b>{html.escape(str(gold))}</b>, predicted <b>{html.escape(sal.label)}</b> "
-                f"(p={sal.probability:.3f})</p>")
+    if sal.word is not None:
+        head += f"<p class=muted>explaining the tag of word {sal.word} ({html.escape(sal.target)})</p>"
     rows = f"<p>gradient x input: {tokens_html(sal.tokens, sal.scores)}</p>"
     if att is not None:
         rows = f"<p>attention: {tokens_html(att.tokens, att.scores)}</p>" + rows
     return f'<div class="ex {klass}">{head}{rows}</div>', att or sal
 
 
-def stack_batches(batches: list[dict]) -> dict:
-    """One batch from one-example batches: every tensor padded with 0 to the largest size in
-    each dimension, then concatenated."""
-    out = {}
-    for key in batches[0]:
-        ts = [b[key] for b in batches]
-        size = [max(t.shape[d] for t in ts) for d in range(1, ts[0].dim())]
-        padded = []
-        for t in ts:
-            pad = []
-            for d in reversed(range(1, t.dim())):
-                pad += [0, size[d - 1] - t.shape[d]]
-            padded.append(torch.nn.functional.pad(t, pad) if any(pad) else t)
-        out[key] = torch.cat(padded)
-    return out
-
-
-def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, object | None]:
+def gallery_section(run: LoadedRun, examples: int, sample: int, seed: int) -> tuple[str, object | None]:
     """Right and wrong dev examples with their explanations, and one explanation to draw the
     attention of (the first example shown)."""
-    from ..explain import encode_inputs
-    from ..run.prepare import raw_split
-
-    try:
-        inputs, gold = raw_split(run.cfg, "dev")
+    task, fz = run.task, run.featurized
+    try:  # the data files again, with the run's seeds, so held-out splits are the same
+        inputs, gold = task.examples(task.read_splits(run.cfg)[1])
     except Exception as e:  # noqa: BLE001  (data moved or gone: the rest of the report still stands)
         return f"<p class=muted>dev data not readable ({html.escape(str(e))}): no gallery</p>", None
     if not inputs or examples == 0:
         return "<p class=muted>no dev examples</p>", None
     order = list(range(len(inputs)))
     random.Random(seed).shuffle(order)
-    names = run.meta["labels"]
-    right, wrong = [], []
     chosen = order[:sample]
-    encoded = [encode_inputs(run, [inputs[i]])[0] for i in chosen]
-    preds = []
-    for start in range(0, len(encoded), 64):  # predictions in padded batches
-        batch = stack_batches([e.batch for e in encoded[start:start + 64]])
-        with torch.no_grad():
-            preds += run.model.predict(run.model(batch), batch).tolist()
+    encoded = encode_inputs(run, [inputs[i] for i in chosen])
+    preds = predict_encoded(run.model, task, encoded)
+    right, wrong = [], []
     for i, enc, pred in zip(chosen, encoded, preds):
-        if run.cfg.task == "token_classification":
-            ok = pred[:len(enc.units)] == [names.index(t) if t in names else -1 for t in gold[i]]
-        else:
-            ok = names[int(pred)] == gold[i]
-        (right if ok else wrong).append((enc, gold[i], pred))
+        (right if task.is_correct(pred, gold[i], fz) else wrong).append((enc, gold[i], pred))
     parts, first = [], None
     for title, items, klass in (("right", right, "right"), ("wrong", wrong, "wrong")):
         parts.append(f"<h3>{title} ({min(len(items), examples)} shown)</h3>")
@@ -227,8 +185,7 @@ def gallery_section(run, examples: int, sample: int, seed: int) -> tuple[str, ob
             parts.append("<p class=muted>none among the sampled dev examples</p>")
     note = (f"<p class=muted>from {min(sample, len(inputs))} randomly chosen dev examples (seed {seed}); green = "
             f"evidence for the predicted class, red = against; hover a word for its score</p>")
-    return note + ("<div class=grid>" if run.cfg.task == "image_classification" else "<div>") + "\n".join(parts) \
-        + "</div>", first
+    return note + ("<div class=grid>" if task.inputs == "image" else "<div>") + "\n".join(parts) + "</div>", first
 
 
 def attention_section(e) -> str:
@@ -249,16 +206,9 @@ def attention_section(e) -> str:
 
 def write_report(run_dir: str | Path, examples: int = 6, sample: int = 200, seed: int = 0) -> Path:
     """Write ``RUN/report.html`` (atomically) and return its path."""
-    from .. import __version__
-    from ..files import atomic_write
-    from ..run.rundir import load_run
-
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    ev_path = run_dir / "eval.json"
-    ev = json.loads(ev_path.read_text(encoding="utf-8")) if ev_path.is_file() else {}
-    from ..models import count_parameters
-
+    ev = read_eval(run_dir)
     trainable, total = count_parameters(run.model)
     model = run.cfg.model
     what = (f"pretrained {html.escape(model.pretrained)} ({model.finetune.method})" if model.pretrained else
@@ -268,18 +218,18 @@ def write_report(run_dir: str | Path, examples: int = 6, sample: int = 200, seed
                f"</tr><tr><td>run directory</td><td>{html.escape(str(run_dir.resolve()))}</td></tr>"
                f"<tr><td>written</td><td>{_dt.datetime.now().isoformat(timespec='seconds')} by attnkit {__version__}"
                f"</td></tr></table>")
-    config = html.escape((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    config = html.escape(run.files.config.read_text(encoding="utf-8"))
     gallery, first = gallery_section(run, examples, sample, seed)
     body = "\n".join([
         "<h2>Summary</h2>", summary,
-        "<h2>Training curves</h2>", curves_section(run_dir, run.cfg.train.metric),
+        "<h2>Training curves</h2>", curves_section(run, run.cfg.train.metric),
         "<h2>Final metrics</h2>", metrics_section(ev),
         "<h2>Confusion matrix (dev)</h2>", confusion_section(ev),
         "<h2>Dev examples</h2>", gallery,
         "<h2>Attention of one example</h2>", attention_section(first),
         "<h2>Config</h2>", f"<pre>{config}</pre>",
     ])
-    path = run_dir / "report.html"
+    path = run.files.report
     text = page(f"attnkit run report: {run_dir.name}", body)
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path

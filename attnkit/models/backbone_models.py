@@ -9,16 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.builder import build_block
-from ..models.pretrained import FinetuneConfig, load_backbone
-from ..models.tasks import TaskModel
+from ..finetune.backbones import load_backbone
+from ..finetune.encoder import BackboneEncoder
+from ..finetune.methods import FinetuneConfig, apply_method
 from ..nn import HEADS, POOLERS
 from ..nn.masking import padding_mask
-from ..registry import Registry
-from .encoder import BackboneEncoder
-from .methods import apply_method
+from .builder import build_block
+from .classifiers import TaskModel
 
-PRETRAINED_TASKS: Registry = Registry("task")
 FIRST_POSITION_POOLERS = ("cls", "first")
 
 
@@ -80,7 +78,6 @@ class PretrainedTaskModel(TaskModel):
             raise ValueError(f"{where}: weights do not match the model (missing {lost[:3]}, unexpected {unexpected[:3]})")
 
 
-@PRETRAINED_TASKS.register("text_classification")
 class PretrainedTextClassifier(PretrainedTaskModel):
     """``pieces -> backbone -> pooler -> classification head``. The pooler ``cls`` (default)
     is the backbone's own pooler on ``[CLS]`` (dense + tanh, as in BERT's sequence
@@ -115,7 +112,6 @@ class PretrainedTextClassifier(PretrainedTaskModel):
         return {"logits": self.head(pooled), "attention": weights}
 
 
-@PRETRAINED_TASKS.register("token_classification")
 class PretrainedTokenTagger(PretrainedTaskModel):
     """``pieces -> backbone -> the first piece of every word -> token head`` (word-level
     logits, so loss, CRF and predictions are per word)."""
@@ -134,8 +130,3 @@ class PretrainedTokenTagger(PretrainedTaskModel):
         first = batch["first"]
         words = h.gather(1, first.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
         return {"logits": self.head(words), "mask": padding_mask(batch["word_lengths"], first.shape[1])}
-
-
-def build_pretrained_model(task: str, cfg, num_classes: int, backbone: nn.Module | None = None, **_) -> TaskModel:
-    """The pretrained-backbone model for ``task``."""
-    return PRETRAINED_TASKS.get(task, where="task")(cfg, num_classes=num_classes, backbone=backbone)

@@ -24,7 +24,9 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
 
 def print_metrics(console: Console, metrics: dict, title: str = "") -> None:
     """Print a headline line and the per-class table."""
-    head = [f"{k} {metrics[k]:.4f}" for k in ("accuracy", "f1", "token_accuracy", "loss") if k in metrics]
+    keys = [k for k in ("accuracy", "f1", "token_accuracy") if k in metrics]
+    keys = keys or [k for k, v in metrics.items() if isinstance(v, float) and k != "loss"]  # another task's scores
+    head = [f"{k} {metrics[k]:.4f}" for k in [*keys, "loss"] if k in metrics]
     console.print(f"[bold]{title}[/] " + ", ".join(head) if title else ", ".join(head), highlight=False)
     if len(metrics.get("per_class", {})) <= 30:
         console.print(metrics_table(metrics))

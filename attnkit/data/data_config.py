@@ -1,13 +1,15 @@
-"""The whole run config: ``task``, ``data``, ``model``, ``train`` (one YAML file)."""
+"""The ``data:`` section of a run config."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from ..config import checked, from_dict, positive, unit_interval
+from ..config import checked, positive, unit_interval
 from ..errors import ConfigError
-from ..models import TASKS, ModelConfig
-from ..train import TrainConfig
+from .readers import TABLE_FORMATS
+from .vocab import TOKENIZERS
+
+OTHER_FORMATS = ("conll", "mnist")  # read by the tagging and image tasks
 
 
 @dataclass
@@ -42,23 +44,7 @@ class DataConfig:
         """Exactly one source: ``builtin`` or ``train``."""
         if (self.builtin is None) == (self.train is None):
             raise ConfigError(f"{where}: give either builtin: NAME or train: FILE (and optionally dev/test)")
-
-
-@dataclass
-class RunConfig:
-    """A run: what to learn (``task``), from what (``data``), with what (``model``), how (``train``)."""
-
-    task: str = "text_classification"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    name: str | None = None
-
-    def validate(self, where: str = ""):
-        """Check the task name."""
-        TASKS.get(self.task, where="task")
-
-
-def run_config(data: dict) -> RunConfig:
-    """Validate a raw mapping into a :class:`RunConfig`."""
-    return from_dict(RunConfig, data)
+        TOKENIZERS.get(self.tokenizer, where=f"{where}.tokenizer")
+        known = [*TABLE_FORMATS.names(), *OTHER_FORMATS]
+        if self.format is not None and self.format not in known:
+            raise ConfigError(f"{where}.format: unknown format {self.format!r}; known: {', '.join(known)}")

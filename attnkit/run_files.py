@@ -1,0 +1,140 @@
+"""The names of the files in a run directory, in one place, and the one reader of
+``metrics.jsonl``.
+
+    RUN/config.yaml        the resolved config (every default filled in)
+    RUN/meta.json          task, sizes, label names, normalisation stats, versions
+    RUN/vocab.json ...     vocabularies built from the training split (chars.json, labels.json)
+    RUN/tokenizer/         a pretrained backbone's tokenizer (fine-tuned runs)
+    RUN/backbone/          the backbone's config (fine-tuned runs)
+    RUN/model.safetensors  the best weights (by the dev metric)
+    RUN/checkpoints/       last.pt (resume) and best.pt
+    RUN/metrics.jsonl      one record per logged step/epoch; RUN/events/ for TensorBoard
+    RUN/eval.json          final dev/test metrics (eval-<file>.json: ``attnkit evaluate``)
+    RUN/report.html        the run report
+
+This module sits at the bottom of the package so that the trainer (which writes checkpoints
+and the metrics log) and :mod:`attnkit.rundir` (which opens, checks and loads a run) use the
+same names; nothing else spells them."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG = "config.yaml"
+META = "meta.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINTS = "checkpoints"
+LAST = "last.pt"
+BEST = "best.pt"
+METRICS = "metrics.jsonl"
+EVENTS = "events"
+EVAL = "eval.json"
+REPORT = "report.html"
+TOKENIZER = "tokenizer"
+BACKBONE = "backbone"
+TMP_SUFFIX = ".tmp"  # attnkit.files.atomic_write's temporary files: ".NAME.XXXX.tmp"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Paths of one run directory's files."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``."""
+        return self.root / CONFIG
+
+    @property
+    def meta(self) -> Path:
+        """``meta.json``."""
+        return self.root / META
+
+    @property
+    def weights(self) -> Path:
+        """``model.safetensors``."""
+        return self.root / WEIGHTS
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``."""
+        return self.root / CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """``checkpoints/last.pt``: what ``--resume`` continues from."""
+        return self.checkpoints / LAST
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """``checkpoints/best.pt``: the best epoch by the dev metric."""
+        return self.checkpoints / BEST
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.jsonl``."""
+        return self.root / METRICS
+
+    @property
+    def events(self) -> Path:
+        """``events/`` (TensorBoard)."""
+        return self.root / EVENTS
+
+    @property
+    def eval(self) -> Path:
+        """``eval.json``."""
+        return self.root / EVAL
+
+    def eval_of(self, data_file: str | Path) -> Path:
+        """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""
+        return self.root / f"eval-{Path(data_file).name}.json"
+
+    @property
+    def report(self) -> Path:
+        """``report.html``."""
+        return self.root / REPORT
+
+    @property
+    def tokenizer(self) -> Path:
+        """``tokenizer/`` (fine-tuned runs)."""
+        return self.root / TOKENIZER
+
+    @property
+    def backbone(self) -> Path:
+        """``backbone/`` (fine-tuned runs)."""
+        return self.root / BACKBONE
+
+    def read_metrics(self) -> list[dict]:
+        """The records of ``metrics.jsonl`` in order; a line cut short by a kill is skipped."""
+        if not self.metrics.is_file():
+            return []
+        out = []
+        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files of atomic writes that a kill interrupted (never a finished file)."""
+        found = []
+        for folder in (self.root, self.checkpoints):
+            if folder.is_dir():
+                found += [p for p in folder.iterdir() if p.is_file() and p.name.startswith(".")
+                          and p.name.endswith(TMP_SUFFIX)]
+        return sorted(found)
+
+    def clean_leftovers(self) -> list[Path]:
+        """Delete :meth:`leftovers`; returns what was deleted."""
+        gone = self.leftovers()
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone

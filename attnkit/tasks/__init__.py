@@ -1,0 +1,42 @@
+"""Tasks: one module each, behind one protocol (:class:`Task`) and one registry (``TASKS``).
+
+A task reads its data files, builds its featurizer (words, or a pretrained tokenizer), encodes
+raw inputs, builds its model, scores predictions and shows an example; nothing above this
+layer names a task. Adding a task is one module plus ``register_task("name", MyTask())``
+(see docs/tasks.md)."""
+from .base import Encoded, Featurized, Prepared, Task
+from .image_classification import ImageClassification
+from .prediction import predict_data, predict_encoded, run_batches, stack_batches
+from .registry import TASKS, get_task, register_task
+from .run_config import RunConfig, run_config
+from .text_classification import TextClassification
+from .token_classification import TokenClassification
+
+register_task("text_classification", TextClassification())
+register_task("token_classification", TokenClassification())
+register_task("image_classification", ImageClassification())
+
+
+def build_model(task: str, cfg, **sizes):
+    """The model of ``task`` for a ``model:`` config and the data's sizes (``vocab_size``,
+    ``num_classes``, ``char_vocab_size``, ``in_channels``; ``backbone=`` passes a pretrained
+    backbone already loaded)."""
+    return get_task(task).build_model(cfg, **sizes)
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Data sets and the featurizer of a run config, through its task."""
+    task = get_task(cfg.task)
+    train, dev, test = task.read_splits(cfg)
+    fz = task.fit(cfg, train)
+    return Prepared(task.encode(fz, train), task.encode(fz, dev), None if test is None else task.encode(fz, test), fz)
+
+
+def list_tasks() -> list[str]:
+    """The registered task names."""
+    return TASKS.names()
+
+
+__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "Task", "build_model", "get_task", "list_tasks",
+           "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
+           "stack_batches"]

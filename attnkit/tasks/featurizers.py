@@ -1,0 +1,99 @@
+"""The two featurizers of text tasks: words (a vocabulary from the training split) and a
+pretrained backbone's word pieces (its own tokenizer, saved with the run)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .. import data as D
+from ..finetune.backbones import load_tokenizer
+from .base import Encoded, Featurized
+
+log = logging.getLogger("attnkit")
+
+
+def uses_pieces(cfg) -> bool:
+    """Whether the run reads word pieces of ``model.pretrained`` (else words)."""
+    return cfg.model.pretrained is not None
+
+
+def backbone_tokenizer(cfg):
+    """The tokenizer of ``model.pretrained``."""
+    return load_tokenizer(cfg.model.pretrained)
+
+
+def word_vocab(cfg, sentences) -> D.Vocab:
+    """The word vocabulary of the training split, with ``data.lowercase/min_freq/max_vocab``."""
+    c = cfg.data
+    return D.Vocab.build(sentences, lowercase=c.lowercase, min_freq=c.min_freq, max_size=c.max_vocab)
+
+
+def word_vectors(fz: Featurized) -> dict:
+    """``model.embedding.vectors: FILE`` read for the run's vocabulary, as the model's
+    ``pretrained_vectors`` (only when training starts: the trained weights hold them after)."""
+    cfg = fz.cfg
+    vectors = cfg.model.embedding.get("vectors")
+    if not vectors or "vocab.json" not in fz.vocabs:
+        return {}
+    from ..nn import read_vectors
+
+    vocab = fz.vocabs["vocab.json"]
+    dim = int(cfg.model.embedding.get("dim", 128))
+    table, found = read_vectors(vectors, vocab.stoi, dim)
+    log.info(f"model.embedding.vectors: {found:,} of {len(vocab):,} words found in {vectors}")
+    return {"pretrained_vectors": table}
+
+
+def split_words(fz: Featurized, text: str) -> list[str]:
+    """A raw text as words, with the run's ``data.tokenizer``."""
+    return D.get_tokenizer(fz.cfg.data.tokenizer)(text)
+
+
+def word_ids_batch(fz: Featurized, words: list[str]) -> dict:
+    """A one-example batch of word ids (cut to ``data.max_len``; an empty text is one unknown word)."""
+    vocab = fz.vocabs["vocab.json"]
+    ids = vocab.encode(words)[:fz.cfg.data.max_len] or [vocab.unk_id]
+    return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+
+
+def encode_words(fz: Featurized, text: str) -> Encoded:
+    """A raw text as word ids; each word is one display unit."""
+    words = split_words(fz, text)
+    batch = word_ids_batch(fz, words)
+    n = int(batch["lengths"][0])
+    units = words[:n] if words else ["<unk>"]
+    return Encoded(batch, units, list(range(n)), list(units))
+
+
+def encode_pieces(fz: Featurized, text: str) -> Encoded:
+    """A raw text as the backbone's word pieces; the pieces of a word map back to it."""
+    tokenizer = fz.vocabs["tokenizer"]
+    enc = tokenizer(text, truncation=True, max_length=fz.cfg.model.finetune.max_len, return_offsets_mapping=True)
+    ids, spans, word_ids = enc["input_ids"], enc["offset_mapping"], enc.word_ids()
+    units, unit_of, where = [], [], {}
+    for w, (a, b) in zip(word_ids, spans):
+        if w is None:
+            unit_of.append(None)
+            continue
+        if w not in where:
+            where[w] = len(units)
+            units.append([a, b])
+        else:
+            units[where[w]][1] = b
+        unit_of.append(where[w])
+    batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
+    return Encoded(batch, [text[a:b] for a, b in units], unit_of, tokenizer.convert_ids_to_tokens(ids))
+
+
+def check_texts(inputs) -> list[str]:
+    """Inputs of a text task: a string or a list of strings."""
+    from ..errors import DataError
+
+    if isinstance(inputs, str):
+        return [inputs]
+    inputs = list(inputs)
+    bad = [type(x).__name__ for x in inputs if not isinstance(x, str)]
+    if bad:
+        raise DataError(f"inputs: this run takes text, got {bad[0]}")
+    return inputs

@@ -1,0 +1,33 @@
+"""The whole run config: ``task``, ``data``, ``model``, ``train`` (one YAML file)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import from_dict
+from ..data.data_config import DataConfig
+from ..models import ModelConfig
+from ..train import TrainConfig
+from .registry import get_task
+
+
+@dataclass
+class RunConfig:
+    """A run: what to learn (``task``), from what (``data``), with what (``model``), how (``train``)."""
+
+    task: str = "text_classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = None
+
+    def validate(self, where: str = ""):
+        """The task exists; ``train.metric`` (default: the task's) is one it computes."""
+        task = get_task(self.task)
+        if self.train.metric is None:
+            self.train.metric = task.default_metric
+        task.check_config(self)
+
+
+def run_config(data: dict) -> RunConfig:
+    """Validate a raw mapping into a :class:`RunConfig`."""
+    return from_dict(RunConfig, data)

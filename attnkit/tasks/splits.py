@@ -1,0 +1,116 @@
+"""Reading a config's train/dev/test files, shared by the tasks: path checks with key paths,
+seeded hold-out splits, and a log line for skipped bad entries."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .. import data as D
+from ..errors import ConfigError, DataError
+
+log = logging.getLogger("attnkit")
+SPLITS = ("train", "dev", "test")
+
+
+def data_path(p: str | None, key: str) -> Path | None:
+    """``data.<key>`` as a path that exists (``FILE.json#split`` allowed), or None."""
+    if p is None:
+        return None
+    path = Path(p).expanduser()
+    file, _ = D.readers.split_path(path)  # FILE.json#split selects splits of a JSON file
+    if not file.exists():
+        raise DataError(f"data.{key}: {file} not found (paths are relative to the current directory "
+                        f"{Path.cwd()})")
+    return path
+
+
+def holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(n)`` into (kept, held-out) indices."""
+    if fraction <= 0:
+        raise ConfigError("data.dev_fraction: must be > 0 when no data.dev file is given")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = max(1, int(n * fraction))
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def report_skipped(data, key: str) -> None:
+    """With ``on_error: skip``, say how much was skipped and why (first reasons)."""
+    n = getattr(data, "skipped", 0)
+    if n:
+        reasons = "; ".join(getattr(data, "skip_reasons", [])[:3])
+        log.warning(f"data.{key}: skipped {n} bad entries of {data.path} (on_error: skip): {reasons}")
+
+
+def subset_table(t: D.TableData, idx: list[int]) -> D.TableData:
+    """Rows ``idx`` of a table."""
+    return D.TableData(path=t.path, texts=[t.texts[i] for i in idx],
+                       labels=None if t.labels is None else [t.labels[i] for i in idx],
+                       lines=[t.lines[i] for i in idx])
+
+
+def subset_conll(d: D.ConllData, idx: list[int]) -> D.ConllData:
+    """Sentences ``idx`` of a CoNLL file."""
+    return D.ConllData(path=d.path, sentences=[d.sentences[i] for i in idx], tags=[d.tags[i] for i in idx],
+                       lines=[d.lines[i] for i in idx])
+
+
+def read_table_file(c, path) -> D.TableData:
+    """One table with the config's columns, format, encoding and error policy."""
+    return D.read_table(path, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
+                        encoding=c.encoding)
+
+
+def read_table_splits(cfg) -> tuple[D.TableData, D.TableData, D.TableData | None]:
+    """Tables for train/dev/test (a builtin data set, or files with held-out dev/test)."""
+    c, seed = cfg.data, cfg.train.seed
+    if c.builtin is not None:
+        splits = D.builtin_dataset(c.builtin, seed=seed)
+        return splits["train"], splits["dev"], splits.get("test")
+
+    def read(key):
+        p = data_path(getattr(c, key), key)
+        if p is None:
+            return None
+        table = read_table_file(c, p)
+        report_skipped(table, key)
+        return table
+    train, dev, test = read("train"), read("dev"), read("test")
+    if test is None and c.test_fraction > 0:  # held out first, as a fraction of all of train
+        tr, ts = holdout(len(train.texts), c.test_fraction, seed + 1)
+        n = len(train.texts)
+        train, test = subset_table(train, tr), subset_table(train, ts)
+        if dev is None:  # dev_fraction stays a fraction of the original file: 80/10/10
+            c = replace(c, dev_fraction=min(c.dev_fraction * n / len(train.texts), 0.99))
+    if dev is None:
+        tr, dv = holdout(len(train.texts), c.dev_fraction, seed)
+        train, dev = subset_table(train, tr), subset_table(train, dv)
+    return train, dev, test
+
+
+def read_conll_file(c, path) -> D.ConllData:
+    """One CoNLL file with the config's columns, scheme, encoding and error policy."""
+    return D.read_conll(path, token_column=c.token_column, tag_column=c.tag_column, scheme=c.scheme,
+                        on_error=c.on_error, encoding=c.encoding)
+
+
+def read_conll_splits(cfg) -> tuple[D.ConllData, D.ConllData, D.ConllData | None]:
+    """CoNLL train/dev/test (dev held out of train when not given)."""
+    c = cfg.data
+    if c.builtin is not None:
+        raise ConfigError("data.builtin: no embedded tagging data set; give data.train: FILE (CoNLL)")
+
+    def read(key):
+        p = data_path(getattr(c, key), key)
+        if p is None:
+            return None
+        conll = read_conll_file(c, p)
+        report_skipped(conll, key)
+        return conll
+    train, dev, test = read("train"), read("dev"), read("test")
+    if dev is None:
+        tr, dv = holdout(len(train.sentences), c.dev_fraction, cfg.train.seed)
+        train, dev = subset_conll(train, tr), subset_conll(train, dv)
+    return train, dev, test
