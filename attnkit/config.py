@@ -111,9 +111,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         raise ConfigError(f"{label}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{label}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(fields)}")
+    check_keys(data, fields, label)
     kwargs = {}
     for name, f in fields.items():
         path = f"{where}.{name}" if where else name
@@ -132,6 +130,20 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     if post:
         post(where)
     return obj
+
+
+def check_keys(given, known, where: str) -> None:
+    """The one unknown-key check: ``{where}: unknown key(s) 'x' (did you mean 'y'?); known: ...``."""
+    import difflib
+
+    known = list(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
+                      f"known: {', '.join(known) or 'none'}")
 
 
 def to_dict(obj) -> dict:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..config import check_keys
 from ..errors import ConfigError
 from ..registry import Registry
 from .backends import BACKENDS
@@ -78,10 +79,7 @@ class AttentionSpec:
         """Build from a plain mapping (YAML); unknown keys are errors."""
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        check_keys(data, [f.name for f in fields(cls)], where)
         spec = cls.__new__(cls)
         for f in fields(cls):
             default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]

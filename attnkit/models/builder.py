@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import typing
 
-from ..config import convert
+from ..config import check_keys, convert
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -32,10 +32,10 @@ def build_block(registry: Registry, options: dict | None, where: str, *sizes, de
     cls = registry.get(kind, where=f"{where}.type")
     names, var_kw = block_options(cls)
     settable = names[len(sizes):]
-    unknown = sorted(set(options) - set(settable))
-    if unknown and not var_kw:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))} for {kind}; "
-                          f"known: {', '.join(settable)}")
+    if var_kw and hasattr(cls, "known_options"):  # e.g. a pooler passing options on to its score
+        settable = cls.known_options(options)
+    if not var_kw or hasattr(cls, "known_options"):
+        check_keys(options, ["type", *settable], where)
     try:
         hints = typing.get_type_hints(cls.__init__)
     except (NameError, TypeError):  # annotations that cannot be resolved: skip type checks

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..attention import AttentionPooling
+from ..attention.scores import score_options
 from .masking import padding_mask
 from .registry import POOLERS
 
@@ -18,6 +19,12 @@ class AttentionPooler(nn.Module):
         super().__init__()
         self.out_dim = dim
         self.pool = AttentionPooling(dim, score=score, heads=heads, **score_options)
+
+    @staticmethod
+    def known_options(options: dict) -> list[str]:
+        """Its own options and those of the chosen score (``hidden`` for additive ...)."""
+        score = options.get("score", "additive")
+        return ["score", "heads", *(score_options(score) if isinstance(score, str) else [])]
 
     def forward(self, h, lengths, need_weights: bool = False):
         """Attention-weighted sum of the real positions."""

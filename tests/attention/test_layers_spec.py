@@ -104,7 +104,7 @@ def test_dispatch_prefers_blocksparse_for_masked_dot_product_on_cpu():
     ({"mask": ["casual"]}, r"attention.mask\[0\]: unknown mask 'casual'; known: causal"),
     ({"mods": [{"alibii": 1}]}, r"attention.mods\[0\]: unknown modifier"),
     ({"backend": "fast"}, r"attention.backend: unknown 'fast'; known: auto, blocksparse"),
-    ({"head": 2}, r"unknown key\(s\) \['head'\]; allowed"),
+    ({"head": 2}, r"^attention: unknown key\(s\) 'head' \(did you mean 'heads'\?\); known: score, mask, mods, heads"),
     ({"dropout": 1.5}, r"attention.dropout: must be in \[0, 1\)"),
 ])
 def test_spec_errors_name_the_key_and_allowed_values(data, match):

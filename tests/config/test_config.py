@@ -48,7 +48,7 @@ def test_defaults_and_nested_values():
     ({"model": {"encoder": {"hidden": -3}}}, "model.encoder.hidden: must be > 0, got -3"),
     ({"model": {"encoder": {"hidden": "big"}}}, "model.encoder.hidden: expected an integer, got 'big'"),
     ({"model": {"encoder": {"type": "rnn"}}}, "model.encoder.type: must be one of 'lstm', 'gru'; got 'rnn'"),
-    ({"model": {"encoder": {"hiden": 3}}}, "model.encoder: unknown key(s) 'hiden'; known: type, hidden, dropout"),
+    ({"model": {"encoder": {"hiden": 3}}}, "model.encoder: unknown key(s) 'hiden' (did you mean 'hidden'?); known: type, hidden, dropout"),
     ({"model": {"sizes": [1, "x"]}}, "model.sizes[1]: expected an integer, got 'x'"),
     ({"model": 3}, "model: expected a mapping, got 3"),
     ({"epochs": True}, "epochs: expected an integer, got True"),

@@ -72,7 +72,14 @@ def test_image_classifier_cnn_attention_pooling():
 
 @pytest.mark.parametrize("model_cfg,message", [
     ({"encoder": {"type": "lstm", "hidden": -3}}, "model.encoder.hidden: must be > 0, got -3"),
-    ({"encoder": {"type": "lstm", "hiden": 3}}, "model.encoder: unknown option(s) 'hiden' for lstm; known: hidden"),
+    ({"encoder": {"type": "lstm", "hiden": 3}},
+     "model.encoder: unknown key(s) 'hiden' (did you mean 'hidden'?); known: type, hidden, layers"),
+    # a pooler passes options on to its score: a typo there is the same one-line error, not a TypeError
+    ({"pooler": {"type": "attention", "hiden": 3}},
+     "model.pooler: unknown key(s) 'hiden' (did you mean 'hidden'?); known: type, score, heads, hidden"),
+    ({"pooler": {"type": "attention", "score": "mlp", "activaton": "relu"}},
+     "model.pooler: unknown key(s) 'activaton' (did you mean 'activation'?); known: type, score, heads, hidden, "
+     "activation, bias"),
     ({"encoder": {"type": "lsmt"}}, "model.encoder.type: unknown encoder 'lsmt'; known: gru, image_cnn, lstm"),
     ({"encoder": {"type": "lstm", "hidden": "big"}}, "model.encoder.hidden: expected an integer, got 'big'"),
     ({"pooler": {"type": "attention", "score": "dott"}}, "unknown score 'dott'"),

@@ -59,9 +59,10 @@ def test_tagger_run_entity_f1(tmp_path, conll_files):
     cfg = {"task": "token_classification", "data": {"train": str(conll_files["train"]), "dev": str(conll_files["dev"])},
            "model": {"embedding": {"dim": 16}, "chars": {"char_dim": 8, "channels": 8},
                      "encoder": {"type": "lstm", "hidden": 16}, "head": {"crf": True}},
-           "train": {**FAST, "metric": "f1", "epochs": 4}}
+           "train": {**FAST, "epochs": 4}}  # no train.metric: a tagger's default is entity F1
     result = train(cfg, out=tmp_path / "run", progress=False)
     assert result.dev["f1"] >= 0.9
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["metric"] == "f1"
     (pred,) = predict(tmp_path / "run", ["mr Smith went to Paris"])
     assert pred["tags"] == ["O", "B-PER", "O", "O", "B-LOC"]
 
@@ -82,6 +83,11 @@ def test_image_run(tmp_path, mnist_folder):
     (lambda c: c.update(task="summarise"), ConfigError, "task: unknown task 'summarise'"),
     (lambda c: c["train"].update(epochs=0), ConfigError, "train.epochs: must be > 0, got 0"),
     (lambda c: c["data"].update(builtin="toy_sentiment"), ConfigError, "data: give either builtin"),
+    (lambda c: c["data"].update(tokenizer="foo"), ConfigError, "data.tokenizer: unknown tokenizer 'foo'; known: "),
+    (lambda c: c["train"].update(metric="f1"), ConfigError,
+     "train.metric: 'f1' is not computed for task text_classification; known: loss, accuracy, macro_precision"),
+    (lambda c: c["model"].update(pooler={"type": "attention", "hiden": 8}), ConfigError,
+     "model.pooler: unknown key.s. 'hiden' .did you mean 'hidden'..; known: type, score, heads, hidden"),
 ])
 def test_bad_configs_fail_before_writing_a_run(tmp_path, text_files, change, error, message):
     cfg = text_config(text_files)
