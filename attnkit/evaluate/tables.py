@@ -28,5 +28,5 @@ def print_metrics(console: Console, metrics: dict, title: str = "") -> None:
     keys = keys or [k for k, v in metrics.items() if isinstance(v, float) and k != "loss"]  # another task's scores
     head = [f"{k} {metrics[k]:.4f}" for k in [*keys, "loss"] if k in metrics]
     console.print(f"[bold]{title}[/] " + ", ".join(head) if title else ", ".join(head), highlight=False)
-    if len(metrics.get("per_class", {})) <= 30:
+    if 0 < len(metrics.get("per_class", {})) <= 30:
         console.print(metrics_table(metrics))
