@@ -9,6 +9,7 @@ from .image_classification import ImageClassification
 from .prediction import predict_data, predict_encoded, run_batches, stack_batches
 from .registry import TASKS, get_task, register_task
 from .run_config import RunConfig, run_config
+from .single_label import SingleLabel
 from .text_classification import TextClassification
 from .token_classification import TokenClassification
 
@@ -37,6 +38,6 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "Task", "build_model", "get_task", "list_tasks",
+__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task", "list_tasks",
            "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
            "stack_batches"]

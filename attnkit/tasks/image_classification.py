@@ -9,22 +9,19 @@ from __future__ import annotations
 import html
 
 import numpy as np
-import torch
 
 from .. import data as D
 from ..errors import ConfigError, DataError
 from ..models import ImageClassifier
 from .base import Encoded, Featurized, Task
-from .metrics import CLASSIFICATION_METRICS, classification_metrics
+from .single_label import SingleLabel, top_scores
 from .splits import data_path, holdout
 
 
-class ImageClassification(Task):
+class ImageClassification(SingleLabel, Task):
     """One class per image."""
 
-    target = "labels"
     inputs = "image"
-    default_metric = "accuracy"
 
     def read_splits(self, cfg):
         """``(images, labels)`` pairs: train and dev from the train files, test from t10k."""
@@ -89,35 +86,13 @@ class ImageClassification(Task):
             raise ConfigError("model.pretrained: image classification has no pretrained backbone here; remove it")
         return ImageClassifier(model_cfg, **sizes)
 
-    def decode(self, model, out, batch):
-        """Class probabilities per image; gold label ids."""
-        probs = torch.softmax(out["logits"].float(), -1)
-        gold = batch["labels"].tolist() if "labels" in batch else None
-        return list(probs), gold
-
-    def metric_names(self, cfg) -> list[str]:
-        """Classification metrics."""
-        return ["loss", *CLASSIFICATION_METRICS]
-
-    def score(self, preds, gold, fz: Featurized) -> dict:
-        """scikit-learn's classification scores."""
-        out_of_scope = getattr(fz.cfg.data, "out_of_scope", None)
-        return classification_metrics(gold, [int(p.argmax()) for p in preds], fz.labels, out_of_scope)
-
     def prediction(self, fz, enc, pred, raw, top_k: int = 3) -> dict:
         """``{"label", "scores": {label: probability}}``."""
-        names = fz.labels
-        top = pred.topk(min(top_k, len(names)))
-        return {"label": names[int(pred.argmax())],
-                "scores": {names[i]: round(float(p), 4) for p, i in zip(top.values, top.indices)}}
+        return top_scores(fz.labels, pred, top_k)
 
     def render_prediction(self, record: dict) -> str:
         """``label  (scores)``."""
         return f"[bold]{record['label']}[/]\t(" + ", ".join(f"{k} {v:.3f}" for k, v in record["scores"].items()) + ")"
-
-    def is_correct(self, pred, gold, fz) -> bool:
-        """The top class is the gold class."""
-        return fz.labels[int(pred.argmax())] == gold
 
     def example_html(self, enc, pred, gold, fz) -> str:
         """True and predicted class with its probability."""

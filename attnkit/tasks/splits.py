@@ -44,6 +44,18 @@ def report_skipped(data, key: str) -> None:
         log.warning(f"data.{key}: skipped {n} bad entries of {data.path} (on_error: skip): {reasons}")
 
 
+def read_split_files(c, read) -> tuple:
+    """``read(c, path)`` of ``data.train``, ``data.dev`` and ``data.test`` (None where not given)."""
+    out = []
+    for key in SPLITS:
+        p = data_path(getattr(c, key), key)
+        data = None if p is None else read(c, p)
+        if data is not None:
+            report_skipped(data, key)
+        out.append(data)
+    return tuple(out)
+
+
 def subset_table(t: D.TableData, idx: list[int]) -> D.TableData:
     """Rows ``idx`` of a table."""
     return D.TableData(path=t.path, texts=[t.texts[i] for i in idx],
@@ -70,14 +82,7 @@ def read_table_splits(cfg) -> tuple[D.TableData, D.TableData, D.TableData | None
         splits = D.builtin_dataset(c.builtin, seed=seed)
         return splits["train"], splits["dev"], splits.get("test")
 
-    def read(key):
-        p = data_path(getattr(c, key), key)
-        if p is None:
-            return None
-        table = read_table_file(c, p)
-        report_skipped(table, key)
-        return table
-    train, dev, test = read("train"), read("dev"), read("test")
+    train, dev, test = read_split_files(c, read_table_file)
     if test is None and c.test_fraction > 0:  # held out first, as a fraction of all of train
         tr, ts = holdout(len(train.texts), c.test_fraction, seed + 1)
         n = len(train.texts)
@@ -102,14 +107,7 @@ def read_conll_splits(cfg) -> tuple[D.ConllData, D.ConllData, D.ConllData | None
     if c.builtin is not None:
         raise ConfigError("data.builtin: no embedded tagging data set; give data.train: FILE (CoNLL)")
 
-    def read(key):
-        p = data_path(getattr(c, key), key)
-        if p is None:
-            return None
-        conll = read_conll_file(c, p)
-        report_skipped(conll, key)
-        return conll
-    train, dev, test = read("train"), read("dev"), read("test")
+    train, dev, test = read_split_files(c, read_conll_file)
     if dev is None:
         tr, dv = holdout(len(train.sentences), c.dev_fraction, cfg.train.seed)
         train, dev = subset_conll(train, tr), subset_conll(train, dv)

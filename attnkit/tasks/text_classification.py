@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import html
 
-import torch
-
 from .. import data as D
 from ..finetune.data import text_data_from_table
 from ..models import PretrainedTextClassifier, TextClassifier
 from . import featurizers as F
 from .base import Encoded, Featurized, Task
-from .metrics import CLASSIFICATION_METRICS, classification_metrics
+from .single_label import SingleLabel, top_scores
 from .splits import read_table_file, read_table_splits
 
 
-class TextClassification(Task):
+class TextClassification(SingleLabel, Task):
     """One label per text."""
 
-    target = "labels"
     inputs = "text"
-    default_metric = "accuracy"
 
     def read_splits(self, cfg):
         """Tables for train/dev/test."""
@@ -77,37 +73,14 @@ class TextClassification(Task):
             return PretrainedTextClassifier(model_cfg, **sizes)
         return TextClassifier(model_cfg, **sizes)
 
-    def decode(self, model, out, batch):
-        """Class probabilities per text; gold label ids."""
-        probs = torch.softmax(out["logits"].float(), -1)
-        gold = batch["labels"].tolist() if "labels" in batch else None
-        return list(probs), gold
-
-    def metric_names(self, cfg) -> list[str]:
-        """Classification metrics (and the out-of-scope ones with ``data.out_of_scope``)."""
-        extra = ["in_scope_accuracy", "oos_recall", "oos_precision"] if cfg.data.out_of_scope else []
-        return ["loss", *CLASSIFICATION_METRICS, *extra]
-
-    def score(self, preds, gold, fz: Featurized) -> dict:
-        """scikit-learn's classification scores."""
-        ids = [int(p.argmax()) for p in preds]
-        return classification_metrics(gold, ids, fz.labels, fz.cfg.data.out_of_scope)
-
     def prediction(self, fz, enc, pred, raw, top_k: int = 3) -> dict:
         """``{"text", "label", "scores": {label: probability}}`` (the ``top_k`` best)."""
-        names = fz.labels
-        top = pred.topk(min(top_k, len(names)))
-        return {"text": raw, "label": names[int(pred.argmax())],
-                "scores": {names[i]: round(float(p), 4) for p, i in zip(top.values, top.indices)}}
+        return {"text": raw, **top_scores(fz.labels, pred, top_k)}
 
     def render_prediction(self, record: dict) -> str:
         """``label  (scores)  text``."""
         scores = ", ".join(f"{k} {v:.3f}" for k, v in record["scores"].items())
         return f"[bold]{record['label']}[/]\t({scores})\t{record['text']}"
-
-    def is_correct(self, pred, gold, fz) -> bool:
-        """The top class is the gold label."""
-        return fz.labels[int(pred.argmax())] == gold
 
     def example_html(self, enc, pred, gold, fz) -> str:
         """True and predicted label with its probability."""
