@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .files import write_text
 
 T = TypeVar("T")
 
@@ -203,8 +204,6 @@ def load_yaml(path: str | Path) -> dict:
 
 def save_yaml(data: dict, path: str | Path) -> None:
     """Write a mapping as YAML atomically (temp file, then rename)."""
-    from .files import write_text
-
     write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 

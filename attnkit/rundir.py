@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import from_dict, load_yaml, to_dict
+from .config import from_dict, load_yaml, save_yaml, to_dict
 from .data import CharVocab, LabelVocab, Vocab
 from .errors import AttnkitError, ConfigError
 from .files import atomic_write, write_json
+from .finetune.backbones import import_transformers, load_backbone
 from .models import count_parameters
 from .run_files import TOKENIZER, RunFiles
 from .tasks import Featurized, Prepared, RunConfig, Task, get_task
@@ -68,8 +69,6 @@ def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.n
 
 def write_run_start(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.nn.Module) -> None:
     """What a run needs before its first epoch: the resolved config, meta.json, vocabularies."""
-    from .config import save_yaml
-
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(to_dict(cfg), RunFiles(run_dir).config)
     write_meta(run_dir, cfg, prepared, model)
@@ -192,8 +191,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 def _run_backbone(run_dir: Path, cfg: RunConfig, meta: dict):
     """A fine-tuned run's tokenizer (saved with it) and backbone: built from the saved config
     when the run saved every weight, else loaded from ``model.pretrained``."""
-    from .finetune.backbones import import_transformers, load_backbone
-
     transformers = import_transformers()
     files = RunFiles(run_dir)
     if not files.tokenizer.is_dir() or not files.backbone.is_dir():

@@ -8,7 +8,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..attention import AttentionSpec, explain_dispatch
+from ..attention import AttentionSpec, attend, build_score, explain_dispatch, window
 
 SPECS = [
     {"score": "scaled_dot", "heads": 4},
@@ -57,8 +57,6 @@ def run_attention_demo(console) -> None:
         backend, err = _max_rel_err(spec, x, lengths)
         table.add_row(str(spec), backend, f"{err:.1e}")
     console.print(table)
-
-    from ..attention import attend, build_score, window
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 4, 4096, 64) for _ in range(3))

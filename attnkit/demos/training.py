@@ -6,6 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..evaluate import print_metrics
+from ..explain import explain
+from ..explain.render import tokens_rich
+from ..run import train
+
 DEMO_CONFIG = {
     "task": "text_classification",
     "name": "demo",
@@ -26,10 +31,6 @@ EXAMPLES = [
 
 def run_training_demo(console, out: str | Path | None = None, epochs: int | None = None) -> Path:
     """Train, evaluate, explain; returns the run directory."""
-    from ..evaluate import print_metrics
-    from ..explain import explain
-    from ..explain.render import tokens_rich
-    from ..run import train
 
     cfg = {**DEMO_CONFIG, "train": {**DEMO_CONFIG["train"], **({"epochs": epochs} if epochs else {})}}
     out = Path(out) if out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")

@@ -7,7 +7,9 @@ import logging
 import torch
 
 from .. import data as D
+from ..errors import DataError
 from ..finetune.backbones import load_tokenizer
+from ..nn import read_vectors
 from .base import Encoded, Featurized
 
 log = logging.getLogger("attnkit")
@@ -36,8 +38,6 @@ def word_vectors(fz: Featurized) -> dict:
     vectors = cfg.model.embedding.get("vectors")
     if not vectors or "vocab.json" not in fz.vocabs:
         return {}
-    from ..nn import read_vectors
-
     vocab = fz.vocabs["vocab.json"]
     dim = int(cfg.model.embedding.get("dim", 128))
     table, found = read_vectors(vectors, vocab.stoi, dim)
@@ -88,8 +88,6 @@ def encode_pieces(fz: Featurized, text: str) -> Encoded:
 
 def check_texts(inputs) -> list[str]:
     """Inputs of a text task: a string or a list of strings."""
-    from ..errors import DataError
-
     if isinstance(inputs, str):
         return [inputs]
     inputs = list(inputs)
