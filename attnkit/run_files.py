@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import TMP_SUFFIX
+
 CONFIG = "config.yaml"
 META = "meta.json"
 WEIGHTS = "model.safetensors"
@@ -33,7 +35,6 @@ EVAL = "eval.json"
 REPORT = "report.html"
 TOKENIZER = "tokenizer"
 BACKBONE = "backbone"
-TMP_SUFFIX = ".tmp"  # attnkit.files.atomic_write's temporary files: ".NAME.XXXX.tmp"
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     from attnkit.data import read_table
-    from attnkit.run.rundir import load_run
+    from attnkit.rundir import load_run
 
     table = read_table(args.data, "sentence", "label")
     texts, labels = table.texts[:args.limit], table.labels[:args.limit]

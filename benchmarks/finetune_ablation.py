@@ -52,8 +52,9 @@ def main() -> None:
     from attnkit.config import from_dict
     from attnkit.data import length_bucketed_batches
     from attnkit.finetune import text_data
-    from attnkit.models import ModelConfig, build_model
-    from attnkit.models.pretrained import load_tokenizer
+    from attnkit.models import ModelConfig
+    from attnkit.tasks import build_model
+    from attnkit.finetune.backbones import load_tokenizer
     from attnkit.train.optim import OptimizerConfig, build_optimizer, clip_grad_norm
 
     torch.set_num_threads(2)

@@ -138,7 +138,7 @@ class HFContender:
             TrainingArguments,
         )
 
-        from attnkit.models.pretrained import load_tokenizer, resolve_backbone
+        from attnkit.finetune.backbones import load_tokenizer, resolve_backbone
 
         self.name, self.method, self.best, self.work = name, method, best, work / name
         self.steps, self.chunk, self.timer = steps, chunk, Steps()
@@ -221,9 +221,9 @@ class AttnkitContender:
     def __init__(self, method: str, steps: int, chunk: int, work: Path):
         import torch
 
-        from attnkit.models import build_model
-        from attnkit.run.api import resolve_config
-        from attnkit.run.prepare import prepare
+        from attnkit.tasks import build_model
+        from attnkit.run import resolve_config
+        from attnkit.tasks import prepare
 
         self.name, self.method, self.steps, self.chunk, self.timer = f"attnkit_{method}", method, steps, chunk, Steps()
         finetune = {"method": method, "max_len": MAX_LEN}

@@ -54,7 +54,8 @@ def build(task, model_cfg, sizes, seed=0):
     import torch
 
     from attnkit.config import from_dict
-    from attnkit.models import ModelConfig, build_model
+    from attnkit.models import ModelConfig
+    from attnkit.tasks import build_model
 
     torch.manual_seed(seed)
     return build_model(task, from_dict(ModelConfig, model_cfg, "model"), **sizes)
