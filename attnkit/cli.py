@@ -94,12 +94,11 @@ def predict(
     from .errors import ConfigError
     from .run import load_run
     from .run import predict as predict_run
+    from .run.prediction import read_texts
 
     items = list(texts or [])
     if input_ is not None:
-        if not input_.is_file():
-            raise ConfigError(f"--input: {input_} not found")
-        items += [line.rstrip("\n") for line in input_.read_text(encoding="utf-8").splitlines() if line.strip()]
+        items += read_texts(input_)
     if not items:
         raise ConfigError("predict: give TEXT arguments or --input FILE")
     loaded = load_run(run)

@@ -9,6 +9,8 @@ A config class is a plain dataclass; fields may carry ``metadata={"check": fn}``
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -51,6 +53,20 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number_from_text(value, tp):
+    """``"1e-3"`` as 0.001: YAML 1.1 (PyYAML) reads exponents without a dot as strings, so
+    hand-written configs and ``--set`` values meet this; other strings are left as they are."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        if tp is int:
+            return int(number) if number.is_integer() and "." not in value else value
+        return number
+    return value
+
+
 def convert(value, tp, where: str):
     """``value`` as type ``tp`` or a ConfigError naming ``where``."""
     origin = get_origin(tp)
@@ -88,12 +104,16 @@ def convert(value, tp, where: str):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if tp is int:
+        value = _number_from_text(value, int)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        value = _number_from_text(value, float)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -28,3 +28,7 @@ class BackendError(AttnkitError, RuntimeError):
 
 class DataError(AttnkitError, ValueError):
     """A data file is missing or malformed."""
+
+
+class WriteError(AttnkitError, OSError):
+    """A file could not be written (disk full, no permission); what was there is unchanged."""

@@ -62,13 +62,30 @@ def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (
     return Problem(qf, kf, v, score, mask, mods, need_weights)
 
 
+def _empty_attention(q, k, v, score: Score, need_weights: bool):
+    """Attention with nothing to attend (or nobody asking): zeros of the right shape, still on
+    the autograd graph of q, k and v so a loss built on them backpropagates."""
+    validate_qkv(q, k, v)
+    if q.shape[-1] != score.q_dim or k.shape[-1] != score.k_dim:
+        raise ShapeError(f"score {type(score).__name__} was built for query dim {score.q_dim} and key dim "
+                         f"{score.k_dim}, got query dim {q.shape[-1]} and key dim {k.shape[-1]}")
+    b, h, lq, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+    anchor = (q.sum() + k.sum() + v.sum()) * 0  # 0 with a grad_fn when the inputs require grad
+    out = q.new_zeros(b, h, lq, v.shape[-1], dtype=v.dtype) + anchor.to(v.dtype)
+    weights = q.new_zeros(b, h, lq, lk) + anchor.to(q.dtype) if need_weights else None
+    return out, weights, Dispatch("none", "empty input: nothing to attend (zero-size output, no kernel runs)")
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score: Score,
            mask: MaskMod | Callable | Sequence | None = None, mods: Sequence[ScoreMod] = (),
            need_weights: bool = False, backend: str = "auto"):
     """Attention of ``q [B,H,Lq,Dq]`` over ``k [B,Hk,Lk,Dk]``, ``v [B,Hk,Lk,Dv]``.
 
-    Returns ``(out [B,H,Lq,Dv], weights [B,H,Lq,Lk] or None, Dispatch)``.
-    """
+    Returns ``(out [B,H,Lq,Dv], weights [B,H,Lq,Lk] or None, Dispatch)``. Empty batches and
+    empty sequences are legal: their outputs are empty, and queries with no keys get zero output
+    and zero weights (the rule for fully masked rows)."""
+    if all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)) and 0 in (q.shape[0], q.shape[2], k.shape[2]):
+        return _empty_attention(q, k, v, score, need_weights)
     p = build_problem(q, k, v, score, mask, mods, need_weights)
     decision: Dispatch = choose_backend(p, backend)
 

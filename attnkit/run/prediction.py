@@ -2,10 +2,14 @@
 path -> one JSON-ready record each."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
+
+log = logging.getLogger("attnkit")
 
 
 def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int = 3, batch_size: int = 64) -> list[dict]:
@@ -16,3 +20,26 @@ def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int = 3, batch_
     encoded = task.encode_inputs(fz, texts)
     preds = predict_encoded(run.model, task, encoded, batch_size)
     return [task.prediction(fz, enc, pred, raw, top_k) for enc, pred, raw in zip(encoded, preds, texts)]
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """The texts of ``predict --input FILE``, one per line. Blank lines are skipped and counted
+    in the log; a line that is not UTF-8 is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--input: {path} not found")
+    texts, blank = [], []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                            f"save the file as UTF-8") from None
+        if line.strip():
+            texts.append(line.rstrip("\r"))
+        else:
+            blank.append(number)
+    if blank:
+        shown = ", ".join(map(str, blank[:5])) + (" ..." if len(blank) > 5 else "")
+        log.warning(f"{path}: skipped {len(blank)} blank line(s) (line {shown})")
+    return texts

@@ -51,9 +51,7 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     run_dir = Path(out) if out is not None else default_run_dir(config)
     files = RunFiles(run_dir)
     check_new_run_dir(run_dir, cfg, resume)
-    if resume:  # the saved config wins, so a resumed run is the run that was started
-        if overrides:
-            raise RunError(f"--set cannot change a run being resumed ({run_dir}); start a new run with --out")
+    if resume:  # the config and --set values given must make the very config the run started with
         files.clean_leftovers()
         cfg = check_same_config(run_dir, cfg)
     task = get_task(cfg.task)
