@@ -48,6 +48,24 @@ def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segme
     return out
 
 
+def zero_padding(x, key_padding_mask=None, lengths=None):
+    """``x [B, L, D]`` with padded positions set to 0, so a NaN or inf in padding (which no
+    valid output may depend on) cannot reach one through ``0 * nan`` in the weighted sum.
+    Inputs of the wrong shape are returned unchanged for the mask checks to report."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        return x
+    b, n = x.shape[:2]
+    real = None
+    if isinstance(key_padding_mask, torch.Tensor) and tuple(key_padding_mask.shape) == (b, n):
+        real = key_padding_mask.to(torch.bool)
+    if isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (b,):
+        by_length = torch.arange(n, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        real = by_length if real is None else real & by_length
+    if real is None or bool(real.all()):
+        return x
+    return torch.where(real.unsqueeze(-1).to(x.device), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 class _AttentionBase(nn.Module):
     def _setup(self, spec: AttentionSpec, q_dim: int, k_dim: int):
         self.spec = spec
@@ -92,6 +110,11 @@ class Attention(_AttentionBase):
     def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
                 mask=None, need_weights: bool = False):
         """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
+        if key is not None or value is not None:  # padding describes the keys: clean keys and values
+            key = zero_padding(key if key is not None else query, key_padding_mask, lengths)
+            value = zero_padding(value, key_padding_mask, lengths) if value is not None else key
+        else:  # self-attention: queries are the keys
+            query = zero_padding(query, key_padding_mask, lengths)
         *qkv, masks = self.inputs(query, key, value, key_padding_mask=key_padding_mask, lengths=lengths,
                                   segment_ids=segment_ids, mask=mask)
         out, w = self._attend(*qkv, masks, need_weights)
@@ -146,6 +169,10 @@ class MultiHeadAttention(_AttentionBase):
     def forward(self, x, context=None, *, key_padding_mask=None, lengths=None, segment_ids=None, mask=None,
                 need_weights: bool = False):
         """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``."""
+        if context is None:
+            x = zero_padding(x, key_padding_mask, lengths)
+        else:
+            context = zero_padding(context, key_padding_mask, lengths)
         q, k, v, masks = self.inputs(x, context, key_padding_mask=key_padding_mask, lengths=lengths,
                                      segment_ids=segment_ids, mask=mask)
         out, w = self._attend(q, k, v, masks, need_weights)
@@ -180,6 +207,7 @@ class AttentionPooling(_AttentionBase):
 
     def forward(self, x, *, key_padding_mask=None, lengths=None, need_weights: bool = False):
         """Returns ``(pooled [B, D], weights [B, heads, L] or None)``."""
+        x = zero_padding(x, key_padding_mask, lengths)
         q, k, v, masks = self.inputs(x, key_padding_mask=key_padding_mask, lengths=lengths)
         out, w = self._attend(q, k, v, masks, need_weights)
         return out.reshape(x.shape[0], self.dim), (w.squeeze(2) if w is not None else None)

@@ -86,3 +86,38 @@ def test_save_and_reload_round_trip(tmp_path):
     cfg = from_dict(Root, {"epochs": 4})
     save_yaml(to_dict(cfg), tmp_path / "c.yaml")
     assert from_dict(Root, load_yaml(tmp_path / "c.yaml")) == cfg
+
+
+@pytest.mark.parametrize("text,expected", [("1e-3", 0.001), ("2E+2", 200.0), (".5", 0.5), ("3", 3.0)])
+def test_numbers_in_scientific_notation_are_numbers(tmp_path, text, expected):
+    """PyYAML reads ``1e-3`` as a string (YAML 1.1); hand-written configs use it everywhere."""
+    from attnkit.config import apply_overrides, load_yaml
+    from attnkit.train import TrainConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"optimizer: {{lr: {text}}}\n", encoding="utf-8")
+    assert from_dict(TrainConfig, load_yaml(path)).optimizer.lr == expected
+    assert from_dict(TrainConfig, apply_overrides({}, [f"optimizer.lr={text}"])).optimizer.lr == expected
+
+
+@pytest.mark.parametrize("value,message", [
+    ("1e-3", "epochs: expected an integer, got '1e-3'"),
+    ("2.5", "epochs: expected an integer, got 2.5"),
+    ("fast", "epochs: expected an integer, got 'fast'"),
+])
+def test_integers_stay_integers(value, message):
+    from attnkit.config import apply_overrides
+    from attnkit.train import TrainConfig
+
+    with pytest.raises(ConfigError) as e:
+        from_dict(TrainConfig, apply_overrides({}, [f"epochs={value}"]))
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(value):
+    from attnkit.config import apply_overrides
+    from attnkit.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="optimizer.lr: expected a finite number"):
+        from_dict(TrainConfig, apply_overrides({}, [f"optimizer.lr={value}"]))
