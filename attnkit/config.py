@@ -213,6 +213,11 @@ def load_yaml(path: str | Path) -> dict:
         mark = e.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: YAML syntax error: {e.problem}") from None
+    except yaml.reader.ReaderError as e:  # a control character: not text YAML can hold
+        raise ConfigError(f"{path}: character U+{e.character:04X} at position {e.position} is not allowed in YAML "
+                          f"({e.reason})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not a YAML file ({' '.join(str(e).split())})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if data is None:

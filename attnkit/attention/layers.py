@@ -66,6 +66,17 @@ def zero_padding(x, key_padding_mask=None, lengths=None):
     return torch.where(real.unsqueeze(-1).to(x.device), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+def check_float(name: str, t: torch.Tensor, module: nn.Module | None = None) -> None:
+    """``t`` must be floating point, in the dtype of ``module``'s parameters when it has any."""
+    if not t.dtype.is_floating_point:
+        raise ShapeError(f"{name}: expected a floating-point tensor, got {t.dtype} (token ids go through an "
+                         f"embedding first)")
+    p = next(module.parameters(), None) if module is not None else None
+    if p is not None and p.dtype != t.dtype:
+        raise ShapeError(f"{name}: dtype {t.dtype} differs from the module's {p.dtype}; convert one with "
+                         f".to({p.dtype}) or .to({t.dtype})")
+
+
 class _AttentionBase(nn.Module):
     def _setup(self, spec: AttentionSpec, q_dim: int, k_dim: int):
         self.spec = spec
@@ -104,17 +115,16 @@ class Attention(_AttentionBase):
             if not isinstance(t, torch.Tensor) or t.dim() != 3:
                 raise ShapeError(f"{name}: expected rank 3 [B, L, D], got "
                                  f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            check_float(name, t, self.score)
         masks = self._masks(key.shape[0], key.shape[1], **runtime)
         return query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), masks
 
     def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
                 mask=None, need_weights: bool = False):
         """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
-        if key is not None or value is not None:  # padding describes the keys: clean keys and values
-            key = zero_padding(key if key is not None else query, key_padding_mask, lengths)
-            value = zero_padding(value, key_padding_mask, lengths) if value is not None else key
-        else:  # self-attention: queries are the keys
-            query = zero_padding(query, key_padding_mask, lengths)
+        # padding describes the keys: clean keys and values (queries at padding give outputs no one reads)
+        key = zero_padding(key if key is not None else query, key_padding_mask, lengths)
+        value = zero_padding(value, key_padding_mask, lengths) if value is not None else key
         *qkv, masks = self.inputs(query, key, value, key_padding_mask=key_padding_mask, lengths=lengths,
                                   segment_ids=segment_ids, mask=mask)
         out, w = self._attend(*qkv, masks, need_weights)
@@ -159,6 +169,8 @@ class MultiHeadAttention(_AttentionBase):
             raise ShapeError(f"x: expected [B, L, {self.embed_dim}], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         context = x if context is None else context
+        check_float("x", x, self)
+        check_float("context", context, self)
         if context.dim() != 3 or context.shape[0] != x.shape[0] or context.shape[-1] != self.k_proj.in_features:
             raise ShapeError(f"context: expected [{x.shape[0]}, Lk, {self.k_proj.in_features}], got {list(context.shape)}")
         q = self._split(self.q_proj(x), self.heads)
@@ -169,10 +181,8 @@ class MultiHeadAttention(_AttentionBase):
     def forward(self, x, context=None, *, key_padding_mask=None, lengths=None, segment_ids=None, mask=None,
                 need_weights: bool = False):
         """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``."""
-        if context is None:
-            x = zero_padding(x, key_padding_mask, lengths)
-        else:
-            context = zero_padding(context, key_padding_mask, lengths)
+        # padding describes the keys: clean them (in self-attention the queries keep their own values)
+        context = zero_padding(x if context is None else context, key_padding_mask, lengths)
         q, k, v, masks = self.inputs(x, context, key_padding_mask=key_padding_mask, lengths=lengths,
                                      segment_ids=segment_ids, mask=mask)
         out, w = self._attend(q, k, v, masks, need_weights)
@@ -200,6 +210,7 @@ class AttentionPooling(_AttentionBase):
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.dim:
             raise ShapeError(f"x: expected [B, L, {self.dim}], got "
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        check_float("x", x, self.score)  # the learned query follows x's dtype; a score's own weights do not
         b, n, _ = x.shape
         kv = x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, h, L, hd)
         q = self.query.unsqueeze(0).expand(b, -1, -1, -1).to(x.dtype)  # (B, h, 1, hd)

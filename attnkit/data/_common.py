@@ -31,10 +31,13 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     error names the exact line instead of the start of an 8 KiB chunk.
     """
     try:
-        codecs.lookup(encoding)
+        codec = codecs.lookup(encoding).name
     except LookupError:
         raise ConfigError(f"unknown encoding {encoding!r}") from None
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    if codec.startswith(("utf-16", "utf-32")):  # not ASCII-compatible: lines are found after decoding
+        yield from _wide_lines(path, opener, encoding)
+        return
     try:
         with opener(path, "rb") as f:
             for number, raw in enumerate(f, start=1):
@@ -50,6 +53,21 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
                 yield number, text
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise DataError(f"{path}: damaged gzip file ({e})") from None
+
+
+def _wide_lines(path: Path, opener, encoding: str) -> Iterator[tuple[int, str]]:
+    """UTF-16/32 files: decoded whole, then split into numbered lines."""
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: damaged gzip file ({e})") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeError as e:
+        raise DataError(f"{path}: cannot be read as {encoding} ({e})") from None
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        yield number, line.removeprefix("\ufeff") if number == 1 else line
 
 
 class Problems:

@@ -1,6 +1,7 @@
 """The ``data:`` section of a run config."""
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,11 @@ class DataConfig:
         if (self.builtin is None) == (self.train is None):
             raise ConfigError(f"{where}: give either builtin: NAME or train: FILE (and optionally dev/test)")
         TOKENIZERS.get(self.tokenizer, where=f"{where}.tokenizer")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"{where}.encoding: unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, "
+                              f"latin-1, utf-16)") from None
         known = [*TABLE_FORMATS.names(), *OTHER_FORMATS]
         if self.format is not None and self.format not in known:
             raise ConfigError(f"{where}.format: unknown format {self.format!r}; known: {', '.join(known)}")

@@ -137,6 +137,10 @@ def _json_split_rows(path: Path, encoding: str, splits: list[str] | None = None)
         data = json.loads(path.read_text(encoding=encoding))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: bad JSON ({e.msg})") from None
+    except UnicodeError as e:
+        raise DataError(f"{path}: cannot be read as {encoding} ({e})") from None
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object of splits, found {type(data).__name__}")
     splits = splits or sorted(data)
