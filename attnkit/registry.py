@@ -34,10 +34,13 @@ class Registry(Generic[T]):
 
     def get(self, name: str, where: str | None = None) -> T:
         """Return the component called ``name``; unknown names list the known ones."""
+        at = f"{where}: " if where else ""
+        if not isinstance(name, str):
+            raise UnknownNameError(f"{at}expected a {self.kind} name, got {name!r}; known: "
+                                   f"{', '.join(sorted(self._items))}")
         try:
             return self._items[name]
         except KeyError:
-            at = f"{where}: " if where else ""
             raise UnknownNameError(
                 f"{at}unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
             ) from None

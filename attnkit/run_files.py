@@ -111,14 +111,14 @@ class RunFiles:
         return self.root / BACKBONE
 
     def read_metrics(self) -> list[dict]:
-        """The records of ``metrics.jsonl`` in order; a line cut short by a kill is skipped."""
+        """The records of ``metrics.jsonl`` in order; a line cut short by a kill (or damaged) is skipped."""
         if not self.metrics.is_file():
             return []
         out = []
-        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+        for line in self.metrics.read_bytes().splitlines():
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):  # a line cut short by a kill, or damage
                 continue
             if isinstance(record, dict):
                 out.append(record)

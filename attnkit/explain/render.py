@@ -2,7 +2,10 @@
 matplotlib figures (Agg, embedded as PNG data URIs, so pages need no network).
 
 Colours: green = evidence for the explained class, red = against it; for attention (always
->= 0) the same green. Intensity is the score over the largest absolute score of the example."""
+>= 0) the same green. Word shading is on an absolute scale: a word's share of the example's
+total (``|score| / sum |scores|``), so near-flat attention over n words shades every word
+lightly (1/n each) instead of dark, as a per-example maximum would. Image overlays are scaled
+to the example's largest pixel score (a pixel's share of thousands would be invisible)."""
 from __future__ import annotations
 
 import base64
@@ -21,6 +24,19 @@ def _scaled(scores: np.ndarray) -> np.ndarray:
     return scores / top if top > 0 else np.zeros_like(scores)
 
 
+SHADING_NOTE = ("shade = the word's share of the example's total |score| (absolute: uniform attention over n words "
+                "shades each 1/n); green = for the predicted class, red = against; the exact score is in each "
+                "tooltip")
+
+
+def _shares(scores) -> np.ndarray:
+    """Each score over the sum of absolute scores (sign kept): an absolute 0-1 shading scale."""
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.where(np.isfinite(scores), scores, 0.0)
+    total = np.abs(scores).sum() if scores.size else 0.0
+    return scores / total if total > 0 else np.zeros_like(scores)
+
+
 def _rgba(value: float) -> str:
     r, g, b = POSITIVE if value >= 0 else NEGATIVE
     return f"rgba({r},{g},{b},{abs(value) * 0.85:.3f})"
@@ -29,7 +45,7 @@ def _rgba(value: float) -> str:
 def tokens_html(tokens: list[str], scores) -> str:
     """Tokens as ``<span>``s shaded by score (the exact score in each tooltip)."""
     spans = []
-    for tok, raw, v in zip(tokens, np.asarray(scores, dtype=np.float64), _scaled(scores)):
+    for tok, raw, v in zip(tokens, np.asarray(scores, dtype=np.float64), _shares(scores)):
         spans.append(f'<span class="tok" style="background:{_rgba(v)}" title="{raw:.4g}">{html.escape(tok)}</span>')
     return " ".join(spans)
 
@@ -39,7 +55,7 @@ def tokens_rich(tokens: list[str], scores):
     from rich.text import Text
 
     text = Text()
-    for i, (tok, v) in enumerate(zip(tokens, _scaled(scores))):
+    for i, (tok, v) in enumerate(zip(tokens, _shares(scores))):
         r, g, b = POSITIVE if v >= 0 else NEGATIVE
         a = abs(v)
         bg = tuple(int(255 - a * (255 - c)) for c in (r, g, b))  # blend towards white
@@ -96,12 +112,14 @@ def pooling_figure(pooling: np.ndarray, tokens: list[str]):
     plt = pyplot()
     H, T = pooling.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * T + 1), 0.5 * H + 1.2))
-    ax.imshow(pooling, cmap="viridis", aspect="auto", vmin=0)
+    im = ax.imshow(pooling, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="weight")
     ax.set_xticks(range(T))
-    ax.set_xticklabels(tokens[:T], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels(tokens[:T], rotation=60, ha="right", fontsize=9)
     ax.set_yticks(range(H))
-    ax.set_yticklabels([f"head {h}" for h in range(H)], fontsize=7)
-    ax.set_title("attention pooling weights", fontsize=8)
+    ax.set_yticklabels([f"head {h}" for h in range(H)], fontsize=9)
+    ax.set_title(f"attention pooling weights (absolute 0-1 scale; uniform = 1/{T} = {1 / max(T, 1):.3f})",
+                 fontsize=9)
     return fig
 
 
@@ -132,6 +150,8 @@ def explanation_html(explanations, title: str = "attnkit explain") -> str:
         else:
             body = f'<p class="tokens">{tokens_html(e.tokens, e.scores)}</p>'
         parts.append(f"<div class=\"ex\">{head}{body}</div>")
+    if any(e.image is None for e in explanations):
+        parts.insert(0, f"<p class=muted>{SHADING_NOTE}</p>")
     return page(title, "\n".join(parts))
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..explain import ExplainError, encode_inputs, explain_encoded
 from ..explain.explanations import black_level
 from ..explain.render import (
+    SHADING_NOTE,
     attention_grid_figure,
     figure_uri,
     image_overlay_figure,
@@ -62,6 +63,8 @@ def curves_section(run: LoadedRun, metric: str) -> str:
     for k in dict.fromkeys(shown):
         b.plot([r["epoch"] for r in epochs], [r[k] for r in epochs], "o-", label=k)
     b.set_xlabel("epoch")
+    if epochs:  # whole epochs only (one epoch would otherwise get ticks like 0.5, 1.5)
+        b.set_xticks(sorted({int(r["epoch"]) for r in epochs}))
     b.set_title("dev metrics", fontsize=9)
     if shown:
         b.legend(fontsize=7)
@@ -120,13 +123,14 @@ def confusion_section(ev: dict) -> str:
     if n <= 30:
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
-        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-        ax.set_yticklabels(labels, fontsize=7)
+        size = 10 if n <= 12 else 8  # readable at the page's width (the figure grows with n)
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=size)
+        ax.set_yticklabels(labels, fontsize=size)
     if n <= 15:
         top = mat.max() or 1
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=9,
                         color="white" if mat[i, j] > top / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -183,8 +187,9 @@ def gallery_section(run: LoadedRun, examples: int, sample: int, seed: int) -> tu
             parts.append(block)
         if not items:
             parts.append("<p class=muted>none among the sampled dev examples</p>")
-    note = (f"<p class=muted>from {min(sample, len(inputs))} randomly chosen dev examples (seed {seed}); green = "
-            f"evidence for the predicted class, red = against; hover a word for its score</p>")
+    how = (SHADING_NOTE if task.inputs == "text" else "overlay scaled to the image's largest pixel score; green = "
+           "for the predicted class, red = against")
+    note = f"<p class=muted>from {min(sample, len(inputs))} randomly chosen dev examples (seed {seed}); {how}</p>"
     return note + ("<div class=grid>" if task.inputs == "image" else "<div>") + "\n".join(parts) + "</div>", first
 
 

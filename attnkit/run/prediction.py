@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
+from ..tasks.featurizers import input_limit
 
 log = logging.getLogger("attnkit")
 
@@ -18,8 +19,22 @@ def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int = 3, batch_
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     task, fz = run.task, run.featurized
     encoded = task.encode_inputs(fz, texts)
+    say_what_was_cut(fz, texts, encoded)
     preds = predict_encoded(run.model, task, encoded, batch_size)
     return [task.prediction(fz, enc, pred, raw, top_k) for enc, pred, raw in zip(encoded, preds, texts)]
+
+
+def say_what_was_cut(fz, inputs, encoded) -> None:
+    """One log line for inputs longer than the model reads, one for empty texts."""
+    cut = [i for i, e in enumerate(encoded) if e.truncated]
+    if cut:
+        log.warning(f"{len(cut)} of {len(encoded)} input(s) are longer than the limit ({input_limit(fz)}): only "
+                    f"their beginning was read (input {', '.join(str(i + 1) for i in cut[:5])}"
+                    f"{' ...' if len(cut) > 5 else ''})")
+    empty = [i for i, x in enumerate(inputs) if isinstance(x, str) and not x.strip()]
+    if empty:
+        log.warning(f"{len(empty)} input(s) are empty (input {', '.join(str(i + 1) for i in empty[:5])}): their "
+                    f"prediction is the model's answer for no words")
 
 
 def read_texts(path: str | Path) -> list[str]:

@@ -76,6 +76,7 @@ class Encoded:
     unit_of: list[int | None]
     pieces: list[str]
     image: np.ndarray | None = None
+    truncated: bool = False  # the input was longer than the model reads: only its beginning is in ``batch``
 
 
 class Task:

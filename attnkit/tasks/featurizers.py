@@ -13,6 +13,16 @@ from ..nn import read_vectors
 from .base import Encoded, Featurized
 
 log = logging.getLogger("attnkit")
+INPUT_MAX_WORDS = 10_000  # words read from one raw input when data.max_len sets no limit
+
+
+def input_limit(fz: Featurized) -> str:
+    """The stated length limit of one raw input, in words or word pieces."""
+    if fz.pieces:
+        return f"model.finetune.max_len = {fz.cfg.model.finetune.max_len} word pieces"
+    if fz.cfg.data.max_len:
+        return f"data.max_len = {fz.cfg.data.max_len} words"
+    return f"{INPUT_MAX_WORDS:,} words (data.max_len is not set)"
 
 
 def uses_pieces(cfg) -> bool:
@@ -53,7 +63,7 @@ def split_words(fz: Featurized, text: str) -> list[str]:
 def word_ids_batch(fz: Featurized, words: list[str]) -> dict:
     """A one-example batch of word ids (cut to ``data.max_len``; an empty text is one unknown word)."""
     vocab = fz.vocabs["vocab.json"]
-    ids = vocab.encode(words)[:fz.cfg.data.max_len] or [vocab.unk_id]
+    ids = vocab.encode(words)[:fz.cfg.data.max_len or INPUT_MAX_WORDS] or [vocab.unk_id]
     return {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
 
 
@@ -63,7 +73,7 @@ def encode_words(fz: Featurized, text: str) -> Encoded:
     batch = word_ids_batch(fz, words)
     n = int(batch["lengths"][0])
     units = words[:n] if words else ["<unk>"]
-    return Encoded(batch, units, list(range(n)), list(units))
+    return Encoded(batch, units, list(range(n)), list(units), truncated=len(words) > n)
 
 
 def encode_pieces(fz: Featurized, text: str) -> Encoded:
@@ -83,7 +93,9 @@ def encode_pieces(fz: Featurized, text: str) -> Encoded:
             units[where[w]][1] = b
         unit_of.append(where[w])
     batch = {"tokens": torch.tensor([ids]), "lengths": torch.tensor([len(ids)])}
-    return Encoded(batch, [text[a:b] for a, b in units], unit_of, tokenizer.convert_ids_to_tokens(ids))
+    end = units[-1][1] if units else 0
+    return Encoded(batch, [text[a:b] for a, b in units], unit_of, tokenizer.convert_ids_to_tokens(ids),
+                   truncated=bool(text[end:].strip()))
 
 
 def check_texts(inputs) -> list[str]:

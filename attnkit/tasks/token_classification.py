@@ -87,7 +87,7 @@ class TokenClassification(Task):
             batch["chars"] = D.TokenTaggingData([ids], chars=[chars[:len(ids)]]).collate([0])["chars"]
         n = int(batch["lengths"][0])
         units = words[:n] if words else ["<unk>"]
-        return Encoded(batch, units, list(range(n)), list(units))
+        return Encoded(batch, units, list(range(n)), list(units), truncated=len(words) > n)
 
     def initial_weights(self, fz: Featurized) -> dict:
         """Word vectors for the embedding (``model.embedding.vectors``)."""
