@@ -72,7 +72,7 @@ def check_float(name: str, t: torch.Tensor, module: nn.Module | None = None) -> 
         raise ShapeError(f"{name}: expected a floating-point tensor, got {t.dtype} (token ids go through an "
                          f"embedding first)")
     p = next(module.parameters(), None) if module is not None else None
-    if p is not None and p.dtype != t.dtype:
+    if p is not None and p.dtype != t.dtype and not torch.is_autocast_enabled(t.device.type):  # autocast mixes them
         raise ShapeError(f"{name}: dtype {t.dtype} differs from the module's {p.dtype}; convert one with "
                          f".to({p.dtype}) or .to({t.dtype})")
 

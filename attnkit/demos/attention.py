@@ -33,14 +33,18 @@ def _max_rel_err(spec: dict, x: torch.Tensor, lengths: torch.Tensor) -> tuple[st
     return backend, float((out.double() - ref).abs().max() / ref.abs().max().clamp(min=1e-12))
 
 
-def _median_ms(fn, repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2] * 1e3
+def _interleaved_ms(plain, ours, rounds: int) -> tuple[float, float, float, float]:
+    """Median ms of two contenders timed in alternating order, and the lowest and highest
+    per-round ratio (plain / ours): a single timing on a busy machine can show the opposite."""
+    plain(), ours()  # warm up
+    a, b = [], []
+    for r in range(rounds):
+        for fn, out in ((plain, a), (ours, b)) if r % 2 == 0 else ((ours, b), (plain, a)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    ratios = sorted(x / y for x, y in zip(a, b))
+    return sorted(a)[rounds // 2] * 1e3, sorted(b)[rounds // 2] * 1e3, ratios[0], ratios[-1]
 
 
 def run_attention_demo(console) -> None:
@@ -63,18 +67,21 @@ def run_attention_demo(console) -> None:
     score = build_score("scaled_dot", 64, 64)
     band = (torch.arange(4096)[:, None] - torch.arange(4096)[None]).abs() <= 256
     with torch.no_grad():
-        dense = _median_ms(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=band))
-        ours = _median_ms(lambda: attend(q, k, v, score, window(256)))
+        dense, ours, lo1, hi1 = _interleaved_ms(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=band),
+                                                lambda: attend(q, k, v, score, window(256)), rounds=5)
     qa, ka, va = (torch.randn(2, 1, 1024, 128) for _ in range(3))
     additive = build_score("additive", 128, 128)
     with torch.no_grad():
-        naive = _median_ms(lambda: torch.softmax(additive(qa, ka), -1) @ va, repeats=1)
-        chunked = _median_ms(lambda: attend(qa, ka, va, additive)[0], repeats=1)
-    speed = Table(title="forward, fp32, this machine (median ms)")
-    for col in ("attention", "plain PyTorch", "attnkit", "speed-up", "attnkit memory"):
+        naive, chunked, lo2, hi2 = _interleaved_ms(lambda: torch.softmax(additive(qa, ka), -1) @ va,
+                                                   lambda: attend(qa, ka, va, additive)[0], rounds=3)
+    speed = Table(title="forward, fp32, this machine (median ms of interleaved rounds)")
+    for col in ("attention", "plain PyTorch", "attnkit", "speed-up (range over rounds)", "attnkit memory"):
         speed.add_column(col)
     speed.add_row("sliding window 256, (B,H,L,D) = (1,4,4096,64)", f"{dense:.0f} (SDPA + mask)", f"{ours:.0f}",
-                  f"{dense / ours:.1f}x", "fused kernel, masked tiles skipped")
+                  f"{dense / ours:.1f}x ({lo1:.1f}-{hi1:.1f})", "fused kernel, masked tiles skipped")
     speed.add_row("additive, (B,L,D) = (2,1024,128)", f"{naive:.0f} (materialised)", f"{chunked:.0f}",
-                  f"{naive / chunked:.1f}x", "O(L) instead of L x L x 128 floats (1 GiB)")
+                  f"{naive / chunked:.1f}x ({lo2:.1f}-{hi2:.1f})", "O(L) instead of L x L x 128 floats (1 GiB)")
     console.print(speed)
+    if any(lo < 0.7 * hi for lo, hi in ((lo1, hi1), (lo2, hi2))):
+        console.print("[yellow]the ratios moved a lot between rounds: something else is using the CPU; the "
+                      "figures in benchmarks/results/attention.json come from a quiet machine[/]")

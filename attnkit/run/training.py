@@ -14,7 +14,7 @@ from ..files import write_json
 from ..models import count_parameters
 from ..report import write_report
 from ..run_files import RunFiles
-from ..rundir import RunError, check_new_run_dir, check_same_config, save_weights, write_run_start
+from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
 from ..tasks import RunConfig, get_task, prepare, run_config
 from ..train import Trainer, load_checkpoint
 
