@@ -75,8 +75,10 @@ def _headline_keys(ev: dict) -> list[str]:
     """The scores to show: the usual headline ones, then any other number a task reports."""
     splits = [ev.get(s) or {} for s in ("dev", "test")]
     present = [k for k in HEADLINE if any(k in m for m in splits)]
+    if set(present) - {"loss", "n"}:
+        return present
     others = sorted({k for m in splits for k, v in m.items() if isinstance(v, (int, float)) and k not in HEADLINE})
-    return present + others
+    return others + present  # another task's own scores (mse, mae ...)
 
 
 def _headline_table(ev: dict) -> str:
@@ -141,7 +143,11 @@ def _gallery_item(run: LoadedRun, enc, gold, pred, klass: str) -> tuple[str, obj
     """One example's block (``pred``: the task's prediction from the batched path)."""
     fz, task = run.featurized, run.task
     word = task.explain_word(pred, gold, fz)
-    sal = explain_encoded(run.model, enc, "saliency", fz.labels, word=word, black=black_level(run))
+    try:
+        sal = explain_encoded(run.model, enc, "saliency", fz.labels, word=word, black=black_level(run))
+    except ExplainError as e:  # e.g. a dev text longer than explanations take: shown without one
+        head = task.example_html(enc, pred, gold, fz)
+        return f'<div class="ex {klass}">{head}<p class=muted>not explained: {html.escape(str(e))}</p></div>', None
     try:
         att = explain_encoded(run.model, enc, "attention", fz.labels, word=word)
     except ExplainError:

@@ -119,3 +119,10 @@ def test_merge_refuses_an_existing_out(trained, tmp_path):
 def test_atomic_write_leaves_no_temporary_file_on_success(tmp_path):
     atomic_write(tmp_path / "x.json", lambda f: f.write(b"{}"))
     assert RunFiles(tmp_path).leftovers() == []
+
+
+def test_resume_accepts_the_set_values_the_run_started_with(run_copy, trained):
+    _, cfg = trained
+    """The run was started with epochs 1: giving that again on resume is the same config."""
+    result = train(cfg, out=run_copy, overrides=["train.epochs=1"], resume=True, progress=False)
+    assert 0.0 <= result.dev["accuracy"] <= 1.0  # it continued (the finished run re-evaluated), not refused
