@@ -2,13 +2,16 @@
 directory -> evaluation -> report."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..config import apply_overrides, load_yaml, to_dict
+from ..errors import AttnkitError, ConfigError
 from ..evaluate import evaluate_model
 from ..files import write_json
 from ..models import count_parameters
@@ -57,9 +60,16 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     task = get_task(cfg.task)
     prepared = prepare(cfg)  # its splits and shuffles use their own seeded generators
     fz = prepared.featurized
+    check_model_fits(task, cfg, fz.sizes)
     extra = task.initial_weights(fz)
     torch.manual_seed(cfg.train.seed)
-    model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
+    with _no_half_written_run(run_dir):
+        model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
+        return _fit(task, cfg, prepared, model, run_dir, resume, progress)
+
+
+def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress) -> TrainResult:
+    files, fz = RunFiles(run_dir), prepared.featurized
     write_run_start(run_dir, cfg, prepared, model)
     trainable, n_params = count_parameters(model)
     share = f" ({trainable:,} trainable, {100 * trainable / n_params:.2f}%)" if trainable < n_params else ""
@@ -80,6 +90,63 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     if cfg.train.report:
         write_report_safely(run_dir)
     return TrainResult(run_dir, dev, test)
+
+
+BYTES_PER_TRAINED_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_model_fits(task, cfg: RunConfig, sizes: dict) -> None:
+    """Refuse, before allocating anything, a model from blocks whose training state cannot fit
+    in memory (a typo like ``hidden: 30000`` would otherwise get the process killed). The
+    model is built on PyTorch's ``meta`` device, which allocates nothing, to count it."""
+    if cfg.model.pretrained is not None:  # a backbone's size is what it is
+        return
+    with torch.device("meta"):
+        n = sum(p.numel() for p in task.build_model(cfg.model, **sizes).parameters())
+    need, have = n * BYTES_PER_TRAINED_PARAMETER, available_memory()
+    if have is not None and need > 0.8 * have:
+        raise ConfigError(f"model: {n:,} parameters need about {need / 2**30:,.1f} GiB to train (weights, "
+                          f"gradients, optimiser state), more than the {have / 2**30:,.1f} GiB available here; make "
+                          f"the blocks smaller (model.embedding.dim, model.encoder.hidden, layers ...)")
+
+
+@contextlib.contextmanager
+def _no_half_written_run(run_dir: Path):
+    """A run that fails before its first checkpoint leaves nothing behind (when it made the
+    directory); running out of memory is one line saying what to lower."""
+    created = not run_dir.exists()
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        _remove_if_nothing_saved(run_dir, created)
+        text = str(e)
+        if isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+            raise TrainingError(f"out of memory while training ({text.splitlines()[0][:160]}); lower "
+                                f"train.batch_size, data.max_len or the model's size") from None
+        raise
+    except BaseException:
+        _remove_if_nothing_saved(run_dir, created)
+        raise
+
+
+def _remove_if_nothing_saved(run_dir: Path, created: bool) -> None:
+    if created and run_dir.is_dir() and not RunFiles(run_dir).last_checkpoint.exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class TrainingError(AttnkitError):
+    """Training could not go on (e.g. out of memory)."""
 
 
 def write_report_safely(run_dir: Path) -> Path | None:

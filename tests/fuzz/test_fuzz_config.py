@@ -7,7 +7,7 @@ import copy
 import itertools
 
 import yaml
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from .contract import check_cli
@@ -20,6 +20,7 @@ KEYS = ["task", "data.builtin", "data.tokenizer", "data.max_len", "data.dev_frac
         "model.pooler.type", "model.pooler.score", "model.pooler.hiden", "model.head.dropout", "train.epochs",
         "train.batch_size", "train.optimizer.lr", "train.optimizer.name", "train.schedule.name", "train.metric",
         "train.grad_clip", "train.seed", "train.patience", "trian.epochs", "model.encodr", "extra"]
+SIZES = {"model.embedding.dim", "model.encoder.hidden", "data.max_len", "train.batch_size"}
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12), st.sampled_from([0, 1, -1, 2**63, 10**30]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["1e-3", "1e400", "-0", "nan", ".inf", "3"]),
@@ -42,6 +43,8 @@ def set_path(cfg: dict, path: str, value) -> None:
 @given(changes=st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=3))
 def test_any_config_trains_or_names_the_key(tmp_path_factory, changes):
     tmp = tmp_path_factory.mktemp("cfg")
+    for path, value in changes:  # a valid but huge model only trains slowly: not what this looks for
+        assume(not (path in SIZES and isinstance(value, int) and 64 < value < 10**9))
     cfg = copy.deepcopy(BASE)
     for path, value in changes:
         set_path(cfg, path, value)

@@ -15,7 +15,6 @@ from attnkit.rundir import check_new_run_dir
 from attnkit.tasks import RunConfig
 
 
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rundir")

@@ -150,8 +150,8 @@ def test_cli_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_example_config_validates_and_builds(path):
-    from attnkit.tasks import build_model
     from attnkit.run import resolve_config
+    from attnkit.tasks import build_model
 
     cfg = resolve_config(path)
     if cfg.model.pretrained is not None:
@@ -201,3 +201,27 @@ def test_json_splits_test_fraction_and_out_of_scope_metrics(tmp_path):
     assert result.test["in_scope_accuracy"] >= 0.75 and result.test["oos_recall"] >= 0.75
     with pytest.raises(DataError, match=r"d.json: no split 'nope'; it has: oos_train, train, val"):
         train({**cfg, "data": {**cfg["data"], "train": f"{tmp_path / 'd.json'}#nope"}}, out=tmp_path / "r2")
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path):
+    """``hidden: 30000`` is 7 billion LSTM weights: counted on the meta device, refused in a line."""
+    import time
+
+    cfg = {"data": {"builtin": "toy_sentiment"}, "model": {"encoder": {"type": "lstm", "hidden": 30000}},
+           "train": {"epochs": 1}}
+    start = time.time()
+    with pytest.raises(ConfigError, match=r"model: 7,246,748,706 parameters need about 108.0 GiB to train"):
+        train(cfg, out=tmp_path / "run", progress=False)
+    assert time.time() - start < 30 and not (tmp_path / "run").exists()
+
+
+def test_running_out_of_memory_is_one_line_and_leaves_no_run(tmp_path, monkeypatch):
+    from attnkit.train import Trainer
+
+    def no_memory(self, *a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 47623887360 bytes")
+    monkeypatch.setattr(Trainer, "fit", no_memory)
+    with pytest.raises(AttnkitError, match=r"out of memory while training .*; lower train.batch_size"):
+        train({"data": {"builtin": "toy_sentiment"}, "train": {"epochs": 1}}, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
