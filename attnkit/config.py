@@ -9,6 +9,7 @@ A config class is a plain dataclass; fields may carry ``metadata={"check": fn}``
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import types
@@ -165,6 +166,14 @@ def check_keys(given, known, where: str) -> None:
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{hint}; "
                       f"known: {', '.join(known) or 'none'}")
+
+
+def block_options(cls) -> tuple[list[str], bool]:
+    """Keyword parameters of ``cls.__init__`` (the first ones are a block's positional sizes), and
+    whether it takes ``**kwargs``: the options a registered component accepts."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
 def to_dict(obj) -> dict:

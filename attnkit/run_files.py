@@ -37,6 +37,11 @@ TOKENIZER = "tokenizer"
 BACKBONE = "backbone"
 
 
+def _at(*parts: str) -> property:
+    """A path below the run directory, as a read-only attribute."""
+    return property(lambda self: self.root.joinpath(*parts), doc="RUN/" + "/".join(parts))
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """Paths of one run directory's files."""
@@ -46,69 +51,22 @@ class RunFiles:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    @property
-    def config(self) -> Path:
-        """``config.yaml``."""
-        return self.root / CONFIG
-
-    @property
-    def meta(self) -> Path:
-        """``meta.json``."""
-        return self.root / META
-
-    @property
-    def weights(self) -> Path:
-        """``model.safetensors``."""
-        return self.root / WEIGHTS
-
-    @property
-    def checkpoints(self) -> Path:
-        """``checkpoints/``."""
-        return self.root / CHECKPOINTS
-
-    @property
-    def last_checkpoint(self) -> Path:
-        """``checkpoints/last.pt``: what ``--resume`` continues from."""
-        return self.checkpoints / LAST
-
-    @property
-    def best_checkpoint(self) -> Path:
-        """``checkpoints/best.pt``: the best epoch by the dev metric."""
-        return self.checkpoints / BEST
-
-    @property
-    def metrics(self) -> Path:
-        """``metrics.jsonl``."""
-        return self.root / METRICS
-
-    @property
-    def events(self) -> Path:
-        """``events/`` (TensorBoard)."""
-        return self.root / EVENTS
-
-    @property
-    def eval(self) -> Path:
-        """``eval.json``."""
-        return self.root / EVAL
+    config = _at(CONFIG)
+    meta = _at(META)
+    weights = _at(WEIGHTS)
+    checkpoints = _at(CHECKPOINTS)
+    last_checkpoint = _at(CHECKPOINTS, LAST)  # what --resume continues from
+    best_checkpoint = _at(CHECKPOINTS, BEST)  # the best epoch by the dev metric
+    metrics = _at(METRICS)
+    events = _at(EVENTS)  # TensorBoard
+    eval = _at(EVAL)
+    report = _at(REPORT)
+    tokenizer = _at(TOKENIZER)  # fine-tuned runs
+    backbone = _at(BACKBONE)  # fine-tuned runs
 
     def eval_of(self, data_file: str | Path) -> Path:
         """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""
         return self.root / f"eval-{Path(data_file).name}.json"
-
-    @property
-    def report(self) -> Path:
-        """``report.html``."""
-        return self.root / REPORT
-
-    @property
-    def tokenizer(self) -> Path:
-        """``tokenizer/`` (fine-tuned runs)."""
-        return self.root / TOKENIZER
-
-    @property
-    def backbone(self) -> Path:
-        """``backbone/`` (fine-tuned runs)."""
-        return self.root / BACKBONE
 
     def read_metrics(self) -> list[dict]:
         """The records of ``metrics.jsonl`` in order; a line cut short by a kill (or damaged) is skipped."""

@@ -46,8 +46,7 @@ def save_weights(model: torch.nn.Module, path: Path, everything: bool = False) -
     atomic_write(path, lambda f: f.write(save(tensors)))
 
 
-def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.nn.Module,
-               everything: bool = False) -> None:
+def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.nn.Module) -> None:
     """meta.json, the vocabularies (and a backbone's tokenizer and config)."""
     files = RunFiles(run_dir)
     for name, vocab in prepared.vocabs.items():
@@ -60,7 +59,7 @@ def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.n
             "labels": prepared.label_names, "stats": prepared.stats,
             "vocabs": sorted(n for n in prepared.vocabs if n != TOKENIZER),
             "parameters": {"trainable": trainable, "total": total},
-            "weights": "all" if everything or saves_everything(model) else "trained"}
+            "weights": "all" if saves_everything(model) else "trained"}
     encoder = getattr(model, "encoder", None)
     if cfg.model.pretrained is not None and hasattr(encoder, "base"):
         encoder.base.config.save_pretrained(str(files.backbone))
@@ -202,7 +201,7 @@ def _run_backbone(run_dir: Path, cfg: RunConfig, meta: dict):
     return tokenizer, transformers.AutoModel.from_config(config)
 
 
-def check_new_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
+def check_new_run_dir(run_dir: Path, resume: bool) -> None:
     """May ``run_dir`` receive this run? A new run needs an empty or absent directory; a
     resumed one a run of the same config with ``checkpoints/last.pt``. Nothing is overwritten."""
     files = RunFiles(run_dir)

@@ -22,9 +22,10 @@ def _check_rank4(name: str, t, what: str) -> None:
         raise ShapeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
 
 
-def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score: Score | None = None) -> None:
     """Check ranks, batch, heads and lengths of ``q [B,H,Lq,Dq]``, ``k [B,Hk,Lk,Dk]``,
-    ``v [B,Hk,Lk,Dv]``; errors name the argument, expected and actual shapes."""
+    ``v [B,Hk,Lk,Dv]`` (and the feature dims ``score`` was built for); errors name the
+    argument, expected and actual shapes."""
     _check_rank4("query", q, "[B, H, Lq, Dq]")
     _check_rank4("key", k, "[B, Hk, Lk, Dk]")
     _check_rank4("value", v, "[B, Hk, Lk, Dv]")
@@ -39,15 +40,15 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if len({q.device, k.device, v.device}) != 1 or len({q.dtype, k.dtype, v.dtype}) != 1:
         raise ShapeError(f"query/key/value must share device and dtype, got {q.device}/{k.device}/{v.device}, "
                          f"{q.dtype}/{k.dtype}/{v.dtype}")
+    if score is not None and (q.shape[-1] != score.q_dim or k.shape[-1] != score.k_dim):
+        raise ShapeError(f"score {type(score).__name__} was built for query dim {score.q_dim} and key dim "
+                         f"{score.k_dim}, got query dim {q.shape[-1]} and key dim {k.shape[-1]}")
 
 
 def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (), need_weights=False) -> Problem:
     """Validate, run the score's ``prepare``, fold leading scale modifiers into dot-product
     queries, and expand grouped key/value heads."""
-    validate_qkv(q, k, v)
-    if q.shape[-1] != score.q_dim or k.shape[-1] != score.k_dim:
-        raise ShapeError(f"score {type(score).__name__} was built for query dim {score.q_dim} and key dim "
-                         f"{score.k_dim}, got query dim {q.shape[-1]} and key dim {k.shape[-1]}")
+    validate_qkv(q, k, v, score)
     qf, kf = score.prepare(q, k)
     mods = list(mods)
     if score.is_dot:
@@ -65,10 +66,7 @@ def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (
 def _empty_attention(q, k, v, score: Score, need_weights: bool):
     """Attention with nothing to attend (or nobody asking): zeros of the right shape, still on
     the autograd graph of q, k and v so a loss built on them backpropagates."""
-    validate_qkv(q, k, v)
-    if q.shape[-1] != score.q_dim or k.shape[-1] != score.k_dim:
-        raise ShapeError(f"score {type(score).__name__} was built for query dim {score.q_dim} and key dim "
-                         f"{score.k_dim}, got query dim {q.shape[-1]} and key dim {k.shape[-1]}")
+    validate_qkv(q, k, v, score)
     b, h, lq, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
     anchor = (q.sum() + k.sum() + v.sum()) * 0  # 0 with a grad_fn when the inputs require grad
     out = q.new_zeros(b, h, lq, v.shape[-1], dtype=v.dtype) + anchor.to(v.dtype)
@@ -84,7 +82,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score: Score,
     Returns ``(out [B,H,Lq,Dv], weights [B,H,Lq,Lk] or None, Dispatch)``. Empty batches and
     empty sequences are legal: their outputs are empty, and queries with no keys get zero output
     and zero weights (the rule for fully masked rows)."""
-    if all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)) and 0 in (q.shape[0], q.shape[2], k.shape[2]):
+    rank4 = all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
+    if rank4 and 0 in (q.shape[0], q.shape[2], k.shape[2]):
         return _empty_attention(q, k, v, score, need_weights)
     p = build_problem(q, k, v, score, mask, mods, need_weights)
     decision: Dispatch = choose_backend(p, backend)

@@ -48,26 +48,38 @@ def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segme
     return out
 
 
-def zero_padding(x, key_padding_mask=None, lengths=None):
-    """``x [B, L, D]`` with padded positions set to 0, so a NaN or inf in padding (which no
-    valid output may depend on) cannot reach one through ``0 * nan`` in the weighted sum.
-    Inputs of the wrong shape are returned unchanged for the mask checks to report."""
+def real_positions(x, key_padding_mask=None, lengths=None) -> torch.Tensor | None:
+    """Bool ``[B, L, 1]``: True at the real (not padded) positions of ``x [B, L, D]``, from a
+    padding mask and/or lengths; None when there is no padding information (or shapes that
+    do not fit, left for the mask checks to report)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        return x
+        return None
     b, n = x.shape[:2]
     real = None
     if isinstance(key_padding_mask, torch.Tensor) and tuple(key_padding_mask.shape) == (b, n):
-        real = key_padding_mask.to(torch.bool)
+        real = key_padding_mask.to(device=x.device, dtype=torch.bool)
     if isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (b,):
         by_length = torch.arange(n, device=x.device)[None, :] < lengths.to(x.device)[:, None]
         real = by_length if real is None else real & by_length
-    if real is None or bool(real.all()):
-        return x
-    return torch.where(real.unsqueeze(-1).to(x.device), x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return None if real is None else real.unsqueeze(-1)
+
+
+def zeroed(t, real: torch.Tensor | None):
+    """``t`` with the positions that are not ``real`` set to 0, so a NaN or inf in padding
+    (which no valid output may depend on) cannot reach one through ``0 * nan`` in the
+    weighted sum."""
+    if real is None or not isinstance(t, torch.Tensor) or t.shape[:2] != real.shape[:2]:
+        return t
+    return torch.where(real, t, torch.zeros((), dtype=t.dtype, device=t.device))
+
+
+def zero_padding(x, key_padding_mask=None, lengths=None):
+    """``x [B, L, D]`` with its padded positions set to 0 (see :func:`zeroed`)."""
+    return zeroed(x, real_positions(x, key_padding_mask, lengths))
 
 
 def check_float(name: str, t: torch.Tensor, module: nn.Module | None = None) -> None:
-    """``t`` must be floating point, in the dtype of ``module``'s parameters when it has any."""
+    """``t`` must be floating point, in the dtype of ``module``'s (first) parameter when it has one."""
     if not t.dtype.is_floating_point:
         raise ShapeError(f"{name}: expected a floating-point tensor, got {t.dtype} (token ids go through an "
                          f"embedding first)")
@@ -123,8 +135,12 @@ class Attention(_AttentionBase):
                 mask=None, need_weights: bool = False):
         """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
         # padding describes the keys: clean keys and values (queries at padding give outputs no one reads)
-        key = zero_padding(key if key is not None else query, key_padding_mask, lengths)
-        value = zero_padding(value, key_padding_mask, lengths) if value is not None else key
+        key = query if key is None else key
+        value = key if value is None else value
+        real = real_positions(key, key_padding_mask, lengths)  # worked out once for keys and values
+        same = value is key
+        key = zeroed(key, real)
+        value = key if same else zeroed(value, real)
         *qkv, masks = self.inputs(query, key, value, key_padding_mask=key_padding_mask, lengths=lengths,
                                   segment_ids=segment_ids, mask=mask)
         out, w = self._attend(*qkv, masks, need_weights)
@@ -170,7 +186,8 @@ class MultiHeadAttention(_AttentionBase):
                              f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         context = x if context is None else context
         check_float("x", x, self)
-        check_float("context", context, self)
+        if context is not x:
+            check_float("context", context, self)
         if context.dim() != 3 or context.shape[0] != x.shape[0] or context.shape[-1] != self.k_proj.in_features:
             raise ShapeError(f"context: expected [{x.shape[0]}, Lk, {self.k_proj.in_features}], got {list(context.shape)}")
         q = self._split(self.q_proj(x), self.heads)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_keys
+from ..config import block_options, check_keys
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -255,12 +255,10 @@ def list_scores(pattern: str = "*") -> list[str]:
     return SCORES.names(pattern)
 
 
-def score_options(name: str) -> list[str]:
+def score_options(name_or_class) -> list[str]:
     """The options a registered score takes (its constructor's keywords after the two dims)."""
-    import inspect
-
-    params = list(inspect.signature(SCORES.get(name, where="score").__init__).parameters.values())[3:]
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    cls = SCORES.get(name_or_class, where="score") if isinstance(name_or_class, str) else name_or_class
+    return block_options(cls)[0][2:]
 
 
 def build_score(score: str | Callable | Score, q_dim: int, k_dim: int, **options) -> Score:
@@ -269,7 +267,7 @@ def build_score(score: str | Callable | Score, q_dim: int, k_dim: int, **options
         return score
     if isinstance(score, str):
         cls = SCORES.get(score, where="score")
-        check_keys(options, score_options(score), f"score {score!r}")
+        check_keys(options, score_options(cls), f"score {score!r}")
         try:
             return cls(q_dim, k_dim, **options)
         except TypeError as e:

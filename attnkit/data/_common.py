@@ -24,30 +24,27 @@ def existing_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def codec_name(encoding: str) -> str:
+    """The codec's canonical name; an unknown encoding is a ConfigError."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}") from None
+
+
 def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` with the line ending kept (csv needs it).
 
     Lines are decoded one at a time, rather than by a text-mode file, so that a decoding
-    error names the exact line instead of the start of an 8 KiB chunk.
+    error names the exact line instead of the start of an 8 KiB chunk. UTF-16/32 are not
+    ASCII-compatible (a byte 0x0a is not a line end), so those files are decoded whole first.
     """
-    try:
-        codec = codecs.lookup(encoding).name
-    except LookupError:
-        raise ConfigError(f"unknown encoding {encoding!r}") from None
+    wide = codec_name(encoding).startswith(("utf-16", "utf-32"))
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    if codec.startswith(("utf-16", "utf-32")):  # not ASCII-compatible: lines are found after decoding
-        yield from _wide_lines(path, opener, encoding)
-        return
     try:
         with opener(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    text = raw.decode(encoding)
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}:{number}: cannot decode byte {raw[e.start]:#04x} as "
-                        f"{encoding} (pass encoding='latin-1' if the file is Latin-1)"
-                    ) from None
+            for number, line in enumerate(_wide_lines(path, f, encoding) if wide else f, start=1):
+                text = line if wide else _decode_line(path, number, line, encoding)
                 if number == 1:
                     text = text.removeprefix("\ufeff")  # a BOM would rename the first column
                 yield number, text
@@ -55,19 +52,20 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: damaged gzip file ({e})") from None
 
 
-def _wide_lines(path: Path, opener, encoding: str) -> Iterator[tuple[int, str]]:
-    """UTF-16/32 files: decoded whole, then split into numbered lines."""
+def _decode_line(path: Path, number: int, raw: bytes, encoding: str) -> str:
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: damaged gzip file ({e})") from None
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{number}: cannot decode byte {raw[e.start]:#04x} as "
+                        f"{encoding} (pass encoding='latin-1' if the file is Latin-1)") from None
+
+
+def _wide_lines(path: Path, f, encoding: str) -> list[str]:
+    """A UTF-16/32 file's lines, decoded whole."""
     try:
-        text = raw.decode(encoding)
+        return f.read().decode(encoding).splitlines(keepends=True)
     except UnicodeError as e:
         raise DataError(f"{path}: cannot be read as {encoding} ({e})") from None
-    for number, line in enumerate(text.splitlines(keepends=True), start=1):
-        yield number, line.removeprefix("\ufeff") if number == 1 else line
 
 
 class Problems:

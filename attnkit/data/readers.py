@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
-from ._common import Problems, existing_file, numbered_lines
+from ._common import Problems, codec_name, existing_file, numbered_lines
 from .conll import ConllData, read_conll
 from .idx import read_idx, read_mnist
 
@@ -134,13 +134,11 @@ def _json_split_rows(path: Path, encoding: str, splits: list[str] | None = None)
     CLINC150 ``data_full.json`` layout); ``FILE.json#train+oos_train`` selects and joins
     splits. "Line" numbers count items across the selected splits (JSON has no lines)."""
     try:
-        data = json.loads(path.read_text(encoding=encoding))
+        data = json.loads(path.read_text(encoding=codec_name(encoding)))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: bad JSON ({e.msg})") from None
     except UnicodeError as e:
         raise DataError(f"{path}: cannot be read as {encoding} ({e})") from None
-    except LookupError:
-        raise ConfigError(f"unknown encoding {encoding!r}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object of splits, found {type(data).__name__}")
     splits = splits or sorted(data)

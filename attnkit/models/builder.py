@@ -5,20 +5,11 @@ no schema of its own: unknown options, wrong types (from the constructor's annot
 the block's own checks all come back as one :class:`ConfigError` naming the key path."""
 from __future__ import annotations
 
-import inspect
 import typing
 
-from ..config import check_keys, convert
+from ..config import block_options, check_keys, convert
 from ..errors import ConfigError
 from ..registry import Registry
-
-
-def block_options(cls) -> tuple[list[str], bool]:
-    """Keyword options of ``cls.__init__`` after its positional sizes, and whether it takes
-    ``**kwargs``."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return names, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
 def build_block(registry: Registry, options: dict | None, where: str, *sizes, default_type: str | None = None):

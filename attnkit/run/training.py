@@ -53,7 +53,7 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     cfg = resolve_config(config, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config)
     files = RunFiles(run_dir)
-    check_new_run_dir(run_dir, cfg, resume)
+    check_new_run_dir(run_dir, resume)
     if resume:  # the config and --set values given must make the very config the run started with
         files.clean_leftovers()
         cfg = check_same_config(run_dir, cfg)
@@ -128,15 +128,14 @@ def _no_half_written_run(run_dir: Path):
     created = not run_dir.exists()
     try:
         yield
-    except (RuntimeError, MemoryError) as e:
+    except BaseException as e:
         _remove_if_nothing_saved(run_dir, created)
         text = str(e)
-        if isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
-            raise TrainingError(f"out of memory while training ({text.splitlines()[0][:160]}); lower "
+        first = (text.splitlines() or [type(e).__name__])[0][:160]
+        if isinstance(e, MemoryError) or isinstance(e, RuntimeError) and (
+                "can't allocate memory" in text or "out of memory" in text.lower()):
+            raise TrainingError(f"out of memory while training ({first}); lower "
                                 f"train.batch_size, data.max_len or the model's size") from None
-        raise
-    except BaseException:
-        _remove_if_nothing_saved(run_dir, created)
         raise
 
 

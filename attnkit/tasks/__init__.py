@@ -38,6 +38,6 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task", "list_tasks",
-           "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
+__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task",
+           "list_tasks", "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
            "stack_batches"]

@@ -69,7 +69,11 @@ def word_ids_batch(fz: Featurized, words: list[str]) -> dict:
 
 def encode_words(fz: Featurized, text: str) -> Encoded:
     """A raw text as word ids; each word is one display unit."""
-    words = split_words(fz, text)
+    return encode_word_list(fz, split_words(fz, text))
+
+
+def encode_word_list(fz: Featurized, words: list[str]) -> Encoded:
+    """Words already split, as word ids (cut to the limit; none: one unknown word)."""
     batch = word_ids_batch(fz, words)
     n = int(batch["lengths"][0])
     units = words[:n] if words else ["<unk>"]

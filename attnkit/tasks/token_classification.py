@@ -80,14 +80,12 @@ class TokenClassification(Task):
                 for p in range(first[w], first[w + 1]):
                     unit_of[p] = w
             return Encoded(batch, words, unit_of, fz.vocabs["tokenizer"].convert_ids_to_tokens(ids))
-        batch = F.word_ids_batch(fz, words)
+        enc = F.encode_word_list(fz, words)
         if "chars.json" in fz.vocabs:
-            ids = batch["tokens"][0].tolist()
+            ids = enc.batch["tokens"][0].tolist()
             chars = fz.vocabs["chars.json"].encode_words(words or ["."], fz.cfg.data.max_word_len)
-            batch["chars"] = D.TokenTaggingData([ids], chars=[chars[:len(ids)]]).collate([0])["chars"]
-        n = int(batch["lengths"][0])
-        units = words[:n] if words else ["<unk>"]
-        return Encoded(batch, units, list(range(n)), list(units), truncated=len(words) > n)
+            enc.batch["chars"] = D.TokenTaggingData([ids], chars=[chars[:len(ids)]]).collate([0])["chars"]
+        return enc
 
     def initial_weights(self, fz: Featurized) -> dict:
         """Word vectors for the embedding (``model.embedding.vectors``)."""

@@ -20,7 +20,7 @@ import torch
 
 from ..data.batching import length_bucketed_batches
 from ..errors import AttnkitError
-from ..run_files import BEST, LAST, RunFiles
+from ..run_files import RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .optim import build_optimizer, build_schedule, clip_grad_norm
@@ -38,7 +38,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path):
         self.files = RunFiles(run_dir)
-        self.path = self.files.metrics
+        self.path = self.files.metrics  # metrics.jsonl
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -85,7 +85,7 @@ class Trainer:
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = RunFiles(self.run_dir).checkpoints
+        self.files = RunFiles(self.run_dir)
         self.evaluate = evaluate
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.on_checkpoint = on_checkpoint
@@ -114,15 +114,15 @@ class Trainer:
         return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "trainer": dict(self.state), "rng": rng_state()}
 
-    def save(self, name: str = LAST) -> None:
+    def save(self) -> None:
         """Atomically checkpoint the whole training state."""
-        save_checkpoint(self.ckpt_dir / name, self._snapshot())
+        save_checkpoint(self.files.last_checkpoint, self._snapshot())
         if self.on_checkpoint is not None:
             self.on_checkpoint()
 
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt``."""
-        ck = load_checkpoint(self.ckpt_dir / LAST)
+        ck = load_checkpoint(self.files.last_checkpoint)
         self.load_model_state(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["schedule"])
@@ -143,7 +143,7 @@ class Trainer:
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
-            last = self.ckpt_dir / LAST
+            last = self.files.last_checkpoint
             kept = f"; the last good checkpoint is {last}" if last.exists() else ""
             raise TrainingDiverged(f"epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}: loss is "
                                    f"{loss.item()}; training stopped{kept} (lower the learning rate or enable "
@@ -242,7 +242,7 @@ class Trainer:
                    **{f"train_{k}": v for k, v in record["train"].items()},
                    **{f"dev_{k}": v for k, v in record["dev"].items()}}, st["step"])
         if improved:
-            save_checkpoint(self.ckpt_dir / BEST, {"model": self.model_state(), "epoch": st["epoch"],
+            save_checkpoint(self.files.best_checkpoint, {"model": self.model_state(), "epoch": st["epoch"],
                                                         "dev": record["dev"]})
         self.save()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (self.metric, "loss"))
