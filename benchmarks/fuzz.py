@@ -19,12 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu() -> str:
-    """The CPU model name."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import machine, row  # noqa: E402
 
 
 def main() -> None:
@@ -44,9 +40,8 @@ def main() -> None:
     counts = collections.defaultdict(collections.Counter)
     for r in rows:
         counts[r["entry"]][r["kind"]] += 1
-    table = [{"name": entry, "metric": "outcomes", "cases": sum(c.values()), "result": c["result"],
-              "clean_error": c["clean_error"], "traceback": c["traceback"], "value": c["traceback"], "target": 0,
-              "better": "lower", "meets": c["traceback"] == 0, "unit": "tracebacks"}
+    table = [row(entry, "tracebacks", c["traceback"], 0, "lower", "cases", cases=sum(c.values()),
+                 result=c["result"], clean_error=c["clean_error"], traceback=c["traceback"])
              for entry, c in sorted(counts.items())]
     total = collections.Counter()
     for c in counts.values():
@@ -55,13 +50,11 @@ def main() -> None:
     for r in table:
         print(f"{r['name']:40} {r['cases']:6} {r['result']:7} {r['clean_error']:6} {r['traceback']:9}")
     print(f"{'total':40} {sum(total.values()):6} {total['result']:7} {total['clean_error']:6} {total['traceback']:9}")
-    print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:])
-    import torch
-
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    print(summary or proc.stderr[-2000:])
     out = {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
-           "machine": {"cpu": cpu(), "cores": os.cpu_count(), "torch": torch.__version__},
-           "profile": args.profile, "wall_s": round(wall, 1), "pytest_exit_code": proc.returncode,
-           "pytest_summary": proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "",
+           "machine": machine(), "profile": args.profile, "wall_s": round(wall, 1),
+           "pytest_exit_code": proc.returncode, "pytest_summary": summary,
            "total": {"cases": sum(total.values()), **{k: total[k] for k in ("result", "clean_error", "traceback")}},
            "rows": table}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

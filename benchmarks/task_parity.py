@@ -13,13 +13,15 @@ import argparse
 import datetime
 import hashlib
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import machine, row  # noqa: E402
+
 DATA = Path("../shared/data")  # the example configs name their data relative to the current directory
 RUNS = {  # name -> (config, overrides, texts to predict)
     "toy_sentiment": ("examples/toy_sentiment.yaml", [], ["a dull , clumsy film", "a gripping , funny film"]),
@@ -31,15 +33,6 @@ RUNS = {  # name -> (config, overrides, texts to predict)
     "conll_minilm": ("examples/conll_minilm.yaml", ["train.max_steps=20", "train.epochs=1"],
                      ["EU rejects German call to boycott British lamb ."]),
 }
-
-
-def cpu() -> str:
-    """The CPU model name."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001
-        return platform.processor()
 
 
 def one(name: str, tmp: Path) -> dict:
@@ -81,10 +74,8 @@ def main() -> None:
                 continue
             print(f"== {name}", file=sys.stderr, flush=True)
             runs[name] = one(name, Path(tmp))
-    import torch
-
     out = {"command": "python " + " ".join(sys.argv), "date": datetime.date.today().isoformat(),
-           "machine": {"cpu": cpu(), "cores": torch.get_num_threads(), "torch": torch.__version__},
+           "machine": machine(),
            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=ROOT).stdout.strip(),
            "runs": runs, "skipped": skipped}
@@ -92,6 +83,10 @@ def main() -> None:
         before = json.loads(Path(args.compare).read_text())
         diffs = compare(before, out)
         out["compared_with"] = {"git": before.get("git"), "differences": diffs, "identical": not diffs}
+        # one row per run: 1 when dev/test metrics, weights and predictions all match (target 1)
+        out["rows"] = [row(name, "identical_to_" + str(before.get("git")),
+                           int(not any(d.startswith(name + ".") for d in diffs)), 1, "higher", "")
+                       for name in sorted(set(before["runs"]) & set(runs))]
         print("\n".join(diffs) or "identical: metrics, weights and predictions", flush=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
