@@ -57,11 +57,17 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/<config name>).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: --set train.epochs=3 (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only read and check the data (as inspect-data does); "
+                                                            "train nothing, write nothing.")] = False,
 ):
-    """Train a model from a config; writes a run directory and prints its evaluation."""
+    """Train a model from a config; writes a run directory and prints its evaluation. The data
+    is checked against the config first; nothing is written until it passes."""
     from .evaluate import print_metrics
     from .run import train as train_run
 
+    if dry_run:
+        _print_data_report(config, set_ or [])
+        return
     result = train_run(config, out=out, overrides=set_ or [], resume=resume)
     print_metrics(console, result.dev, "dev")
     if result.test:
@@ -69,24 +75,88 @@ def train(
     console.print(f"run directory: {result.run_dir}", highlight=False)
 
 
+FormatOpt = Annotated[str | None, typer.Option("--format", help="tsv, csv, jsonl, json, conll, files (one file per "
+                                                                 "class), folders (one folder per class); default: "
+                                                                 "as the run was trained / from the suffix.")]
+EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="auto (detect), utf-8, cp1252, latin-1, ...; "
+                                                                     "default: as the run was trained.")]
+TextColumnOpt = Annotated[str | None, typer.Option("--text-column", help="Column / JSON key of the text.")]
+LabelColumnOpt = Annotated[str | None, typer.Option("--label-column", help="Column / JSON key of the label.")]
+
+
+def _data_options(fmt, encoding, text_column, label_column) -> dict:
+    """The ``data:`` keys given on the command line (unset ones left out)."""
+    given = {"format": fmt, "encoding": encoding, "text_column": text_column, "label_column": label_column}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
-    data: Annotated[Path, typer.Option("--data", help="A labelled file in the run's data format.")],
+    data: Annotated[str, typer.Option("--data", help="Labelled data: a file, a glob of class files, a folder of "
+                                                     "class folders.")],
+    fmt: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
 ):
-    """Evaluate a trained run on a labelled file."""
+    """Evaluate a trained run on labelled data (read with the run's data options unless given)."""
     from .evaluate import print_metrics
     from .run import evaluate as evaluate_run
 
-    print_metrics(console, evaluate_run(run, data), str(data))
+    metrics = evaluate_run(run, data, data_options=_data_options(fmt, encoding, text_column, label_column))
+    print_metrics(console, metrics, str(data))
+
+
+@app.command("inspect-data")
+def inspect_data(
+    source: Annotated[str, typer.Argument(help="A run config (YAML), or a data file / glob / folder.")],
+    task: Annotated[str, typer.Option("--task", help="With a data file: the task that reads it.")]
+    = "text_classification",
+    fmt: FormatOpt = None,
+    encoding: EncodingOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
+):
+    """Read data the way a config says and print what was found: format, encoding, columns,
+    counts, labels, lengths, what would be skipped, and every mismatch with the config."""
+    from .tasks.inspection import is_config_path
+
+    overrides = list(set_ or [])
+    if is_config_path(source):
+        config: object = Path(source)
+    else:
+        config = {"task": task, "data": {"train": source}}
+    overrides += [f"data.{k}={v}" for k, v in _data_options(fmt, encoding, text_column, label_column).items()]
+    _print_data_report(config, overrides)
+
+
+def _print_data_report(config, overrides: list[str]) -> None:
+    from .run.training import resolve_config
+    from .tasks import inspect_data as inspect
+
+    report = inspect(resolve_config(config, overrides))
+    for line in report.lines():
+        style = "red" if line.startswith("problem") else "yellow" if line.startswith("warning") else None
+        bold = not line.startswith((" ", "problem", "warning", "ok"))
+        console.print(line, style=style or ("bold" if bold else None), highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(2)
 
 
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify or tag.")] = None,
-    input_: Annotated[Path | None, typer.Option("--input", help="A file with one text per line.")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="A file with one text per line, or a table (tsv, "
+                                                               "csv, jsonl, json) whose text column is read.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="--input's format: lines, tsv, csv, jsonl, json "
+                                                             "(default: from the suffix; else lines).")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="--input's encoding: auto (detect), utf-8, cp1252, "
+                                                             "...")] = "auto",
+    text_column: Annotated[str, typer.Option("--text-column", help="--input table's text column.")] = "text",
 ):
     """Predict labels (or tags) for texts."""
     import json
@@ -98,7 +168,7 @@ def predict(
 
     items = list(texts or [])
     if input_ is not None:
-        items += read_texts(input_)
+        items += read_texts(input_, encoding=encoding, fmt=fmt, text_column=text_column)
     if not items:
         raise ConfigError("predict: give TEXT arguments or --input FILE")
     loaded = load_run(run)

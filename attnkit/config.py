@@ -40,9 +40,19 @@ def unit_interval(v) -> str | None:
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
 
 
-def checked(default=dataclasses.MISSING, check=None, **kw):
-    """A dataclass field with a value check (see the module docstring)."""
-    return dataclasses.field(default=default, metadata={"check": check}, **kw)
+def checked(default=dataclasses.MISSING, check=None, doc: str = "", **kw):
+    """A dataclass field with a value check (see the module docstring) and what it means
+    (``doc``: the docs' key tables are generated from it, see :func:`keys_table`)."""
+    return dataclasses.field(default=default, metadata={"check": check, "doc": doc}, **kw)
+
+
+def keys_table(cls, section: str) -> str:
+    """A Markdown table of a config dataclass's keys: name, default, meaning (``doc``)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        default = "—" if f.default in (None, dataclasses.MISSING) else f"`{f.default}`"
+        rows.append(f"| `{section}.{f.name}` | {default} | {f.metadata.get('doc', '')} |")
+    return "\n".join(rows) + "\n"
 
 
 def _type_name(tp) -> str:

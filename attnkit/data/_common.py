@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from .encodings import AUTO, decode_advice, resolve_encoding
 
 ON_ERROR_MODES = ("raise", "skip")
 MAX_REASONS = 5  # enough to see a pattern without flooding a log
@@ -25,7 +26,9 @@ def existing_file(path: str | os.PathLike) -> Path:
 
 
 def codec_name(encoding: str) -> str:
-    """The codec's canonical name; an unknown encoding is a ConfigError."""
+    """The codec's canonical name (``auto`` stays ``auto``); an unknown encoding is a ConfigError."""
+    if encoding == AUTO:
+        return AUTO
     try:
         return codecs.lookup(encoding).name
     except LookupError:
@@ -38,7 +41,9 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     Lines are decoded one at a time, rather than by a text-mode file, so that a decoding
     error names the exact line instead of the start of an 8 KiB chunk. UTF-16/32 are not
     ASCII-compatible (a byte 0x0a is not a line end), so those files are decoded whole first.
+    ``encoding="auto"`` detects the encoding first (:mod:`attnkit.data.encodings`).
     """
+    encoding = resolve_encoding(path, encoding)
     wide = codec_name(encoding).startswith(("utf-16", "utf-32"))
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
@@ -56,8 +61,8 @@ def _decode_line(path: Path, number: int, raw: bytes, encoding: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{number}: cannot decode byte {raw[e.start]:#04x} as "
-                        f"{encoding} (pass encoding='latin-1' if the file is Latin-1)") from None
+        raise DataError(f"{path}:{number}: cannot decode byte {raw[e.start]:#04x} (column {e.start + 1}) as "
+                        f"{encoding}; {decode_advice()}") from None
 
 
 def _wide_lines(path: Path, f, encoding: str) -> list[str]:
@@ -65,7 +70,7 @@ def _wide_lines(path: Path, f, encoding: str) -> list[str]:
     try:
         return f.read().decode(encoding).splitlines(keepends=True)
     except UnicodeError as e:
-        raise DataError(f"{path}: cannot be read as {encoding} ({e})") from None
+        raise DataError(f"{path}: cannot be read as {encoding} ({e}); {decode_advice()}") from None
 
 
 class Problems:

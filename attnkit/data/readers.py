@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ._common import Problems, codec_name, existing_file, numbered_lines
+from .encodings import resolve_encoding
 from .conll import ConllData, read_conll
 from .idx import read_idx, read_mnist
 
@@ -134,7 +135,7 @@ def _json_split_rows(path: Path, encoding: str, splits: list[str] | None = None)
     CLINC150 ``data_full.json`` layout); ``FILE.json#train+oos_train`` selects and joins
     splits. "Line" numbers count items across the selected splits (JSON has no lines)."""
     try:
-        data = json.loads(path.read_text(encoding=codec_name(encoding)))
+        data = json.loads(path.read_text(encoding=codec_name(resolve_encoding(path, encoding))))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: bad JSON ({e.msg})") from None
     except UnicodeError as e:
@@ -166,14 +167,25 @@ def split_path(path: str | os.PathLike) -> tuple[Path, list[str] | None]:
     return Path(text), None
 
 
+def _suffix(path: str | os.PathLike) -> str:
+    name = Path(path).name.lower().removesuffix(".gz")
+    return name.rsplit(".", 1)[-1] if "." in name else ""
+
+
+def has_table_suffix(path: str | os.PathLike) -> bool:
+    """Whether a path's suffix names a table format (``FILE.json#split`` included)."""
+    return _suffix(split_path(path)[0]) in TABLE_FORMATS
+
+
 def infer_format(path: str | os.PathLike) -> str:
     """The table format named by a file's suffix (``.tsv``, ``.csv``, ``.jsonl``, + ``.gz``)."""
-    name = Path(path).name.lower().removesuffix(".gz")
-    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    suffix = _suffix(path)
     if suffix not in TABLE_FORMATS:
         raise ConfigError(
-            f"{path}: cannot tell the table format from the suffix {suffix!r}; pass "
-            f"fmt= one of {', '.join(TABLE_FORMATS.names())}"
+            f"{path}: cannot tell the table format from the suffix {suffix!r}; set it (data.format in a config, "
+            f"--format on the command line) to one of {', '.join(TABLE_FORMATS.names())}, or to files for one "
+            f"file per class (one text per line; the label is the suffix, as in x.pos and x.neg: give the glob "
+            f"'x.*' for all of them)"
         )
     return suffix
 

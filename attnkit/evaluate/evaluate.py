@@ -2,7 +2,11 @@
 trained run on a labelled file (``attnkit evaluate RUN --data FILE``)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+from ..config import from_dict, to_dict
+from ..data.data_config import DataConfig
 
 from ..files import write_json
 from ..rundir import load_run
@@ -27,13 +31,19 @@ def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, o
     return {"loss": loss, **task.score(preds, gold, featurized)}
 
 
-def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 256) -> dict:
-    """Metrics of a trained run on a labelled file, read with the run's data options; also
-    written to ``RUN/eval-<file>.json``."""
+def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 256,
+                 data_options: dict | None = None) -> dict:
+    """Metrics of a trained run on labelled data, read with the run's data options (``data_options``:
+    ``data:`` keys to change for this file, e.g. ``{"format": "csv", "encoding": "cp1252"}``);
+    also written to ``RUN/eval-<file>.json``."""
     run = load_run(run_dir)
     task = get_task(run.cfg.task)
     fz = run.featurized
-    data = task.encode(fz, task.read_file(run.cfg, data_file))
+    cfg = run.cfg
+    if data_options:
+        data = from_dict(DataConfig, {**to_dict(cfg.data), **data_options}, "data")
+        cfg = replace(cfg, data=data)
+    data = task.encode(fz, task.read_file(cfg, data_file))
     metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)
     return metrics

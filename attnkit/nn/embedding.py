@@ -48,12 +48,21 @@ def read_vectors(path: str | Path, vocab: dict[str, int], dim: int) -> tuple[tor
 
 @EMBEDDINGS.register("tokens")
 class TokenEmbedding(nn.Module):
-    """``tokens [B, T] -> [B, T, dim]``; row ``pad_id`` is zero and gets no gradient."""
+    """``tokens [B, T] -> [B, T, dim]``; row ``pad_id`` is zero and gets no gradient.
+
+    ``word_dropout``: while training, each word is read as the unknown word ``unk_id`` with
+    this probability, so the unknown-word vector learns what an unseen word looks like (with
+    ``min_freq: 1`` it would otherwise never train, and every unseen test word would get an
+    untrained vector)."""
 
     def __init__(self, vocab_size: int, dim: int, *, pad_id: int = 0, init: str = "normal",
-                 dropout: float = 0.0, freeze: bool = False, pretrained: torch.Tensor | None = None):
+                 dropout: float = 0.0, freeze: bool = False, pretrained: torch.Tensor | None = None,
+                 word_dropout: float = 0.0, unk_id: int = 1):
         super().__init__()
         require_positive("embedding", vocab_size=vocab_size, dim=dim)
+        if not 0 <= word_dropout < 1:
+            raise ConfigError(f"embedding.word_dropout: must be in [0, 1), got {word_dropout!r}")
+        self.word_dropout, self.unk_id, self.pad_id = word_dropout, unk_id, pad_id
         if init not in INITS:
             raise ConfigError(f"embedding.init: unknown {init!r}; known: {', '.join(INITS)}")
         self.out_dim = dim
@@ -70,5 +79,8 @@ class TokenEmbedding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Embeds token ids."""
+        """Embeds token ids (some read as unknown while training, with ``word_dropout``)."""
+        if self.training and self.word_dropout > 0:
+            drop = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.pad_id)
+            tokens = tokens.masked_fill(drop, self.unk_id)
         return self.dropout(self.embed(tokens))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..data import TABLE_FORMATS, read_table
+from ..data._common import numbered_lines
 from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
@@ -37,21 +39,23 @@ def say_what_was_cut(fz, inputs, encoded) -> None:
                     f"prediction is the model's answer for no words")
 
 
-def read_texts(path: str | Path) -> list[str]:
-    """The texts of ``predict --input FILE``, one per line. Blank lines are skipped and counted
-    in the log; a line that is not UTF-8 is an error naming it."""
+def read_texts(path: str | Path, encoding: str = "auto", fmt: str | None = None, text_column: str = "text") -> list[str]:
+    """The texts of ``predict --input FILE``: one per line (``fmt`` None or ``lines``; blank
+    lines skipped and counted in the log), or the ``text_column`` of a table (``tsv``, ``csv``,
+    ``jsonl``, ``json``; by the suffix when ``fmt`` is None). Undecodable bytes are an error
+    naming the line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--input: {path} not found")
+    suffix = path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+    fmt = fmt or (suffix if suffix in TABLE_FORMATS else "lines")
+    if fmt != "lines":
+        return read_table(path, text_column, None, fmt=fmt, encoding=encoding).texts
     texts, blank = [], []
-    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                            f"save the file as UTF-8") from None
+    for number, line in numbered_lines(path, encoding):
+        line = line.rstrip("\r\n")
         if line.strip():
-            texts.append(line.rstrip("\r"))
+            texts.append(line)
         else:
             blank.append(number)
     if blank:

@@ -6,6 +6,7 @@ layer names a task. Adding a task is one module plus ``register_task("name", MyT
 (see docs/tasks.md)."""
 from .base import Encoded, Featurized, Prepared, Task
 from .image_classification import ImageClassification
+from .inspection import DataReport, inspect_data, preflight
 from .prediction import predict_data, predict_encoded, run_batches, stack_batches
 from .registry import TASKS, get_task, register_task
 from .run_config import RunConfig, run_config
@@ -29,6 +30,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     """Data sets and the featurizer of a run config, through its task."""
     task = get_task(cfg.task)
     train, dev, test = task.read_splits(cfg)
+    preflight(task, cfg, train, dev, test)
     fz = task.fit(cfg, train)
     return Prepared(task.encode(fz, train), task.encode(fz, dev), None if test is None else task.encode(fz, test), fz)
 
@@ -38,6 +40,6 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-__all__ = ["TASKS", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task",
-           "list_tasks", "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
+__all__ = ["TASKS", "DataReport", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task",
+           "inspect_data", "list_tasks", "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
            "stack_batches"]

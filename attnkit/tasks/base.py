@@ -89,6 +89,8 @@ class Task:
     inputs: ClassVar[str] = "text"
     #: the dev metric that picks the best epoch when ``train.metric`` is not set
     default_metric: ClassVar[str] = "accuracy"
+    #: the data format when ``data.format`` is not set and the path does not tell (None: a table, by its suffix)
+    data_format: ClassVar[str | None] = None
     #: metrics where lower is better (besides ``loss``), e.g. ``("mse", "mae")``
     lower_is_better: ClassVar[tuple[str, ...]] = ()
 

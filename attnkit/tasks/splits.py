@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from .. import data as D
+from ..data.layouts import READERS as LAYOUT_READERS
+from ..data.layouts import is_glob, layout_of
 from ..errors import ConfigError, DataError
 
 log = logging.getLogger("attnkit")
@@ -20,6 +22,8 @@ def data_path(p: str | None, key: str) -> Path | None:
     if p is None:
         return None
     path = Path(p).expanduser()
+    if is_glob(path):  # one file per class: checked by the reader, which names the pattern
+        return path
     file, _ = D.readers.split_path(path)  # FILE.json#split selects splits of a JSON file
     if not file.exists():
         raise DataError(f"data.{key}: {file} not found (paths are relative to the current directory "
@@ -56,23 +60,30 @@ def read_split_files(c, read) -> tuple:
     return tuple(out)
 
 
-def subset_table(t: D.TableData, idx: list[int]) -> D.TableData:
-    """Rows ``idx`` of a table."""
+def subset_table(t: D.TableData, idx: list[int], skips: bool = False) -> D.TableData:
+    """Rows ``idx`` of a table (with the file's skipped-line count when ``skips``)."""
     return D.TableData(path=t.path, texts=[t.texts[i] for i in idx],
                        labels=None if t.labels is None else [t.labels[i] for i in idx],
-                       lines=[t.lines[i] for i in idx])
+                       lines=[t.lines[i] for i in idx], skipped=t.skipped if skips else 0,
+                       skip_reasons=list(t.skip_reasons) if skips else [])
 
 
-def subset_conll(d: D.ConllData, idx: list[int]) -> D.ConllData:
-    """Sentences ``idx`` of a CoNLL file."""
+def subset_conll(d: D.ConllData, idx: list[int], skips: bool = False) -> D.ConllData:
+    """Sentences ``idx`` of a CoNLL file (with the file's skipped count when ``skips``)."""
     return D.ConllData(path=d.path, sentences=[d.sentences[i] for i in idx], tags=[d.tags[i] for i in idx],
-                       lines=[d.lines[i] for i in idx])
+                       lines=[d.lines[i] for i in idx], skipped=d.skipped if skips else 0,
+                       skip_reasons=list(d.skip_reasons) if skips else [])
 
 
 def read_table_file(c, path) -> D.TableData:
-    """One table with the config's columns, format, encoding and error policy."""
-    return D.read_table(path, c.text_column, c.label_column, fmt=c.format, on_error=c.on_error,
-                        encoding=c.encoding)
+    """One table with the config's columns, format, encoding and error policy; or texts whose
+    labels are file or folder names (``format: files/folders``, or a glob / a folder)."""
+    fmt = c.format or layout_of(path)
+    if fmt is None and c.train is not None and not D.readers.has_table_suffix(path):
+        fmt = layout_of(c.train)  # a run trained on class files reads x.neg as one of them
+    if fmt in LAYOUT_READERS:
+        return LAYOUT_READERS[fmt](path, on_error=c.on_error, encoding=c.encoding)
+    return D.read_table(path, c.text_column, c.label_column, fmt=fmt, on_error=c.on_error, encoding=c.encoding)
 
 
 def read_table_splits(cfg) -> tuple[D.TableData, D.TableData, D.TableData | None]:
@@ -86,12 +97,12 @@ def read_table_splits(cfg) -> tuple[D.TableData, D.TableData, D.TableData | None
     if test is None and c.test_fraction > 0:  # held out first, as a fraction of all of train
         tr, ts = holdout(len(train.texts), c.test_fraction, seed + 1)
         n = len(train.texts)
-        train, test = subset_table(train, tr), subset_table(train, ts)
+        train, test = subset_table(train, tr, skips=True), subset_table(train, ts)
         if dev is None:  # dev_fraction stays a fraction of the original file: 80/10/10
             c = replace(c, dev_fraction=min(c.dev_fraction * n / len(train.texts), 0.99))
     if dev is None:
         tr, dv = holdout(len(train.texts), c.dev_fraction, seed)
-        train, dev = subset_table(train, tr), subset_table(train, dv)
+        train, dev = subset_table(train, tr, skips=True), subset_table(train, dv)
     return train, dev, test
 
 
@@ -110,5 +121,5 @@ def read_conll_splits(cfg) -> tuple[D.ConllData, D.ConllData, D.ConllData | None
     train, dev, test = read_split_files(c, read_conll_file)
     if dev is None:
         tr, dv = holdout(len(train.sentences), c.dev_fraction, cfg.train.seed)
-        train, dev = subset_conll(train, tr), subset_conll(train, dv)
+        train, dev = subset_conll(train, tr, skips=True), subset_conll(train, dv)
     return train, dev, test

@@ -23,6 +23,7 @@ class TokenClassification(Task):
     target = "tags"
     inputs = "text"
     default_metric = "f1"
+    data_format = "conll"
 
     def read_splits(self, cfg):
         """CoNLL train/dev/test."""

@@ -1,0 +1,125 @@
+"""Which text encoding a data file is in: ``encoding: auto``.
+
+The rule, in order (measured in ``benchmarks/encodings.py``):
+
+1. a byte-order mark names UTF-8, UTF-16 or UTF-32;
+2. bytes that decode as UTF-8 are UTF-8 (other encodings almost never produce valid UTF-8
+   by accident once a file has a few non-ASCII letters);
+3. otherwise charset-normalizer (a well-kept detector) names the code page; when it names a
+   Western one (Latin-1, Windows-1252, Latin-9) the choice between them is made here, because a
+   detector cannot tell them apart from letters alone: Windows-1252 when the bytes decode in
+   it (it is Latin-1 with printable characters — curly quotes, dashes, the euro sign — where
+   Latin-1 has invisible C1 control codes, which real text does not contain), else Latin-1.
+
+The detected encoding is logged once per file and reported by ``attnkit inspect-data``.
+"""
+from __future__ import annotations
+
+import codecs
+import gzip
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("attnkit")
+AUTO = "auto"
+WESTERN = {"iso8859_1", "iso8859_15", "cp1252"}  # codecs.lookup names, "-" as "_"
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+SAMPLE_BYTES = 1 << 20  # the detector reads at most this much of a file that is not UTF-8
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Detected:
+    """An encoding and why it was chosen."""
+
+    encoding: str
+    reason: str
+
+
+_cache: dict[tuple, Detected] = {}
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with _open(path) as f:
+            while chunk := f.read(CHUNK):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def western(sample: bytes) -> Detected:
+    """Windows-1252 when the bytes decode in it, else Latin-1 (see the module docstring)."""
+    try:
+        sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return Detected("latin-1", "not UTF-8; bytes undefined in Windows-1252, so Latin-1")
+    has_c1 = any(0x80 <= b <= 0x9F for b in sample)
+    why = "bytes 0x80-0x9F are Windows-1252 punctuation" if has_c1 else "Windows-1252 (same letters as Latin-1)"
+    return Detected("cp1252", f"not UTF-8; {why}")
+
+
+def detect_encoding(path: str | Path) -> Detected:
+    """The encoding of a text file (gzip allowed) by the rule in the module docstring."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _cache:
+        _cache[key] = _detect(path)
+    return _cache[key]
+
+
+def _detect(path: Path) -> Detected:
+    with _open(path) as f:
+        head = f.read(SAMPLE_BYTES)
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return Detected(name, "byte-order mark")
+    if _is_utf8(path):
+        return Detected("utf-8", "valid UTF-8")
+    import charset_normalizer
+
+    matches = list(charset_normalizer.from_bytes(head))
+    if not matches:
+        return western(head)
+    # a Western code page that reads the bytes as well as the best match does (same text, no
+    # more "chaos"): the detector cannot tell those apart from letters, so the rule above decides
+    close = [m for m in matches if m.chaos <= matches[0].chaos + 0.01]
+    if any(_norm(c) in WESTERN for m in close for c in m.could_be_from_charset):
+        return western(head)
+    return Detected(codecs.lookup(matches[0].encoding).name, "not UTF-8; charset-normalizer's best match")
+
+
+def _norm(name: str) -> str:
+    try:
+        return codecs.lookup(name).name.replace("-", "_")
+    except LookupError:
+        return name
+
+
+def resolve_encoding(path: str | Path, encoding: str) -> str:
+    """``encoding``, or with ``"auto"`` the detected one (logged once per file)."""
+    if encoding != AUTO:
+        return encoding
+    found = detect_encoding(path)
+    if found.encoding != "utf-8":
+        key = ("logged", str(path))
+        if key not in _cache:
+            _cache[key] = found  # type: ignore[assignment]
+            log.info(f"{path}: read as {found.encoding} ({found.reason}; encoding: auto)")
+    return found.encoding
+
+
+def decode_advice() -> str:
+    """What to do when a file does not decode as ``encoding``."""
+    return ("set the encoding to auto (data.encoding in a config, --encoding on the command line) to detect it, "
+            "or name it: cp1252 for most Windows files, latin-1, utf-16 ...")
