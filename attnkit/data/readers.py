@@ -36,7 +36,7 @@ __all__ = [
 
 # A row reader yields (line, {column: value}), (line, problem) for a bad line, and first
 # (line, Header) when the format has a header line.
-Row = tuple[int, "dict[str, object] | str | Header"]
+Row = tuple[int, "dict[str, object] | str | Header | Pair"]
 TABLE_FORMATS: Registry = Registry("table format")
 
 
@@ -45,6 +45,15 @@ class Header:
     """The column names of a delimited file's header line."""
 
     columns: list[str]
+
+
+@dataclass
+class Pair:
+    """A ``[text, label]`` entry of a JSON split: no names, so the configured columns (whatever
+    they are called) take its two places."""
+
+    text: object
+    label: object
 
 
 @dataclass
@@ -151,7 +160,7 @@ def _json_split_rows(path: Path, encoding: str, splits: list[str] | None = None)
         for entry in data[key]:
             item += 1
             if isinstance(entry, list) and len(entry) == 2:
-                yield item, {"text": entry[0], "label": entry[1]}
+                yield item, Pair(entry[0], entry[1])
             elif isinstance(entry, dict):
                 yield item, entry
             else:
@@ -246,10 +255,13 @@ def read_table(
         if isinstance(record, str):
             problems.bad(line, record)
             continue
-        text, problem = _cell(record, text_column, "text")
+        columns = (text_column, label_column)
+        if isinstance(record, Pair):  # positions, not names
+            columns, record = ("text", label_column and "label"), {"text": record.text, "label": record.label}
+        text, problem = _cell(record, columns[0], "text")
         label = ""
-        if text is not None and label_column is not None:
-            label, problem = _cell(record, label_column, "label")
+        if text is not None and columns[1] is not None:
+            label, problem = _cell(record, columns[1], "label")
         if problem:
             problems.bad(line, problem)
             continue

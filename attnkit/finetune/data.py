@@ -7,6 +7,8 @@ reads its prediction for a word at that first piece, so predictions map back to 
 words and are scored with the same entity F1 as from-scratch taggers."""
 from __future__ import annotations
 
+import logging
+import unicodedata
 from collections.abc import Sequence
 
 import torch
@@ -14,6 +16,8 @@ import torch
 from ..data import TextClassificationData, pad_batch
 from ..data.batching import TAG_PAD, conll_tag_ids, table_label_ids
 from ..errors import DataError
+
+log = logging.getLogger("attnkit")
 
 
 class SavedWithRun:
@@ -45,6 +49,33 @@ def text_data_from_table(tokenizer, table, label_vocab, max_len: int) -> TextCla
     return text_data(tokenizer, table.texts, table_label_ids(table, label_vocab), max_len)
 
 
+def _tokenize_words(tokenizer, sentences: list[list[str]]) -> tuple[list[list[int]], list[list[int | None]]]:
+    """Word-piece ids (special tokens included, not cut) of pre-split sentences, and the index
+    of each word's first piece (None for a word that gives no piece)."""
+    if not sentences:
+        return [], []
+    enc = tokenizer(sentences, is_split_into_words=True, truncation=False)
+    firsts = []
+    for i, s in enumerate(sentences):
+        starts: list[int | None] = [None] * len(s)
+        for pos, w in enumerate(enc.word_ids(i)):
+            if w is not None and starts[w] is None:
+                starts[w] = pos
+        firsts.append(starts)
+    return list(enc["input_ids"]), firsts
+
+
+def _shown(word: str) -> str:
+    """``repr(word)`` with invisible characters (marks, format and control characters, odd spaces)
+    escaped too: U+FE0F shows as ``'\\ufe0f'`` rather than as quotes around nothing visible."""
+    def show(c: str) -> str:
+        if c == " " or unicodedata.category(c)[0] not in "CMZ":
+            return c
+        o = ord(c)
+        return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+    return "".join(show(c) for c in repr(word))
+
+
 class WordPieceTaggingData:
     """Sentences as word pieces. ``collate`` gives ``tokens [B, P]`` and ``lengths [B]`` (pieces,
     special tokens included), ``first [B, W]`` (the piece index of each word's first piece),
@@ -57,26 +88,37 @@ class WordPieceTaggingData:
     def encode(cls, tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None,
                max_len: int = 512, where: Sequence[str] | None = None) -> WordPieceTaggingData:
         """Split each sentence's words into pieces; a sentence longer than ``max_len`` pieces
-        is a DataError naming it (``where[i]``: file and line), as cutting it would drop words."""
+        is a DataError naming it (``where[i]``: file and line), as cutting it would drop words.
+        A word the tokenizer maps to no piece (a lone invisible character such as U+FE0F) is read
+        as the unknown token, so every word keeps one first piece and its tag; one warning per
+        call counts such words and names the first."""
+        sentences = [list(s) for s in sentences]
+        ids, firsts = _tokenize_words(tokenizer, sentences)
+        empty = [(i, w) for i, starts in enumerate(firsts) for w, pos in enumerate(starts) if pos is None]
+        if empty and tokenizer.unk_token is not None:
+            redo = sorted({i for i, _ in empty})
+            fixed = {i: list(sentences[i]) for i in redo}
+            for i, w in empty:
+                fixed[i][w] = tokenizer.unk_token
+            redo_ids, redo_firsts = _tokenize_words(tokenizer, [fixed[i] for i in redo])
+            for k, i in enumerate(redo):
+                ids[i], firsts[i] = redo_ids[k], redo_firsts[k]
         pieces, first = [], []
-        if sentences:
-            enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=False)
         for i, s in enumerate(sentences):
-            ids = enc["input_ids"][i]
-            if len(ids) > max_len:
-                at = f"{where[i]}: " if where is not None else f"sentence {i}: "
-                raise DataError(f"{at}{len(s)} words make {len(ids)} word pieces, more than model.finetune.max_len "
+            at = f"{where[i]}: " if where is not None else f"sentence {i}: "
+            if len(ids[i]) > max_len:
+                raise DataError(f"{at}{len(s)} words make {len(ids[i])} word pieces, more than model.finetune.max_len "
                                 f"= {max_len}; raise it (up to the model's maximum) or split the sentence")
-            starts, seen = [], set()
-            for pos, w in enumerate(enc.word_ids(i)):
-                if w is not None and w not in seen:
-                    seen.add(w)
-                    starts.append(pos)
-            if len(starts) != len(s):  # a word the tokenizer maps to no piece (e.g. a lone control char)
-                at = f"{where[i]}: " if where is not None else f"sentence {i}: "
-                raise DataError(f"{at}{len(s) - len(starts)} word(s) produce no word piece with this tokenizer")
-            pieces.append(ids)
-            first.append(starts)
+            missing = sum(pos is None for pos in firsts[i])
+            if missing:  # no unknown token, or the tokenizer drops it too
+                raise DataError(f"{at}{missing} word(s) produce no word piece with this tokenizer")
+            pieces.append(ids[i])
+            first.append(firsts[i])
+        if empty:
+            i, w = empty[0]
+            at = f"{where[i]}, word {w + 1}" if where is not None else f"sentence {i}, word {w + 1}"
+            log.warning(f"{len(empty)} word(s) in {len({i for i, _ in empty})} sentence(s) have no word piece with "
+                        f"this tokenizer (e.g. {_shown(sentences[i][w])} at {at}); read as {tokenizer.unk_token}")
         return cls(pieces, first, None if tags is None else [list(t) for t in tags])
 
     @classmethod

@@ -63,3 +63,12 @@ def test_an_unknown_suffix_names_the_options_users_have(tmp_path):
     with pytest.raises(ConfigError, match=r"suffix 'pos'; set it \(data.format in a config, --format on the command "
                                           r"line\) to one of .*, or to files for one file per class"):
         read_table(tmp_path / "x.pos", "text", "label")
+
+
+def test_json_pairs_take_any_column_names(tmp_path):
+    # [text, label] pairs have no names: the configured columns (here a CSV's names) take their places
+    p = tmp_path / "d.json"
+    p.write_text('{"train": [["refund my card", "billing"]], "oos": [["hi", "oos"]]}', encoding="utf-8")
+    t = read_table(str(p) + "#train", "utterance", "category")
+    assert (t.texts, t.labels) == (["refund my card"], ["billing"])
+    assert read_table(str(p) + "#train", "utterance", None).labels is None

@@ -78,7 +78,7 @@ def test_infer_format():
     assert infer_format("x/train.TSV") == "tsv"
     assert infer_format("a.csv.gz") == "csv"
     assert infer_format("a.jsonl") == "jsonl"
-    with pytest.raises(ConfigError, match="fmt="):
+    with pytest.raises(ConfigError, match=r"data.format in a config, --format on the command line"):
         infer_format("a.txt")
 
 

@@ -103,3 +103,23 @@ def test_pretrained_rows_replace_only_words_with_a_vector():
 def test_embedding_rejects_non_positive_sizes(key, kwargs):
     with pytest.raises(ConfigError, match=rf"^embedding\.{key}: must be > 0, got 0$"):
         TokenEmbedding(**kwargs)
+
+
+def test_word_dropout_reads_some_words_as_unknown_while_training_only():
+    torch.manual_seed(0)
+    emb = TokenEmbedding(50, 4, word_dropout=0.25, unk_id=1)
+    tokens = torch.randint(2, 50, (64, 40))
+    tokens[:, 30:] = 0  # padding
+    seen = {}
+    emb.embed.register_forward_hook(lambda m, args, out: seen.update(ids=args[0]))
+    emb.train()
+    emb(tokens)
+    dropped = seen["ids"] != tokens
+    assert (seen["ids"][dropped] == 1).all()  # replaced by the unknown word, nothing else
+    assert not dropped[:, 30:].any()  # padding is never replaced
+    assert 0.2 < dropped[:, :30].float().mean().item() < 0.3  # the rate asked for
+    emb.eval()
+    emb(tokens)
+    assert torch.equal(seen["ids"], tokens)
+    with pytest.raises(ConfigError, match=r"embedding.word_dropout: must be in \[0, 1\), got 1.0"):
+        TokenEmbedding(50, 4, word_dropout=1.0)
