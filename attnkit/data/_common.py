@@ -86,9 +86,9 @@ class Problems:
         self.skipped = 0
         self.reasons: list[str] = []
 
-    def bad(self, line: int, problem: str, path: Path | None = None) -> None:
-        """Report ``problem`` at ``line``: raise, or count it as one skipped item."""
-        message = f"{path or self.path}:{line}: {problem}"
+    def bad(self, line: int | None, problem: str, path: Path | None = None) -> None:
+        """Report ``problem`` at ``line`` (None: the whole file): raise, or count it as one skipped item."""
+        message = f"{path or self.path}{'' if line is None else f':{line}'}: {problem}"
         if self.on_error == "raise":
             raise DataError(message)
         self.skipped += 1

@@ -110,10 +110,10 @@ def read_folder_per_label(folder: str | os.PathLike, *, on_error: str = "raise",
             try:
                 text = "".join(t for _, t in numbered_lines(file, encoding)).strip()
             except DataError as e:
-                problems.bad(1, str(e).split(": ", 1)[-1], path=file)
+                problems.bad(None, str(e).removeprefix(f"{file}: ").removeprefix(f"{file}:"), path=file)
                 continue
             if not text:
-                problems.bad(1, "empty file", path=file)
+                problems.bad(None, "empty file", path=file)
                 continue
             texts.append(text)
             labels.append(sub.name)

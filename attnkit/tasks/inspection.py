@@ -159,8 +159,9 @@ def inspect_data(cfg) -> DataReport:
     """Read the data as ``cfg`` says and check it (never raises on bad data: it is reported)."""
     task = get_task(cfg.task)
     origins = _origins(cfg)
+    text = task.inputs == "text"  # formats, encodings and columns are what text files have
     sources = {k: peek(v, cfg.data.format, cfg.data.encoding, task.data_format) for k, v in origins.items()
-               if cfg.data.builtin is None and getattr(cfg.data, k) is not None}
+               if text and cfg.data.builtin is None and getattr(cfg.data, k) is not None}
     try:
         train, dev, test = task.read_splits(cfg)
     except (AttnkitError, OSError) as e:

@@ -45,7 +45,7 @@ def test_one_folder_per_class(tmp_path):
             (tmp_path / label / f"{i}.txt").write_text(t, encoding="utf-8")
     (tmp_path / ".hidden").mkdir()
     (tmp_path / "README").write_text("not a class")
-    with pytest.raises(DataError, match=r"neg/1.txt:1: empty file"):
+    with pytest.raises(DataError, match=r"neg/1.txt: empty file"):
         read_folder_per_label(tmp_path)
     data = read_folder_per_label(tmp_path, on_error="skip")
     assert list(zip(data.texts, data.labels)) == [("dull", "neg"), ("great\nfilm", "pos"), ("loved it", "pos")]
