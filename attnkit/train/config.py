@@ -25,4 +25,5 @@ class TrainConfig:
     checkpoint_every: int = checked(0, non_negative)  # optimiser steps between checkpoints; 0 = per epoch
     max_steps: int = checked(0, non_negative)  # stop after this many optimiser steps; 0 = no limit
     bucket_factor: int = checked(50, positive)  # batches per length-sorted pool
+    log_every: float = checked(30.0, non_negative)  # seconds between progress lines if no bar (not a terminal); 0 = off
     report: bool = True  # write RUN/report.html at the end (attnkit report RUN writes it later too)

@@ -66,6 +66,18 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 
 
+def _duration(seconds: float) -> str:
+    """A time span for a log line: ``45 s``, ``2 min 10 s``, ``1 h 05 min`` (rounded to the
+    second under an hour, to the minute from an hour on)."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    h, m = divmod(round(s / 60), 60)
+    return f"{h} h {m:02d} min"
+
+
 def _better(a: float, b: float | None, minimize: bool) -> bool:
     return b is None or (a < b if minimize else a > b)
 
@@ -183,7 +195,8 @@ class Trainer:
 
             bar = tqdm(total=len(batches), initial=st["batch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
                        leave=False, dynamic_ncols=True)
-        t0, seen_before = time.perf_counter(), st["seen"]
+        t0, seen_before, batch_before = time.perf_counter(), st["seen"], st["batch"]
+        last_line = t0  # when the last progress line was written (no bar only)
         self.opt.zero_grad(set_to_none=True)
         while st["batch"] < len(batches):
             idx = batches[st["batch"]]
@@ -216,10 +229,22 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{st['loss_sum'] / max(st['seen'], 1):.4f}")
+            elif cfg.log_every > 0 and (now := time.perf_counter()) - last_line >= cfg.log_every:
+                last_line = now
+                self._progress_line(len(batches), now - t0, st["batch"] - batch_before, st["seen"] - seen_before)
         if bar is not None:
             bar.close()
         self._epoch_train = {"loss": st["loss_sum"] / max(st["seen"], 1),
                              "samples_per_s": (st["seen"] - seen_before) / (time.perf_counter() - t0)}
+
+    def _progress_line(self, total: int, elapsed: float, batches_done: int, samples_done: int) -> None:
+        """One log line on the epoch so far (output without a progress bar). The rates count
+        only what this call trained (a resumed epoch does not count the batches before it)."""
+        st = self.state
+        left = (total - st["batch"]) * elapsed / max(batches_done, 1)
+        self._print(f"epoch {st['epoch'] + 1}/{self.cfg.epochs}: batch {st['batch']}/{total} "
+                    f"({100 * st['batch'] // total}%), {samples_done / max(elapsed, 1e-9):.0f} samples/s, "
+                    f"loss {st['loss_sum'] / max(st['seen'], 1):.4f}, about {_duration(left)} left in this epoch")
 
     def _end_epoch(self, log: MetricsLog) -> None:
         cfg, st = self.cfg, self.state
