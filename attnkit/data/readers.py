@@ -212,11 +212,13 @@ def _cell(record: dict, column: str, what: str) -> tuple[str | None, str]:
     return value, ""
 
 
-def _check_header(path: Path, line: int, header: list[str], wanted) -> None:
-    for column in wanted:
+def _check_header(path: Path, line: int, header: list[str], wanted: dict) -> None:
+    """Every wanted column (``{"text": name, "label": name}``) is in the header line."""
+    for what, column in wanted.items():
         if column is not None and column not in header:
             shown = ", ".join(c if len(c) <= 40 else c[:37] + "..." for c in header)
-            hint = " (a single column: wrong fmt or delimiter?)" if len(header) == 1 else ""
+            hint = (" (a single column: wrong format or delimiter?)" if len(header) == 1 else
+                    f"; name the {what} column with data.{what}_column (--{what}-column on the command line)")
             raise DataError(f"{path}:{line}: column {column!r} not found; columns: {shown}{hint}")
 
 
@@ -250,7 +252,7 @@ def read_table(
     for line, record in rows:
         seen_any = True
         if isinstance(record, Header):
-            _check_header(p, line, record.columns, (text_column, label_column))
+            _check_header(p, line, record.columns, {"text": text_column, "label": label_column})
             continue
         if isinstance(record, str):
             problems.bad(line, record)

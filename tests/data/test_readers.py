@@ -100,7 +100,7 @@ def test_missing_column_lists_columns(tmp_path):
 
 def test_single_column_header_hints_at_format(tmp_path):
     p = write(tmp_path / "a.tsv", "text,label\nx,1\n")
-    raises_at(p, 1, r"columns: text,label \(a single column: wrong fmt", read_table, p,
+    raises_at(p, 1, r"columns: text,label \(a single column: wrong format", read_table, p,
               "text", "label")
     with pytest.raises(ConfigError, match="unknown encoding"):
         read_table(p, "text", "label", encoding="utf-9")
