@@ -136,7 +136,8 @@ def read_conll(
             problem = f"{len(columns)} columns, but line {width[1]} has {width[0]}"
         for name, index in (("token", token_column), ("tag", tag_column)):
             if not -len(columns) <= index < len(columns):
-                problem = f"no {name} column {index}: the line has {len(columns)} columns"
+                problem = (f"no {name} column {index} (data.{name}_column, counted from 0; -1 is the last): the "
+                           f"line has {len(columns)} columns")
         if problem:
             problems.bad(line, problem)
             bad = True
