@@ -142,7 +142,8 @@ def _print_data_report(config, overrides: list[str]) -> None:
         bold = not line.startswith((" ", "problem", "warning", "ok"))
         console.print(line, style=style or ("bold" if bold else None), highlight=False, markup=False)
     if not report.ok:
-        raise typer.Exit(2)
+        console.print(f"{len(report.problems)} problem(s): training would stop", style="red", highlight=False)
+        raise report.error()
 
 
 @app.command()

@@ -64,7 +64,8 @@ def class_files(pattern: str | os.PathLike) -> list[Path]:
 
 def read_label_per_file(pattern: str | os.PathLike, *, on_error: str = "raise",
                         encoding: str = "auto") -> TableData:
-    """Texts, one per line, from one file per class; labels from the file names."""
+    """Texts, one per line, from one file per class; labels from the file names. (``on_error``
+    is accepted like every reader's; blank lines are skipped and no other line can be bad.)"""
     files = class_files(pattern)
     labels = [label_of_file(f) for f in files]
     clash = {lab for lab in labels if labels.count(lab) > 1}
@@ -72,8 +73,7 @@ def read_label_per_file(pattern: str | os.PathLike, *, on_error: str = "raise",
         same = [str(f) for f, lab in zip(files, labels) if lab in clash]
         raise DataError(f"{pattern}: files {', '.join(same[:4])} all give the label {sorted(clash)[0]!r}; one file "
                         f"per class (labels come from the name: rt-polarity.pos -> pos, neg.txt -> neg)")
-    problems = Problems(Path(str(pattern)), on_error)
-    texts, out_labels, lines = [], [], []
+    texts, out_labels, lines = [], [], []  # no line can be bad: every non-blank line is a text
     for file, label in zip(files, labels):
         for number, text in numbered_lines(file, encoding):
             text = text.strip()
@@ -84,7 +84,7 @@ def read_label_per_file(pattern: str | os.PathLike, *, on_error: str = "raise",
             lines.append(number)
     if not texts:
         raise DataError(f"{pattern}: the files ({', '.join(map(str, files[:4]))}) hold no text")
-    return TableData(str(pattern), texts, out_labels, lines, problems.skipped, problems.reasons)
+    return TableData(str(pattern), texts, out_labels, lines)
 
 
 def class_folders(folder: str | os.PathLike) -> list[Path]:

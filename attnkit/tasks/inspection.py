@@ -74,9 +74,15 @@ class DataReport:
                 out.append(f"  words per text: min {q[0]}, median {statistics.median(q):g}, "
                            f"95% {q[int(0.95 * (len(q) - 1))]}, max {q[-1]}")
         out += [f"problem: {p}" for p in self.problems] + [f"warning: {w}" for w in self.warnings]
-        out.append("ok: training can start" if self.ok else
-                   f"{len(self.problems)} problem(s): training would stop; fix the data or the config")
+        if self.ok:
+            out.append("ok: training can start")
         return out
+
+    def error(self, what: str = "the data does not fit the config") -> DataError:
+        """The one-line error for a report with problems: the first, and how many more."""
+        more = len(self.problems) - 1
+        rest = f" (and {more} more problem(s): `attnkit inspect-data CONFIG` lists them all)" if more else ""
+        return DataError(f"{what}: {self.problems[0]}{rest}")
 
 
 def _gold(task, raw) -> list[str]:
@@ -174,14 +180,15 @@ def inspect_data(cfg) -> DataReport:
 
 
 def preflight(task, cfg, train, dev, test) -> None:
-    """The checks of :func:`inspect_data` on splits already read: warnings are logged, problems
-    stop with one error listing them all (``attnkit inspect-data CONFIG`` shows the details)."""
-    problems, warnings, _ = check_splits(task, cfg, {"train": train, "dev": dev, "test": test})
+    """The checks of :func:`inspect_data` on splits already read: warnings are logged; problems
+    stop with one line naming the first and how many more (``attnkit inspect-data CONFIG``
+    lists them all)."""
+    problems, warnings, facts = check_splits(task, cfg, {"train": train, "dev": dev, "test": test})
     for w in warnings:
         log.warning(w)
     if problems:
-        listed = "\n  - ".join(problems)
-        raise DataError(f"the data does not fit the config (nothing was written):\n  - {listed}")
+        raise DataReport(list(facts.values()), problems, warnings).error(
+            "the data does not fit the config, nothing was written")
 
 
 def is_config_path(path: str | Path) -> bool:

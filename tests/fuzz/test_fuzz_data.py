@@ -34,7 +34,7 @@ def table_bytes(fmt: str, rows: list[tuple[str, str]], extra: list[bytes]) -> by
 
 @given(fmt=st.sampled_from(["tsv", "csv", "jsonl", "json"]), extra=st.lists(FRAGMENTS, max_size=3),
        dev_extra=st.lists(FRAGMENTS, max_size=2), on_error=st.sampled_from(["raise", "skip"]),
-       encoding=st.sampled_from(["utf-8", "latin-1", "cp1252", "utf-16", "no-such-codec"]))
+       encoding=st.sampled_from(["auto", "utf-8", "latin-1", "cp1252", "utf-16", "no-such-codec"]))
 def test_any_table_trains_or_names_file_and_line(tmp_path_factory, fmt, extra, dev_extra, on_error, encoding):
     tmp = tmp_path_factory.mktemp("table")
     suffix = {"json": "json#train"}.get(fmt, fmt)
@@ -45,6 +45,7 @@ def test_any_table_trains_or_names_file_and_line(tmp_path_factory, fmt, extra, d
            "model": {"embedding": {"dim": 4}, "encoder": {"type": "gru", "hidden": 4}},
            "train": {"epochs": 1, "batch_size": 8, "report": False}}
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    check_cli(f"inspect-data {fmt}", ["inspect-data", tmp / "c.yaml"])
     check_cli(f"train {fmt} data", ["train", tmp / "c.yaml", "--out", tmp / "run"], out_dir=tmp / "run")
 
 

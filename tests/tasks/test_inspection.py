@@ -40,7 +40,8 @@ def intent_config(path, **data):
 
 
 def test_out_of_scope_missing_from_the_labels_stops_before_anything_is_written(tmp_path, tickets):
-    with pytest.raises(DataError, match=r"nothing was written\):\n  - data.out_of_scope: 'oos' is not a label of the "
+    with pytest.raises(DataError, match=r"^the data does not fit the config, nothing was written: data.out_of_scope: "
+                                        r"'oos' is not a label of the "
                                         r"training data \(labels: 'account', 'billing', 'shipping'\); set "
                                         r"data.out_of_scope=null .*train.metric, now 'in_scope_accuracy'"):
         train(intent_config(tickets), out=tmp_path / "run", progress=False)
@@ -95,7 +96,8 @@ def test_cli_inspect_data_on_a_file_a_glob_and_a_config(tmp_path, tickets):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(intent_config(tickets)), encoding="utf-8")
     res = runner.invoke(app, ["inspect-data", str(cfg)])
-    assert res.exit_code == 2 and "problem: data.out_of_scope: 'oos'" in res.output
+    assert "problem: data.out_of_scope: 'oos'" in res.output and "1 problem(s): training would stop" in res.output
+    assert isinstance(res.exception, DataError) and "\n" not in str(res.exception)
     res = runner.invoke(app, ["train", str(cfg), "--dry-run", "--out", str(tmp_path / "run"),
                               "--set", "data.out_of_scope=null", "--set", "train.metric=accuracy"])
     assert res.exit_code == 0 and "ok: training can start" in res.output
