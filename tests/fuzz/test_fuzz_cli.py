@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from .contract import check_cli
 
-TOKENS = ["train", "evaluate", "predict", "explain", "report", "merge", "demo", "backends", "--out", "--set",
+TOKENS = ["train", "evaluate", "predict", "explain", "report", "merge", "demo", "backends", "inspect-data", "--dry-run",
+          "--format", "--encoding", "--text-column", "--label-column", "--task", "klingon", "auto", "files", "*.x",
+          "--out", "--set",
           "--resume", "--data", "--input", "--json", "--method", "--target", "--word", "--steps", "--html",
           "--examples", "--debug", "--version", "--help", "ig", "attention", "saliency", "x", "-1", "0", "1e9",
           "nope.yaml", "/", "train.epochs=2", "=", "a=b", "", "runs/none", "--", "-", "é"]

@@ -1,5 +1,6 @@
 """Data checked against its config before training: ``attnkit inspect-data``, ``train --dry-run``
 and the pre-flight check of ``train`` (nothing written until it passes)."""
+import json
 import random
 
 import pytest
@@ -121,3 +122,16 @@ def test_a_label_per_file_corpus_trains_evaluates_and_predicts(tmp_path):
     res = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "new.csv"),
                               "--format", "csv", "--text-column", "review", "--label-column", "stars"])
     assert "column 'review' not found; columns: review;stars" in str(res.exception)
+    (tmp_path / "texts.txt").write_bytes("a \u201cgood\u201d film\n\nthe plot was bad\n".encode("cp1252"))
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--input", str(tmp_path / "texts.txt"), "--json"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert [(r["text"], r["label"]) for r in records] == [("a \u201cgood\u201d film", "pos"), ("the plot was bad", "neg")]
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--input", str(tmp_path / "texts.txt"),
+                              "--encoding", "utf-8"])
+    assert "texts.txt:1: cannot decode byte 0x93 (column 3) as utf-8" in str(res.exception)
+    (tmp_path / "table.csv").write_text("id,review\n1,good film\n2,bad plot\n", encoding="utf-8")
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--input", str(tmp_path / "table.csv"),
+                              "--text-column", "review", "--json"])
+    assert [json.loads(line)["text"] for line in res.output.splitlines() if line.startswith("{")] == \
+        ["good film", "bad plot"]
