@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -86,12 +86,14 @@ class WordPieceTaggingData:
 
     @classmethod
     def encode(cls, tokenizer, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None,
-               max_len: int = 512, where: Sequence[str] | None = None) -> WordPieceTaggingData:
+               max_len: int = 512, where: Sequence[str] | None = None,
+               word_at: Callable[[int, int], str] | None = None) -> WordPieceTaggingData:
         """Split each sentence's words into pieces; a sentence longer than ``max_len`` pieces
         is a DataError naming it (``where[i]``: file and line), as cutting it would drop words.
         A word the tokenizer maps to no piece (a lone invisible character such as U+FE0F) is read
         as the unknown token, so every word keeps one first piece and its tag; one warning per
-        call counts such words and names the first."""
+        call counts such words and names the first (``word_at(i, w)``: where word ``w`` of sentence
+        ``i`` is, e.g. its file and line)."""
         sentences = [list(s) for s in sentences]
         ids, firsts = _tokenize_words(tokenizer, sentences)
         empty = [(i, w) for i, starts in enumerate(firsts) for w, pos in enumerate(starts) if pos is None]
@@ -116,16 +118,19 @@ class WordPieceTaggingData:
             first.append(firsts[i])
         if empty:
             i, w = empty[0]
-            at = f"{where[i]}, word {w + 1}" if where is not None else f"sentence {i}, word {w + 1}"
+            at = (word_at(i, w) if word_at is not None else
+                  f"{where[i]}, word {w + 1}" if where is not None else f"sentence {i}, word {w + 1}")
             log.warning(f"{len(empty)} word(s) in {len({i for i, _ in empty})} sentence(s) have no word piece with "
                         f"this tokenizer (e.g. {_shown(sentences[i][w])} at {at}); read as {tokenizer.unk_token}")
         return cls(pieces, first, None if tags is None else [list(t) for t in tags])
 
     @classmethod
     def from_conll(cls, tokenizer, data, tag_vocab, max_len: int = 512) -> WordPieceTaggingData:
-        """A CoNLL file's sentences as word pieces, tags as ids; errors name file and line."""
+        """A CoNLL file's sentences as word pieces, tags as ids; errors name file and line (one
+        word a line: word ``w`` of a sentence is ``w`` lines below its first)."""
         return cls.encode(tokenizer, data.sentences, conll_tag_ids(data, tag_vocab), max_len,
-                          where=[f"{data.path}:{line}" for line in data.lines])
+                          where=[f"{data.path}:{line}" for line in data.lines],
+                          word_at=lambda i, w: f"{data.path}:{data.lines[i] + w}")
 
     def __len__(self) -> int:
         return len(self.pieces)

@@ -69,7 +69,7 @@ def test_one_warning_counts_all_and_names_the_first(tok, caplog, tmp_path):
     msgs = warnings_of(caplog)
     assert len(msgs) == 1
     assert msgs[0] == (f"3 word(s) in 2 sentence(s) have no word piece with this tokenizer "
-                       f"(e.g. '\\ufe0f' at {path}:4, word 2); read as [UNK]")
+                       f"(e.g. '\\ufe0f' at {path}:5); read as [UNK]")
 
 
 def test_prediction_without_where_names_the_sentence(tok, caplog):
