@@ -179,7 +179,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         except ValueError as e:
             raise RunError(str(e)) from None
     else:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shapes differ: config.yaml or the weights were changed since training
+            first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e)[:200])
+            raise RunError(f"{where}: weights do not match the model that {RunFiles(run_dir).config.name} "
+                           f"describes ({first}); was config.yaml edited or damaged?") from None
         if missing or unexpected:
             raise RunError(f"{where}: weights do not match the config's model "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -5,11 +5,14 @@ import json
 from tests.fuzz.contract import check_cli
 
 
-def test_predict_input_that_is_not_utf8_names_the_line(text_run, tmp_path):
+def test_predict_input_that_is_not_utf8_is_detected_or_names_the_line(text_run, tmp_path):
     path = tmp_path / "in.txt"
     path.write_bytes("a good film\n".encode() + "caf\xe9 dull\n".encode("latin-1"))
-    o = check_cli("predict non-utf8", ["predict", text_run, "--input", path])
-    assert o.code == 2 and "in.txt:2: not UTF-8 (byte 0xe9 at column 4)" in o.err
+    o = check_cli("predict non-utf8", ["predict", text_run, "--input", path, "--json"])
+    assert o.code == 0 and [json.loads(line)["text"] for line in o.out.splitlines()] == ["a good film", "caf\xe9 dull"]
+    assert "in.txt: read as cp1252" in o.err
+    o = check_cli("predict non-utf8", ["predict", text_run, "--input", path, "--encoding", "utf-8"])
+    assert o.code == 2 and "in.txt:2: cannot decode byte 0xe9 (column 4) as utf-8" in o.err
 
 
 def test_predict_blank_lines_are_counted_not_dropped_silently(text_run, tmp_path):

@@ -81,7 +81,9 @@ def check_cli(entry: str, argv: list[str], out_dir: Path | None = None, keep: Pa
     if o.kind == "clean_error":
         assert o.code == 2, (o.code, o.err)
         lines = [line for line in o.err.strip().splitlines() if line.strip()]
-        if lines and lines[0].startswith("error:"):  # attnkit's own errors: exactly one line
+        errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+        if errors:  # attnkit's own errors: exactly one line, the last (log lines may come before it)
+            lines = lines[errors[0]:]
             assert len(lines) == 1, o.err
             assert len(lines[0]) > len("error: ") + 10, o.err
         else:  # a usage error, as click prints it (usage line and the problem), no traceback

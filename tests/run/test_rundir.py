@@ -43,6 +43,8 @@ def run_copy(trained, tmp_path):
     (lambda r: (r / "model.safetensors").unlink(), r"model.safetensors is missing \(is training finished"),
     (lambda r: (r / "model.safetensors").write_bytes(b"xx"), r"model.safetensors: cannot be read"),
     (lambda r: (r / "config.yaml").write_text("task: [", encoding="utf-8"), r"config.yaml:.*YAML syntax error"),
+    (lambda r: (r / "config.yaml").write_text((r / "config.yaml").read_text().replace("hidden: 8", "hidden: 16")),
+     r"model.safetensors: weights do not match the model that config.yaml describes \(size mismatch for "),
 ])
 def test_a_damaged_run_is_one_error_naming_the_file(run_copy, damage, message):
     damage(run_copy)
