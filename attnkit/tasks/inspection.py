@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.peek import Source, peek
@@ -172,11 +172,24 @@ def inspect_data(cfg) -> DataReport:
         train, dev, test = task.read_splits(cfg)
     except (AttnkitError, OSError) as e:
         splits = [SplitFacts(k, origins[k], source=sources.get(k)) for k in SPLITS]
-        return DataReport(splits, [str(e)], [])
+        return DataReport(splits, [str(e)], _if_skipped(task, cfg))
     problems, warnings, facts = check_splits(task, cfg, {"train": train, "dev": dev, "test": test})
     for k, f in facts.items():
         f.origin, f.source = origins[k], sources.get(k)
     return DataReport(list(facts.values()), problems, warnings)
+
+
+def _if_skipped(task, cfg) -> list[str]:
+    """With ``on_error: raise`` stopped by a bad entry: what ``skip`` would skip (a warning each)."""
+    if cfg.data.on_error != "raise":
+        return []
+    try:
+        splits = task.read_splits(replace(cfg, data=replace(cfg.data, on_error="skip")))
+    except (AttnkitError, OSError):
+        return []
+    return [f"{key}: with data.on_error=skip, {raw.skipped:,} bad entries would be skipped; first: "
+            + "; ".join(raw.skip_reasons[:2])
+            for key, raw in zip(SPLITS, splits) if raw is not None and getattr(raw, "skipped", 0)]
 
 
 def preflight(task, cfg, train, dev, test) -> None:

@@ -135,3 +135,12 @@ def test_a_label_per_file_corpus_trains_evaluates_and_predicts(tmp_path):
                               "--text-column", "review", "--json"])
     assert [json.loads(line)["text"] for line in res.output.splitlines() if line.startswith("{")] == \
         ["good film", "bad plot"]
+
+
+def test_a_bad_line_stops_and_says_what_skip_would_skip(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("text,label\ngood film,pos\nbad,film,neg\nfine,pos\n,neg\nawful,neg\n", encoding="utf-8")
+    report = inspect_data(resolve_config({"data": {"train": str(p)}}))
+    assert report.problems == [f"{p}:3: expected 2 comma-separated fields like the header, found 3"]
+    assert report.warnings == [f"train: with data.on_error=skip, 2 bad entries would be skipped; first: {p}:3: "
+                               f"expected 2 comma-separated fields like the header, found 3; {p}:5: empty text"]
