@@ -43,13 +43,14 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     ASCII-compatible (a byte 0x0a is not a line end), so those files are decoded whole first.
     ``encoding="auto"`` detects the encoding first (:mod:`attnkit.data.encodings`).
     """
+    detected = encoding == AUTO
     encoding = resolve_encoding(path, encoding)
     wide = codec_name(encoding).startswith(("utf-16", "utf-32"))
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            for number, line in enumerate(_wide_lines(path, f, encoding) if wide else f, start=1):
-                text = line if wide else _decode_line(path, number, line, encoding)
+            for number, line in enumerate(_wide_lines(path, f, encoding, detected) if wide else f, start=1):
+                text = line if wide else _decode_line(path, number, line, encoding, detected)
                 if number == 1:
                     text = text.removeprefix("\ufeff")  # a BOM would rename the first column
                 yield number, text
@@ -57,20 +58,20 @@ def numbered_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: damaged gzip file ({e})") from None
 
 
-def _decode_line(path: Path, number: int, raw: bytes, encoding: str) -> str:
+def _decode_line(path: Path, number: int, raw: bytes, encoding: str, detected: bool = False) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}:{number}: cannot decode byte {raw[e.start]:#04x} (column {e.start + 1}) as "
-                        f"{encoding}; {decode_advice()}") from None
+                        f"{encoding}; {decode_advice(detected)}") from None
 
 
-def _wide_lines(path: Path, f, encoding: str) -> list[str]:
+def _wide_lines(path: Path, f, encoding: str, detected: bool = False) -> list[str]:
     """A UTF-16/32 file's lines, decoded whole."""
     try:
         return f.read().decode(encoding).splitlines(keepends=True)
     except UnicodeError as e:
-        raise DataError(f"{path}: cannot be read as {encoding} ({e}); {decode_advice()}") from None
+        raise DataError(f"{path}: cannot be read as {encoding} ({e}); {decode_advice(detected)}") from None
 
 
 class Problems:

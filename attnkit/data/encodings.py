@@ -3,7 +3,7 @@
 The rule, in order (measured in ``benchmarks/encodings.py``):
 
 1. a byte-order mark names UTF-8, UTF-16 or UTF-32;
-2. bytes that decode as UTF-8 are UTF-8 (other encodings almost never produce valid UTF-8
+2. UTF-16 without a mark when every other byte is NUL; bytes that decode as UTF-8 are UTF-8 (other encodings almost never produce valid UTF-8
    by accident once a file has a few non-ASCII letters);
 3. otherwise charset-normalizer (a well-kept detector) names the code page; when it names a
    Western one (Latin-1, Windows-1252, Latin-9) the choice between them is made here, because a
@@ -24,7 +24,7 @@ from pathlib import Path
 log = logging.getLogger("attnkit")
 AUTO = "auto"
 WESTERN = {"iso8859_1", "iso8859_15", "cp1252"}  # codecs.lookup names, "-" as "_"
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8"),
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 SAMPLE_BYTES = 1 << 20  # the detector reads at most this much of a file that is not UTF-8
 CHUNK = 1 << 20
@@ -45,16 +45,42 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _is_utf8(path: Path) -> bool:
+def _first_non_utf8(path: Path) -> int | None:
+    """The offset of the first byte that is not UTF-8 (None: the whole file is UTF-8)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with _open(path) as f:
-            while chunk := f.read(CHUNK):
+    offset = 0
+    with _open(path) as f:
+        while chunk := f.read(CHUNK):
+            try:
                 decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                return offset + max(e.start, 0)
+            offset += len(chunk)
+        try:
             decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
+        except UnicodeDecodeError:
+            return offset
+    return None
+
+
+def _sample_around(path: Path, offset: int) -> bytes:
+    """``SAMPLE_BYTES`` of the file centred on ``offset`` (where the non-UTF-8 bytes are)."""
+    start = max(0, offset - SAMPLE_BYTES // 2)
+    with _open(path) as f:
+        f.seek(start)
+        return f.read(SAMPLE_BYTES)
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """UTF-16 text without a byte-order mark: most of the odd (LE) or even (BE) bytes are NUL."""
+    if len(head) < 8 or b"\x00" not in head:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def western(sample: bytes) -> Detected:
@@ -84,11 +110,16 @@ def _detect(path: Path) -> Detected:
     for bom, name in BOMS:
         if head.startswith(bom):
             return Detected(name, "byte-order mark")
-    if _is_utf8(path):
+    wide = _utf16_without_bom(head)
+    if wide is not None:
+        return Detected(wide, "NUL bytes in every other place: UTF-16 without a byte-order mark")
+    bad = _first_non_utf8(path)
+    if bad is None:
         return Detected("utf-8", "valid UTF-8")
     import charset_normalizer
 
-    matches = list(charset_normalizer.from_bytes(head))
+    head = head if bad < len(head) else _sample_around(path, bad)
+    matches = [m for m in charset_normalizer.from_bytes(head) if _norm(m.encoding) not in ("ascii", "utf_8")]
     if not matches:
         return western(head)
     # a Western code page that reads the bytes as well as the best match does (same text, no
@@ -119,7 +150,9 @@ def resolve_encoding(path: str | Path, encoding: str) -> str:
     return found.encoding
 
 
-def decode_advice() -> str:
-    """What to do when a file does not decode as ``encoding``."""
-    return ("set the encoding to auto (data.encoding in a config, --encoding on the command line) to detect it, "
-            "or name it: cp1252 for most Windows files, latin-1, utf-16 ...")
+def decode_advice(detected: bool = False) -> str:
+    """What to do when a file does not decode (``detected``: the encoding came from ``auto``)."""
+    where = "(data.encoding in a config, --encoding on the command line)"
+    if detected:
+        return f"the detected encoding is wrong for this line: name the file's encoding {where}: cp1252, latin-1 ..."
+    return f"set the encoding to auto {where} to detect it, or name it: cp1252 for most Windows files, latin-1, utf-16 ..."

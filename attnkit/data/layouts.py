@@ -23,12 +23,16 @@ from .readers import TableData
 
 LAYOUTS = ("files", "folders")
 TEXT_SUFFIXES = (".gz", ".txt", ".text")
-GLOB_CHARS = "*?["
+GLOB_CHARS = "*?"  # not "[": file names hold brackets far more often than patterns need them
 
 
 def is_glob(path: str | os.PathLike) -> bool:
-    """Whether a path is a glob pattern (``*``, ``?``, ``[``) rather than one file."""
-    return any(ch in str(path) for ch in GLOB_CHARS) and not Path(path).exists()
+    """Whether a path is a glob pattern (``*`` or ``?`` in its name) rather than one file
+    (a path that exists, or ``FILE.json#split``, never is)."""
+    text = str(path)
+    if Path(text).exists() or "#" in text:
+        return False
+    return any(ch in Path(text).name for ch in GLOB_CHARS)
 
 
 def layout_of(path: str | os.PathLike) -> str | None:
@@ -50,13 +54,21 @@ def label_of_file(path: str | os.PathLike) -> str:
     return name.rsplit(".", 1)[1] if "." in name.strip(".") else name
 
 
+def _literal_except_wildcards(pattern: str | os.PathLike) -> str:
+    """A glob pattern where only ``*`` and ``?`` in the file name are wildcards (the folder,
+    and brackets anywhere, are taken literally)."""
+    path = Path(os.path.expanduser(str(pattern)))
+    name = path.name.replace("[", "[[]")
+    return str(Path(glob.escape(str(path.parent))) / name)
+
+
 def class_files(pattern: str | os.PathLike) -> list[Path]:
     """The files a ``files`` path names: every match of a glob, or the one file."""
     if not is_glob(pattern):
         if not Path(pattern).is_file():
             raise DataError(f"{pattern}: file not found")
         return [Path(pattern)]
-    found = sorted(Path(p) for p in glob.glob(os.path.expanduser(str(pattern))) if Path(p).is_file())
+    found = sorted(Path(p) for p in glob.glob(_literal_except_wildcards(pattern)) if Path(p).is_file())
     if not found:
         raise DataError(f"{pattern}: no file matches this pattern (relative to {Path.cwd()})")
     return found

@@ -89,6 +89,9 @@ class Task:
     inputs: ClassVar[str] = "text"
     #: the dev metric that picks the best epoch when ``train.metric`` is not set
     default_metric: ClassVar[str] = "accuracy"
+    #: whether gold answers are names from a fixed set (classes, tags): a dev/test answer never
+    #: seen in train is then a problem the pre-flight check reports (False for regression)
+    categorical: ClassVar[bool] = True
     #: the data format when ``data.format`` is not set and the path does not tell (None: a table, by its suffix)
     data_format: ClassVar[str | None] = None
     #: metrics where lower is better (besides ``loss``), e.g. ``("mse", "mae")``

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..data import get_tokenizer
 from ..data.peek import Source, peek
 from ..errors import AttnkitError, DataError
 from .registry import get_task
@@ -90,11 +91,11 @@ def _gold(task, raw) -> list[str]:
     return [str(t) for g in gold for t in (g if isinstance(g, list) else [g])]
 
 
-def _facts(task, key: str, raw, origin: str) -> SplitFacts:
+def _facts(task, key: str, raw, origin: str, words=str.split) -> SplitFacts:
     if raw is None:
         return SplitFacts(key, origin)
     inputs, _ = task.examples(raw)
-    lengths = [len(x.split()) for x in inputs] if inputs and isinstance(inputs[0], str) else []
+    lengths = [len(words(x)) for x in inputs] if inputs and isinstance(inputs[0], str) else []
     return SplitFacts(key, origin, len(inputs), getattr(raw, "skipped", 0), list(getattr(raw, "skip_reasons", [])),
                       Counter(_gold(task, raw)), lengths)
 
@@ -113,7 +114,8 @@ def check_splits(task, cfg, splits: dict) -> tuple[list[str], list[str], dict[st
     """Problems and warnings of read splits (``{"train": raw, "dev": raw, "test": raw|None}``)
     against the config, and the facts of each split."""
     c = cfg.data
-    facts = {k: _facts(task, k, splits.get(k), "") for k in SPLITS}
+    words = get_tokenizer(c.tokenizer) if task.data_format is None else str.split  # CoNLL words are given
+    facts = {k: _facts(task, k, splits.get(k), "", words) for k in SPLITS}
     problems, warnings = [], []
     train = facts["train"].labels
     single = task.target == "labels"
@@ -130,7 +132,7 @@ def check_splits(task, cfg, splits: dict) -> tuple[list[str], list[str], dict[st
                         f"set data.out_of_scope=null if the data has no out-of-scope class"
                         + (f" (and train.metric, now {cfg.train.metric!r})" if cfg.train.metric in
                            ("in_scope_accuracy", "oos_recall", "oos_precision") else ""))
-    for key in ("dev", "test"):
+    for key in ("dev", "test") if task.categorical else ():
         unseen = set(facts[key].labels) - set(train)
         if unseen and splits.get(key) is not None:
             names = sorted(unseen, key=lambda t: -facts[key].labels[t])

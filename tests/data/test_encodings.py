@@ -17,7 +17,7 @@ def write(tmp_path, name, text, encoding):
     return p
 
 
-@pytest.mark.parametrize("encoding, expected", [("utf-8", "utf-8"), ("utf-16", "utf-16"), ("utf-8-sig", "utf-8"),
+@pytest.mark.parametrize("encoding, expected", [("utf-8", "utf-8"), ("utf-16", "utf-16"), ("utf-8-sig", "utf-8-sig"),
                                                 ("cp1252", "cp1252")])
 def test_detects_the_encoding_and_reads_the_same_text(tmp_path, encoding, expected):
     p = write(tmp_path, f"{encoding}.csv", TEXT, encoding)
@@ -65,3 +65,33 @@ def test_unknown_encoding_is_a_config_error(tmp_path):
     p = write(tmp_path, "u.csv", TEXT, "utf-8")
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
         read_table(p, "text", "label", encoding="klingon")
+
+
+def test_bytes_that_are_not_utf8_far_into_a_file_are_found(tmp_path):
+    p = tmp_path / "late.csv"
+    p.write_bytes(b"text,label\n" + b"plain ascii line,pos\n" * 60_000 + "caf\u00e9 \u2013 late,neg\n".encode("cp1252"))
+    assert p.stat().st_size > 1 << 20
+    assert detect_encoding(p).encoding == "cp1252"
+    assert read_table(p, "text", "label", encoding="auto").texts[-1] == "caf\u00e9 \u2013 late"
+
+
+def test_utf16_without_a_byte_order_mark(tmp_path):
+    p = tmp_path / "le.csv"
+    p.write_bytes(TEXT.encode("utf-16-le"))
+    assert detect_encoding(p).encoding == "utf-16-le"
+    assert read_table(p, "text", "label", encoding="auto").labels == ["pos", "neg"]
+
+
+def test_a_json_file_with_a_utf8_bom(tmp_path):
+    p = tmp_path / "d.json"
+    p.write_bytes(b"\xef\xbb\xbf" + '{"train": [["caf\u00e9", "a"]]}'.encode())
+    assert read_table(str(p) + "#train", "text", "label", encoding="auto").texts == ["caf\u00e9"]
+
+
+def test_a_wrong_detection_does_not_advise_auto(tmp_path, monkeypatch):
+    from attnkit.data import encodings
+
+    p = write(tmp_path, "w.csv", TEXT, "cp1252")
+    monkeypatch.setattr(encodings, "detect_encoding", lambda path: Detected("utf-8", "forced"))
+    with pytest.raises(DataError, match=r"the detected encoding is wrong for this line: name the file's encoding"):
+        read_table(p, "text", "label", encoding="auto")

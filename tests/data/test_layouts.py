@@ -3,7 +3,7 @@ class (``train/pos/1.txt``)."""
 import pytest
 
 from attnkit.data import read_table
-from attnkit.data.layouts import label_of_file, layout_of, read_folder_per_label, read_label_per_file
+from attnkit.data.layouts import is_glob, label_of_file, layout_of, read_folder_per_label, read_label_per_file
 from attnkit.errors import ConfigError, DataError
 
 
@@ -72,3 +72,13 @@ def test_json_pairs_take_any_column_names(tmp_path):
     t = read_table(str(p) + "#train", "utterance", "category")
     assert (t.texts, t.labels) == (["refund my card"], ["billing"])
     assert read_table(str(p) + "#train", "utterance", None).labels is None
+
+
+def test_brackets_are_names_not_patterns(tmp_path):
+    (tmp_path / "x[1]").mkdir()
+    (tmp_path / "x[1]" / "a.pos").write_text("good\n", encoding="utf-8")
+    (tmp_path / "x[1]" / "a.neg").write_text("bad\n", encoding="utf-8")
+    assert read_label_per_file(str(tmp_path / "x[1]" / "a.*")).labels == ["neg", "pos"]
+    assert not is_glob(str(tmp_path / "train[1x].tsv"))  # a missing file with brackets: not found, not a glob
+    assert not is_glob(str(tmp_path / "dat[a].json#train"))
+    assert is_glob(str(tmp_path / "a.*"))

@@ -66,6 +66,7 @@ class SequenceRegression(Task):
     """One number per text; the table's label column holds it."""
 
     target = "values"
+    categorical = False  # numbers, not names: dev values never seen in train are expected
     default_metric = "mse"
     lower_is_better = ("mse", "mae")
 

@@ -25,7 +25,8 @@ def write_table(path: Path, n: int, seed: int) -> None:
     rows = ["text\tlabel"]
     for _ in range(n):
         words = [rnd.choice(list(WORDS)) for _ in range(rnd.randint(1, 4))]
-        rows.append(f"{' '.join(words)}\t{sum(WORDS[w] for w in words) / 2:.2f}")
+        # continuous targets: dev holds values train never saw (the pre-flight check must not object)
+        rows.append(f"{' '.join(words)}\t{sum(WORDS[w] for w in words) / 2 + rnd.uniform(-0.01, 0.01):.4f}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
