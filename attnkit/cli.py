@@ -123,20 +123,15 @@ def inspect_data(
     counts, labels, lengths, what would be skipped, and every mismatch with the config."""
     from .tasks.inspection import is_config_path
 
-    overrides = list(set_ or [])
-    if is_config_path(source):
-        config: object = Path(source)
-    else:
-        config = {"task": task, "data": {"train": source}}
-    overrides += [f"data.{k}={v}" for k, v in _data_options(fmt, encoding, text_column, label_column).items()]
-    _print_data_report(config, overrides)
+    config: object = Path(source) if is_config_path(source) else {"task": task, "data": {"train": source}}
+    _print_data_report(config, list(set_ or []), _data_options(fmt, encoding, text_column, label_column))
 
 
-def _print_data_report(config, overrides: list[str]) -> None:
+def _print_data_report(config, overrides: list[str], data_options: dict | None = None) -> None:
     from .run.training import resolve_config
     from .tasks import inspect_data as inspect
 
-    report = inspect(resolve_config(config, overrides))
+    report = inspect(resolve_config(config, overrides).with_data(data_options))
     for line in report.lines():
         style = "red" if line.startswith("problem") else "yellow" if line.startswith("warning") else None
         bold = not line.startswith((" ", "problem", "warning", "ok"))
@@ -157,7 +152,8 @@ def predict(
                                                              "(default: from the suffix; else lines).")] = None,
     encoding: Annotated[str, typer.Option("--encoding", help="--input's encoding: auto (detect), utf-8, cp1252, "
                                                              "...")] = "auto",
-    text_column: Annotated[str, typer.Option("--text-column", help="--input table's text column.")] = "text",
+    text_column: Annotated[str | None, typer.Option("--text-column", help="--input table's text column (default: "
+                                                                         "the run's data.text_column).")] = None,
 ):
     """Predict labels (or tags) for texts."""
     import json
@@ -167,12 +163,12 @@ def predict(
     from .run import predict as predict_run
     from .run.prediction import read_texts
 
+    loaded = load_run(run)
     items = list(texts or [])
     if input_ is not None:
-        items += read_texts(input_, encoding=encoding, fmt=fmt, text_column=text_column)
+        items += read_texts(input_, encoding=encoding, fmt=fmt, text_column=text_column or loaded.cfg.data.text_column)
     if not items:
         raise ConfigError("predict: give TEXT arguments or --input FILE")
-    loaded = load_run(run)
     for p in predict_run(loaded, items):
         if as_json:
             print(json.dumps(p, ensure_ascii=False))

@@ -66,7 +66,8 @@ class RunFiles:
 
     def eval_of(self, data_file: str | Path) -> Path:
         """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""
-        return self.root / f"eval-{Path(data_file).name}.json"
+        name = "".join("_" if ch in '*?[]<>:"|\\' else ch for ch in Path(data_file).name)  # a glob, Windows-safe
+        return self.root / f"eval-{name}.json"
 
     def read_metrics(self) -> list[dict]:
         """The records of ``metrics.jsonl`` in order; a line cut short by a kill (or damaged) is skipped."""

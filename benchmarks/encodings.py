@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results  # noqa: E402
+from _common import row, write_results
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")

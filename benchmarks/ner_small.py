@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, row, write_results  # noqa: E402
+from _common import machine, row, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "conll2003"
@@ -79,8 +79,8 @@ def main() -> None:
         if (which, "before") in scores and (which, "after") in scores:
             gain = round(scores[(which, "after")] - scores[(which, "before")], 4)
             rows.append(row(f"conll2003_{which}/gain", "test_entity_f1_gain", gain, target=target, better="higher"))
-    notes = [f"recipe {RECIPE.relative_to(ROOT)}; 'before' adds {BEFORE}; subset: {SUBSET} seeded sentences of "
-             "train (random.Random(0)); dev valid.txt, test test.txt", f"machine: {machine()['cpu']}"]
+    notes = [(f"recipe {RECIPE.relative_to(ROOT)}; 'before' adds {BEFORE}; subset: {SUBSET} seeded sentences of "
+              "train (random.Random(0)); dev valid.txt, test test.txt"), f"machine: {machine()['cpu']}"]
     print(write_results("ner_small", rows, notes))
 
 

@@ -23,8 +23,8 @@ def tables() -> dict[str, str]:
 def render(text: str) -> str:
     """``text`` with every marked table replaced by the generated one."""
     for section, table in tables().items():
-        pattern = re.compile(rf"(<!-- keys:{section} -->\n).*?(<!-- /keys:{section} -->)", re.S)
-        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+        pattern = re.compile(rf"(<!-- keys:{section} -->\n).*?(<!-- /keys:{section} -->)", re.DOTALL)
+        text = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), text)
     return text
 
 

@@ -15,9 +15,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ._common import Problems
-from .vocab import LabelVocab
+from .layouts import IMAGE_SUFFIXES, subfolders
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GRAY_MODES = ("1", "L", "LA", "La", "I", "F")  # PIL modes of one grey band (with alpha, 32-bit)
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")  # 16-bit grey: scaled to 8 bits, not clipped
 
@@ -41,10 +40,8 @@ class ImageFolderData:
 
 
 def class_folders(folder: str | os.PathLike) -> list[str]:
-    """The names of the sub-folders of ``folder`` that are not hidden, sorted (in numeric
-    order when every name is an integer, like :class:`LabelVocab`)."""
-    names = [p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return LabelVocab.build(names).itos
+    """The names of the sub-folders of ``folder`` that are not hidden, in label order."""
+    return [p.name for p in subfolders(folder)]
 
 
 def image_files(folder: Path) -> list[Path]:

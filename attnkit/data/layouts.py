@@ -20,9 +20,11 @@ from pathlib import Path
 from ..errors import DataError
 from ._common import Problems, numbered_lines
 from .readers import TableData
+from .vocab import LabelVocab
 
 LAYOUTS = ("files", "folders")
 TEXT_SUFFIXES = (".gz", ".txt", ".text")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GLOB_CHARS = "*?"  # not "[": file names hold brackets far more often than patterns need them
 
 
@@ -83,7 +85,7 @@ def read_label_per_file(pattern: str | os.PathLike, *, on_error: str = "raise",
     clash = {lab for lab in labels if labels.count(lab) > 1}
     if clash:
         same = [str(f) for f, lab in zip(files, labels) if lab in clash]
-        raise DataError(f"{pattern}: files {', '.join(same[:4])} all give the label {sorted(clash)[0]!r}; one file "
+        raise DataError(f"{pattern}: files {', '.join(same[:4])} all give the label {min(clash)!r}; one file "
                         f"per class (labels come from the name: rt-polarity.pos -> pos, neg.txt -> neg)")
     texts, out_labels, lines = [], [], []  # no line can be bad: every non-blank line is a text
     for file, label in zip(files, labels):
@@ -99,12 +101,19 @@ def read_label_per_file(pattern: str | os.PathLike, *, on_error: str = "raise",
     return TableData(str(pattern), texts, out_labels, lines)
 
 
+def subfolders(folder: str | os.PathLike) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden, in label order (numeric when every
+    name is an integer, as :class:`~attnkit.data.LabelVocab` sorts labels)."""
+    subs = {p.name: p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return [subs[name] for name in LabelVocab.build(subs).itos]
+
+
 def class_folders(folder: str | os.PathLike) -> list[Path]:
-    """The class sub-folders of a ``folders`` data set (hidden ones left out), sorted."""
+    """The class sub-folders of a ``folders`` data set; none is a DataError saying what is there."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
-    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subs = subfolders(root)
     if not subs:
         found = sorted(p.name for p in root.iterdir())[:5]
         raise DataError(f"{root}: no class folders inside (one folder per class, e.g. {root}/pos/1.txt); found: "
@@ -119,6 +128,9 @@ def read_folder_per_label(folder: str | os.PathLike, *, on_error: str = "raise",
     texts, labels, lines = [], [], []
     for sub in class_folders(folder):
         for file in sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")):
+            if file.name.lower().endswith(IMAGE_SUFFIXES):
+                raise DataError(f"{file}: an image in a text data set; a folder of image class folders is read by "
+                                f"task: image_classification")
             try:
                 text = "".join(t for _, t in numbered_lines(file, encoding)).strip()
             except DataError as e:

@@ -64,7 +64,7 @@ def peek(path: str | os.PathLike, fmt: str | None, encoding: str, default_format
     class files or a folder of class folders). Problems are reported in ``note``."""
     path = str(path)
     try:
-        fmt = fmt or layout_of(path) or default_format or infer_format(split_path(path)[0])
+        fmt = fmt or default_format or layout_of(path) or infer_format(split_path(path)[0])
     except AttnkitError as e:
         return Source(path, "?", encoding, note=str(e))
     src = Source(path, fmt, encoding)

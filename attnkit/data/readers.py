@@ -17,8 +17,8 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ._common import Problems, codec_name, existing_file, numbered_lines
-from .encodings import resolve_encoding
 from .conll import ConllData, read_conll
+from .encodings import resolve_encoding
 from .idx import read_idx, read_mnist
 
 __all__ = [

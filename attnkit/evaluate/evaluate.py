@@ -2,11 +2,7 @@
 trained run on a labelled file (``attnkit evaluate RUN --data FILE``)."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
-
-from ..config import from_dict, to_dict
-from ..data.data_config import DataConfig
 
 from ..files import write_json
 from ..rundir import load_run
@@ -39,11 +35,7 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 2
     run = load_run(run_dir)
     task = get_task(run.cfg.task)
     fz = run.featurized
-    cfg = run.cfg
-    if data_options:
-        data = from_dict(DataConfig, {**to_dict(cfg.data), **data_options}, "data")
-        cfg = replace(cfg, data=data)
-    data = task.encode(fz, task.read_file(cfg, data_file))
+    data = task.encode(fz, task.read_file(run.cfg.with_data(data_options), data_file))
     metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)
     return metrics

@@ -141,8 +141,8 @@ def check_splits(task, cfg, splits: dict) -> tuple[list[str], list[str], dict[st
                             f"first at {_where(splits[key], key, unseen, task)}")
     for key, f in facts.items():
         if f.skipped:
-            warnings.append(f"{key}: {f.skipped:,} bad entries skipped (data.on_error: skip); first: "
-                            + "; ".join(f.skip_reasons[:2]))
+            warnings.append(f"data.{key}: skipped {f.skipped:,} bad entries of {splits[key].path} (on_error: skip); "
+                            f"first: " + "; ".join(f.skip_reasons[:2]))
         if f.lengths and getattr(c, "max_len", None):
             cut = sum(n > c.max_len for n in f.lengths)
             if cut:

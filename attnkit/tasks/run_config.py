@@ -1,9 +1,9 @@
 """The whole run config: ``task``, ``data``, ``model``, ``train`` (one YAML file)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..config import from_dict
+from ..config import from_dict, to_dict
 from ..data.data_config import DataConfig
 from ..models import ModelConfig
 from ..train import TrainConfig
@@ -19,6 +19,13 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
+
+    def with_data(self, options: dict | None) -> RunConfig:
+        """A copy whose ``data:`` keys are changed by ``options`` (checked like the config's own,
+        e.g. ``{"format": "csv", "encoding": "cp1252"}``); ``options`` empty: this config."""
+        if not options:
+            return self
+        return replace(self, data=from_dict(DataConfig, {**to_dict(self.data), **options}, "data"))
 
     def validate(self, where: str = ""):
         """The task exists; ``train.metric`` (default: the task's) is one it computes."""

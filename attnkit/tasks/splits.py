@@ -1,8 +1,7 @@
 """Reading a config's train/dev/test files, shared by the tasks: path checks with key paths,
-seeded hold-out splits, and a log line for skipped bad entries."""
+seeded hold-out splits."""
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from ..data.layouts import READERS as LAYOUT_READERS
 from ..data.layouts import is_glob, layout_of
 from ..errors import ConfigError, DataError
 
-log = logging.getLogger("attnkit")
 SPLITS = ("train", "dev", "test")
 
 
@@ -40,23 +38,12 @@ def holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[k:]), sorted(order[:k])
 
 
-def report_skipped(data, key: str) -> None:
-    """With ``on_error: skip``, say how much was skipped and why (first reasons)."""
-    n = getattr(data, "skipped", 0)
-    if n:
-        reasons = "; ".join(getattr(data, "skip_reasons", [])[:3])
-        log.warning(f"data.{key}: skipped {n} bad entries of {data.path} (on_error: skip): {reasons}")
-
-
 def read_split_files(c, read) -> tuple:
     """``read(c, path)`` of ``data.train``, ``data.dev`` and ``data.test`` (None where not given)."""
     out = []
     for key in SPLITS:
         p = data_path(getattr(c, key), key)
-        data = None if p is None else read(c, p)
-        if data is not None:
-            report_skipped(data, key)
-        out.append(data)
+        out.append(None if p is None else read(c, p))  # skipped entries: reported by the pre-flight check
     return tuple(out)
 
 

@@ -82,3 +82,16 @@ def test_brackets_are_names_not_patterns(tmp_path):
     assert not is_glob(str(tmp_path / "train[1x].tsv"))  # a missing file with brackets: not found, not a glob
     assert not is_glob(str(tmp_path / "dat[a].json#train"))
     assert is_glob(str(tmp_path / "a.*"))
+
+
+def test_images_in_a_text_folder_point_to_the_image_task(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "1.png").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(DataError, match=r"1.png: an image in a text data set; .* task: image_classification"):
+        read_folder_per_label(tmp_path)
+
+
+def test_evaluating_a_glob_names_its_result_file_safely(tmp_path):
+    from attnkit.run_files import RunFiles
+
+    assert RunFiles(tmp_path).eval_of("data/rt.*").name == "eval-rt._.json"

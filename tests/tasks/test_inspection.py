@@ -76,7 +76,7 @@ def test_unseen_labels_one_label_only_skips_and_cut_texts(tmp_path, tickets):
                                          ["train.metric=accuracy"]))
     assert "train has one label only ('x'): a classifier needs two or more; is data.label_column ('category') " \
            "the label?" in report.problems
-    assert any(w.startswith("train: 1 bad entries skipped") and "empty text" in w for w in report.warnings)
+    assert any(w.startswith("data.train: skipped 1 bad entries of") and "empty text" in w for w in report.warnings)
 
 
 def test_a_read_error_is_reported_not_raised(tmp_path, tickets):
@@ -142,5 +142,5 @@ def test_a_bad_line_stops_and_says_what_skip_would_skip(tmp_path):
     p.write_text("text,label\ngood film,pos\nbad,film,neg\nfine,pos\n,neg\nawful,neg\n", encoding="utf-8")
     report = inspect_data(resolve_config({"data": {"train": str(p)}}))
     assert report.problems == [f"{p}:3: expected 2 comma-separated fields like the header, found 3"]
-    assert report.warnings == [f"train: with data.on_error=skip, 2 bad entries would be skipped; first: {p}:3: "
-                               f"expected 2 comma-separated fields like the header, found 3; {p}:5: empty text"]
+    assert report.warnings == [(f"train: with data.on_error=skip, 2 bad entries would be skipped; first: {p}:3: "
+                                f"expected 2 comma-separated fields like the header, found 3; {p}:5: empty text")]
