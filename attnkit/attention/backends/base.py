@@ -80,10 +80,13 @@ def index_grid(batch: int, heads: int, q_range: tuple[int, int], kv_range: tuple
 
 
 def apply_mods(s: torch.Tensor, mods, grid) -> torch.Tensor:
-    """Apply score modifiers in order to a tile of scores."""
+    """Apply score modifiers in order to a tile of scores. Scores keep their dtype: a user's
+    modifier computing in float32 (``(q - kv).float()``) would otherwise turn bf16 scores into
+    float32 ones that no longer multiply bf16 values."""
+    dtype = s.dtype
     for m in mods:
         s = m(s, *grid)
-    return s
+    return s if s.dtype == dtype or not s.is_floating_point() else s.to(dtype)
 
 
 BIAS_CACHE_BYTES = 512 << 20
