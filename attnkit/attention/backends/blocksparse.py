@@ -103,9 +103,9 @@ class _BlockSparseFlash(torch.autograd.Function):
     def forward(ctx, plan, calls, scale, qf, kf, v):
         b, h, lq, _ = qf.shape
         out = qf.new_zeros(b, h, lq, v.shape[-1])
-        # the kernel's log-sum-exp is float32 whatever the inputs (bf16 included), and its
+        # the kernel's log-sum-exp is at least float32 (float32 for bf16 inputs), and its
         # backward wants it so: keeping it in the inputs' dtype lost precision and broke bf16
-        lse = qf.new_full((b, h, lq), NEG_INF, dtype=torch.float32)
+        lse = qf.new_full((b, h, lq), NEG_INF, dtype=torch.promote_types(qf.dtype, torch.float32))
         for qb, row in zip(plan, calls):
             q = qf[:, :, qb.q0:qb.q1]
             o_acc = l_acc = None
