@@ -4,6 +4,7 @@ same inputs, fp32, 2 threads; forward and forward+backward median time and peak 
     python benchmarks/attention.py                 # everything (about 45-50 minutes here)
     python benchmarks/attention.py --section dot --lengths 128 512
     python benchmarks/attention.py --quick --variants none padding --out /tmp/attention.json  # smoke run
+    python benchmarks/attention.py --section dot --variants window256 --lengths 8192 --loaded --merge
 
 Each (case, contender) runs in a fresh subprocess so its peak memory (resident memory above
 the inputs' baseline) is its own. Writes benchmarks/results/attention.json and prints a table.
@@ -268,6 +269,21 @@ def worker_time(spec: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- parent side
+class BusyCore:
+    """A process of our own spinning on one core for the duration (``--loaded``): what a
+    shared machine does to each contender (another process, a data loader, a second rank)."""
+
+    def __enter__(self):
+        code = "import os\ntry:\n    os.sched_setaffinity(0, {os.cpu_count() - 1})\nexcept (AttributeError, OSError):\n" \
+               "    pass\nwhile True:\n    pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def measure(spec: dict, kind: str) -> dict:
     """Run a worker subprocess (``kind`` is "time" or "memory") and parse its JSON line."""
     env = dict(os.environ)
@@ -363,6 +379,30 @@ def additive_rows(results: dict, lengths) -> list[dict]:
     return rows
 
 
+def loaded_rows(results: dict) -> list[dict]:
+    """Under load (``--loaded``): attnkit's speed-up over the SDPA contender (given the mask)
+    and over the naive one, and how much slower each got than quiet."""
+    rows = []
+    for (section, variant, n), r in sorted(results.items()):
+        ours = r.get("attnkit", {}).get("loaded")
+        if not ours:
+            continue
+        name = f"{section}/{variant}/L{n}" if section == "dot" else f"{variant}/L{n}"
+        for mode in ("fwd", "fwdbwd"):
+            rival = "sdpa" if section == "dot" else "naive"
+            theirs = (r.get(rival) or {}).get("loaded") or {}
+            target = 2.0 if (variant == "window256" and n == 8192) or (section == "additive" and n == 2048) else None
+            if theirs.get(f"{mode}_ms") and ours.get(f"{mode}_ms"):
+                rows.append(row(name, f"loaded_{mode}_speedup_vs_{rival}", ratio(theirs[f"{mode}_ms"], ours[f"{mode}_ms"]),
+                                target, "higher", "x"))
+            for c, res in r.items():
+                lo = (res.get("loaded") or {}).get(f"{mode}_ms")
+                if lo and res.get(f"{mode}_ms"):
+                    rows.append(row(f"{name}/{c}", f"loaded_{mode}_slowdown", ratio(lo, res[f"{mode}_ms"]), None,
+                                    "lower", "x"))
+    return rows
+
+
 def weights_rows(results: dict) -> list[dict]:
     r = results.get(("dot", "none", 2048))
     if not r or not r.get("attnkit+weights"):
@@ -399,6 +439,9 @@ def main(argv=None):
     ap.add_argument("--merge", action="store_true",
                     help="replace only the re-measured cases' rows in the existing results file and keep the "
                          "others, recording which run each came from")
+    ap.add_argument("--loaded", action="store_true",
+                    help="also time every case with a busy process of this benchmark's own on one core, and "
+                         "report each contender under load beside its quiet figures")
     ap.add_argument("--worker-time", help=argparse.SUPPRESS)
     ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -426,8 +469,15 @@ def main(argv=None):
                 spec = {"section": section, "variant": variant, "length": n, "contenders": contenders,
                         "seconds": args.seconds}
                 timed = measure(spec, "time")
+                loaded = {}
+                if args.loaded:
+                    with BusyCore():
+                        loaded = measure(spec, "time")
                 for c in contenders:
                     res = dict(timed.get(c, {"error": timed.get("error")}))
+                    if args.loaded:
+                        res["loaded"] = {k: v for k, v in loaded.get(c, {}).items()
+                                         if k.startswith(("fwd_ms", "fwdbwd_ms", "fwd_min", "fwd_max", "fwdbwd_m"))}
                     for mode in ("fwd", "fwdbwd"):
                         if mode == "fwdbwd" and _skip_bwd(c):
                             continue
@@ -439,6 +489,7 @@ def main(argv=None):
                     print(f"{section:8s} {variant:10s} L={n:5d} {c:16s} "
                           + " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
+    rows += loaded_rows(results)
     notes = [
         ("fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
          "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
