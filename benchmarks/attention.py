@@ -439,6 +439,7 @@ def main(argv=None):
     ap.add_argument("--merge", action="store_true",
                     help="replace only the re-measured cases' rows in the existing results file and keep the "
                          "others, recording which run each came from")
+    ap.add_argument("--without", nargs="*", default=[], help="leave these contenders out (e.g. flex)")
     ap.add_argument("--loaded", action="store_true",
                     help="also time every case with a busy process of this benchmark's own on one core, and "
                          "report each contender under load beside its quiet figures")
@@ -464,8 +465,8 @@ def main(argv=None):
                 contenders = ["naive", "sdpa", "flex", "attnkit"] if section == "dot" else ["naive", "attnkit"]
                 if section == "dot" and variant == "none" and n == 2048:
                     contenders.append("attnkit+weights")
-                contenders = [c for c in contenders
-                              if not (section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX)]
+                contenders = [c for c in contenders if c not in args.without
+                              and not (section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX)]
                 spec = {"section": section, "variant": variant, "length": n, "contenders": contenders,
                         "seconds": args.seconds}
                 timed = measure(spec, "time")
