@@ -421,7 +421,8 @@ def merge_into_existing(rows: list[dict], notes: list[str], results: dict, out) 
     old = json.loads(path.read_text())
     ran = {f"dot/{v}/L{n}" if sec == "dot" else f"{v}/L{n}" for sec, v, n in results}
     case = lambda name: "/".join(name.split("/")[:3]) if name.startswith("dot/") else "/".join(name.split("/")[:2])
-    kept = [dict(r, from_run=old["date"]) for r in old["rows"] if case(r["name"]) not in ran]
+    kept = [r if "from_run" in r else dict(r, from_run=old["date"])  # a row keeps the run it first came from
+            for r in old["rows"] if case(r["name"]) not in ran]
     return rows + kept, notes + [
         f"merged: the rows of {', '.join(sorted(ran))} are from this run; every row with 'from_run' is kept from "
         f"the run of {old['date']} ({old['command']}, {old['machine'].get('cpu')}), whose notes were: "
