@@ -26,6 +26,7 @@ from .base import (
     bias_cache_key,
     index_grid,
 )
+from .threads import threads_for_tiles
 from .tiles import KeyTile, QueryBlock, plan_tiles
 from .weights import attention_with_weights
 
@@ -135,15 +136,21 @@ class _BlockSparseFlash(torch.autograd.Function):
         lse = torch.where(torch.isinf(lse), torch.full_like(lse, float("inf")), lse)
         dq, dk, dv = torch.zeros_like(qf), torch.zeros_like(kf), torch.zeros_like(v)
         gout = gout.contiguous()
-        for qb, row in zip(ctx.plan, ctx.calls):
-            s = slice(qb.q0, qb.q1)
-            for k0, k1, causal, mask, _ in row:
-                gq, gk, gv = _flash_bwd(gout[:, :, s], qf[:, :, s], kf[:, :, k0:k1], v[:, :, k0:k1],
-                                        out[:, :, s], lse[:, :, s], 0.0, causal, attn_mask=mask, scale=ctx.scale)
-                dq[:, :, s] += gq
-                dk[:, :, k0:k1] += gk
-                dv[:, :, k0:k1] += gv
+        with threads_for_tiles():
+            _tiles_backward(ctx, gout, qf, kf, v, out, lse, dq, dk, dv)
         return None, None, None, dq, dk, dv
+
+
+def _tiles_backward(ctx, gout, qf, kf, v, out, lse, dq, dk, dv) -> None:
+    """Accumulate every tile run's gradient (the fused kernel's backward) into dq, dk, dv."""
+    for qb, row in zip(ctx.plan, ctx.calls):
+        s = slice(qb.q0, qb.q1)
+        for k0, k1, causal, mask, _ in row:
+            gq, gk, gv = _flash_bwd(gout[:, :, s], qf[:, :, s], kf[:, :, k0:k1], v[:, :, k0:k1],
+                                    out[:, :, s], lse[:, :, s], 0.0, causal, attn_mask=mask, scale=ctx.scale)
+            dq[:, :, s] += gq
+            dk[:, :, k0:k1] += gk
+            dv[:, :, k0:k1] += gv
 
 
 def _dense_span(plan: list[QueryBlock], lq: int, lk: int, dense_fraction: float) -> tuple[int, int] | None:
@@ -217,7 +224,8 @@ class BlockSparseBackend(Backend):
         if span is not None:
             return self._one_call(p, plan, *span), None
         calls = _calls(p, plan, bq)
-        out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, p.qf, p.kf, p.v)
+        with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
+            out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, p.qf, p.kf, p.v)
         return out, None
 
 
