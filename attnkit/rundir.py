@@ -231,6 +231,10 @@ def check_same_config(run_dir: Path, cfg: RunConfig) -> RunConfig:
     """The saved config of a run being resumed; a different config given now is an error."""
     saved = from_dict(RunConfig, load_yaml(RunFiles(run_dir).config))
     a, b = to_dict(saved), to_dict(cfg)
+    if a["data"].get("encoding") == "utf-8" and b["data"].get("encoding") == "auto":
+        # runs saved before `auto` became the default read their files as UTF-8, and `auto`
+        # reads a file that is valid UTF-8 as UTF-8: the same data, so not a different config
+        b["data"]["encoding"] = "utf-8"
     diff = _first_difference(a, b)
     if diff is not None:
         raise RunError(f"{run_dir}: was started with a different config ({diff}); resume it with its own config "

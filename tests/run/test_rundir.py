@@ -124,3 +124,17 @@ def test_resume_accepts_the_set_values_the_run_started_with(run_copy, trained):
     """The run was started with epochs 1: giving that again on resume is the same config."""
     result = train(cfg, out=run_copy, overrides=["train.epochs=1"], resume=True, progress=False)
     assert 0.0 <= result.dev["accuracy"] <= 1.0  # it continued (the finished run re-evaluated), not refused
+
+
+def test_a_run_saved_before_encoding_auto_resumes_with_the_new_default(run_copy, trained):
+    """Runs written before ``data.encoding: auto`` became the default saved ``utf-8``; resuming
+    them with their original YAML (no encoding key: now ``auto``) is the same config. Another
+    named encoding is still a different config."""
+    _, cfg = trained
+    path = run_copy / "config.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("encoding: auto", "encoding: utf-8"), encoding="utf-8")
+    assert "encoding: utf-8" in path.read_text(encoding="utf-8")
+    result = train(cfg, out=run_copy, resume=True, progress=False)
+    assert 0.0 <= result.dev["accuracy"] <= 1.0
+    with pytest.raises(RunError, match=r"data.encoding: 'utf-8' there, 'cp1252' here"):
+        train(cfg, out=run_copy, overrides=["data.encoding=cp1252"], resume=True, progress=False)
