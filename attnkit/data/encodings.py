@@ -39,6 +39,7 @@ class Detected:
 
 
 _cache: dict[tuple, Detected] = {}
+_logged: set[str] = set()  # files whose detected encoding was logged
 
 
 def _open(path: Path):
@@ -142,11 +143,9 @@ def resolve_encoding(path: str | Path, encoding: str) -> str:
     if encoding != AUTO:
         return encoding
     found = detect_encoding(path)
-    if found.encoding != "utf-8":
-        key = ("logged", str(path))
-        if key not in _cache:
-            _cache[key] = found  # type: ignore[assignment]
-            log.info(f"{path}: read as {found.encoding} ({found.reason}; encoding: auto)")
+    if found.encoding != "utf-8" and str(path) not in _logged:
+        _logged.add(str(path))
+        log.info(f"{path}: read as {found.encoding} ({found.reason}; encoding: auto)")
     return found.encoding
 
 

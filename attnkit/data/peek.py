@@ -2,7 +2,6 @@
 columns, for ``attnkit inspect-data`` and the pre-flight check of ``attnkit train``."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from ..errors import AttnkitError
 from ._common import numbered_lines
 from .encodings import AUTO, detect_encoding
 from .layouts import class_files, class_folders, layout_of
-from .readers import infer_format, split_path
+from .readers import TABLE_FORMATS, Header, infer_format, split_path
 
 HEAD_LINES = 50
 
@@ -41,19 +40,15 @@ def _first_file(path: str, fmt: str) -> Path | None:
 
 
 def _columns(file: Path, fmt: str, encoding: str) -> list[str]:
-    lines = [text for _, text in islice(numbered_lines(file, encoding), HEAD_LINES)]
-    if fmt in ("tsv", "csv"):
-        first = next((ln for ln in lines if ln.strip()), "")
-        delimiter = "\t" if fmt == "tsv" else ","
-        return [c.strip() for c in next(csv.reader([first], delimiter=delimiter), [])]
-    if fmt == "jsonl":
-        for ln in lines:
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError:
-                continue
-            return list(obj) if isinstance(obj, dict) else []
+    """The columns as the reader sees them: a table's header (or first JSON object's keys),
+    or a CoNLL file's first token line."""
+    if fmt in TABLE_FORMATS and fmt != "json":
+        for _, record in islice(TABLE_FORMATS.get(fmt)(file, encoding), HEAD_LINES):
+            if isinstance(record, (Header, dict)):
+                return list(record.columns if isinstance(record, Header) else record)
+        return []
     if fmt == "conll":
+        lines = (text for _, text in islice(numbered_lines(file, encoding), HEAD_LINES))
         row = next((ln.split() for ln in lines if ln.strip() and not ln.startswith("-DOCSTART-")), [])
         return [f"column {i}: {v}" for i, v in enumerate(row)]
     return []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..data import TABLE_FORMATS, read_table
+from ..data import infer_format, read_table
 from ..data._common import numbered_lines
+from ..data.readers import has_table_suffix
 from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
@@ -47,8 +48,7 @@ def read_texts(path: str | Path, encoding: str = "auto", fmt: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--input: {path} not found")
-    suffix = path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
-    fmt = fmt or (suffix if suffix in TABLE_FORMATS else "lines")
+    fmt = fmt or (infer_format(path) if has_table_suffix(path) else "lines")
     if fmt != "lines":
         return read_table(path, text_column, None, fmt=fmt, encoding=encoding).texts
     texts, blank = [], []

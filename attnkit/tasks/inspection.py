@@ -86,18 +86,19 @@ class DataReport:
         return DataError(f"{what}: {self.problems[0]}{rest}")
 
 
-def _gold(task, raw) -> list[str]:
-    _, gold = task.examples(raw)
-    return [str(t) for g in gold for t in (g if isinstance(g, list) else [g])]
+def _flat(g) -> list[str]:
+    """One example's gold answers as strings (a tag list, or one label)."""
+    return [str(t) for t in (g if isinstance(g, list) else [g])]
 
 
-def _facts(task, key: str, raw, origin: str, words=str.split) -> SplitFacts:
+def _facts(task, key: str, raw, origin: str, words=None) -> SplitFacts:
+    """What a raw split holds; words per text only when ``words`` (a tokenizer) is given."""
     if raw is None:
         return SplitFacts(key, origin)
-    inputs, _ = task.examples(raw)
-    lengths = [len(words(x)) for x in inputs] if inputs and isinstance(inputs[0], str) else []
+    inputs, gold = task.examples(raw)
+    lengths = [len(words(x)) for x in inputs] if words and inputs and isinstance(inputs[0], str) else []
     return SplitFacts(key, origin, len(inputs), getattr(raw, "skipped", 0), list(getattr(raw, "skip_reasons", [])),
-                      Counter(_gold(task, raw)), lengths)
+                      Counter(t for g in gold for t in _flat(g)), lengths)
 
 
 def _where(raw, key: str, unseen: set[str], task) -> str:
@@ -105,16 +106,19 @@ def _where(raw, key: str, unseen: set[str], task) -> str:
     _, gold = task.examples(raw)
     lines = getattr(raw, "lines", None)
     for i, g in enumerate(gold):
-        if any(str(t) in unseen for t in (g if isinstance(g, list) else [g])):
+        if unseen.intersection(_flat(g)):
             return f"{raw.path}:{lines[i]}" if lines is not None and hasattr(raw, "path") else f"{key} example {i + 1}"
     return key
 
 
-def check_splits(task, cfg, splits: dict) -> tuple[list[str], list[str], dict[str, SplitFacts]]:
+def check_splits(task, cfg, splits: dict, lengths: bool = True) -> tuple[list[str], list[str], dict[str, SplitFacts]]:
     """Problems and warnings of read splits (``{"train": raw, "dev": raw, "test": raw|None}``)
-    against the config, and the facts of each split."""
+    against the config, and the facts of each split (``lengths``: count words per text even
+    when ``data.max_len`` does not need them, for the report)."""
     c = cfg.data
-    words = get_tokenizer(c.tokenizer) if task.data_format is None else str.split  # CoNLL words are given
+    words = None
+    if lengths or getattr(c, "max_len", None):
+        words = get_tokenizer(c.tokenizer) if task.data_format is None else str.split  # CoNLL words are given
     facts = {k: _facts(task, k, splits.get(k), "", words) for k in SPLITS}
     problems, warnings = [], []
     train = facts["train"].labels
@@ -198,7 +202,7 @@ def preflight(task, cfg, train, dev, test) -> None:
     """The checks of :func:`inspect_data` on splits already read: warnings are logged; problems
     stop with one line naming the first and how many more (``attnkit inspect-data CONFIG``
     lists them all)."""
-    problems, warnings, facts = check_splits(task, cfg, {"train": train, "dev": dev, "test": test})
+    problems, warnings, facts = check_splits(task, cfg, {"train": train, "dev": dev, "test": test}, lengths=False)
     for w in warnings:
         log.warning(w)
     if problems:
