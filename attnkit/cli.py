@@ -177,6 +177,46 @@ def predict(
 
 
 @app.command()
+def translate(
+    run: Annotated[Path, typer.Argument(help="A translation run directory written by `attnkit train`.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences to translate.")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="A file with one sentence per line.")] = None,
+    beam: Annotated[int | None, typer.Option("--beam", help="Beam size (1 = greedy); default the run's "
+                                                            "model.search.beam.", min=1)] = None,
+    nbest: Annotated[int | None, typer.Option("--nbest", help="Hypotheses shown per sentence.", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    encoding: Annotated[str, typer.Option("--encoding", help="--input's encoding: auto (detect), utf-8, ...")] = "auto",
+):
+    """Translate sentences with a translation run (beam search)."""
+    import dataclasses
+    import json
+
+    from .errors import ConfigError
+    from .run import load_run
+    from .run import predict as predict_run
+    from .run.prediction import read_texts
+
+    loaded = load_run(run)
+    if loaded.cfg.task != "translation":
+        raise ConfigError(f"translate: {run} is a {loaded.cfg.task} run, not a translation run; use "
+                          f"`attnkit predict {run} TEXT`")
+    search = loaded.model.search
+    if beam is not None or nbest is not None:
+        k = beam or search.beam
+        loaded.model.search = dataclasses.replace(search, beam=k, nbest=min(nbest or search.nbest, k))
+    items = list(texts or [])
+    if input_ is not None:
+        items += read_texts(input_, encoding=encoding, fmt="lines", text_column="text")
+    if not items:
+        raise ConfigError("translate: give SENTENCE arguments or --input FILE")
+    for p in predict_run(loaded, items):
+        if as_json:
+            print(json.dumps(p, ensure_ascii=False))
+        else:
+            console.print(loaded.task.render_prediction(p), highlight=False)
+
+
+@app.command()
 def merge(
     run: Annotated[Path, typer.Argument(help="A LoRA (or IA3) run directory.")],
     out: Annotated[Path, typer.Option("--out", help="Where the merged run directory goes.")],

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from .config import from_dict, load_yaml, save_yaml, to_dict
-from .data import CharVocab, LabelVocab, Vocab
+from .data import CharVocab, LabelVocab, SubwordModel, Vocab
 from .errors import AttnkitError, ConfigError
 from .files import atomic_write, write_json
 from .finetune.backbones import import_transformers, load_backbone
@@ -23,7 +23,7 @@ from .run_files import TOKENIZER, RunFiles
 from .tasks import Featurized, Prepared, RunConfig, Task, get_task
 
 log = logging.getLogger("attnkit")
-VOCAB_TYPES = {"vocab.json": Vocab, "chars.json": CharVocab, "labels.json": LabelVocab}
+VOCAB_TYPES = {"vocab.json": Vocab, "chars.json": CharVocab, "labels.json": LabelVocab, "subwords.json": SubwordModel}
 
 
 class RunError(AttnkitError):
@@ -42,8 +42,24 @@ def save_weights(model: torch.nn.Module, path: Path, everything: bool = False) -
     from safetensors.torch import save
 
     state = model.state_dict() if everything else getattr(model, "trained_state", model.state_dict)()
-    tensors = {k: v.detach().contiguous() for k, v in state.items()}
+    tensors, seen = {}, set()
+    for k, v in state.items():  # a tied weight (a translator's embedding and output) is saved once
+        if (v.data_ptr(), tuple(v.shape)) in seen and v.numel():
+            continue
+        seen.add((v.data_ptr(), tuple(v.shape)))
+        tensors[k] = v.detach().contiguous()
     atomic_write(path, lambda f: f.write(save(tensors)))
+
+
+def tied_names(model: torch.nn.Module) -> set[str]:
+    """State-dict names that share their tensor with an earlier name (tied weights)."""
+    seen, out = set(), set()
+    for k, v in model.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape))
+        if key in seen and v.numel():
+            out.add(k)
+        seen.add(key)
+    return out
 
 
 def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.nn.Module) -> None:
@@ -185,6 +201,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e)[:200])
             raise RunError(f"{where}: weights do not match the model that {RunFiles(run_dir).config.name} "
                            f"describes ({first}); was config.yaml edited or damaged?") from None
+        missing = [k for k in missing if k not in tied_names(model)]
         if missing or unexpected:
             raise RunError(f"{where}: weights do not match the config's model "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

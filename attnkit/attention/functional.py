@@ -45,11 +45,16 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score: Score
                          f"{score.k_dim}, got query dim {q.shape[-1]} and key dim {k.shape[-1]}")
 
 
-def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (), need_weights=False) -> Problem:
+def build_problem(q, k, v, score: Score, mask=None, mods: Sequence[ScoreMod] = (), need_weights=False,
+                  kf: torch.Tensor | None = None) -> Problem:
     """Validate, run the score's ``prepare``, fold leading scale modifiers into dot-product
-    queries, and expand grouped key/value heads."""
+    queries, and expand grouped key/value heads. ``kf``: the keys already prepared
+    (``score.prepare_keys(k)``); only the queries are then prepared."""
     validate_qkv(q, k, v, score)
-    qf, kf = score.prepare(q, k)
+    if kf is None:
+        qf, kf = score.prepare(q, k)
+    else:
+        qf = score.prepare(q, k[..., :0, :])[0]
     mods = list(mods)
     if score.is_dot:
         # Modifiers apply in order, so only the scale modifiers *before* any other one may be
@@ -76,16 +81,17 @@ def _empty_attention(q, k, v, score: Score, need_weights: bool):
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, score: Score,
            mask: MaskMod | Callable | Sequence | None = None, mods: Sequence[ScoreMod] = (),
-           need_weights: bool = False, backend: str = "auto"):
+           need_weights: bool = False, backend: str = "auto", kf: torch.Tensor | None = None):
     """Attention of ``q [B,H,Lq,Dq]`` over ``k [B,Hk,Lk,Dk]``, ``v [B,Hk,Lk,Dv]``.
 
     Returns ``(out [B,H,Lq,Dv], weights [B,H,Lq,Lk] or None, Dispatch)``. Empty batches and
     empty sequences are legal: their outputs are empty, and queries with no keys get zero output
-    and zero weights (the rule for fully masked rows)."""
+    and zero weights (the rule for fully masked rows). ``kf``: ``score.prepare_keys(k)``
+    computed earlier (a decoder's cache), so the keys are not prepared again."""
     rank4 = all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
     if rank4 and 0 in (q.shape[0], q.shape[2], k.shape[2]):
         return _empty_attention(q, k, v, score, need_weights)
-    p = build_problem(q, k, v, score, mask, mods, need_weights)
+    p = build_problem(q, k, v, score, mask, mods, need_weights, kf)
     decision: Dispatch = choose_backend(p, backend)
 
     out, weights = BACKENDS.get(decision.backend).run(p)

@@ -100,9 +100,9 @@ class _AttentionBase(nn.Module):
     def _masks(self, batch, lk, **runtime):
         return [self.static_mask] + runtime_mask(batch, lk, **runtime)
 
-    def _attend(self, q, k, v, masks, need_weights):
+    def _attend(self, q, k, v, masks, need_weights, kf=None):
         out, w, self.last_dispatch = attend(q, k, v, self.score, masks, list(self.mods), need_weights,
-                                            self.spec.backend)
+                                            self.spec.backend, kf=kf)
         return out, w
 
 
@@ -132,8 +132,9 @@ class Attention(_AttentionBase):
         return query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), masks
 
     def forward(self, query, key=None, value=None, *, key_padding_mask=None, lengths=None, segment_ids=None,
-                mask=None, need_weights: bool = False):
-        """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``."""
+                mask=None, need_weights: bool = False, kf=None):
+        """Returns ``(out [B, Lq, Dv], weights [B, Lq, Lk] or None)``. ``kf``: the keys as
+        ``self.score.prepare_keys(key.unsqueeze(1))`` gave them (a decoder's cache)."""
         # padding describes the keys: clean keys and values (queries at padding give outputs no one reads)
         key = query if key is None else key
         value = key if value is None else value
@@ -143,7 +144,7 @@ class Attention(_AttentionBase):
         value = key if same else zeroed(value, real)
         *qkv, masks = self.inputs(query, key, value, key_padding_mask=key_padding_mask, lengths=lengths,
                                   segment_ids=segment_ids, mask=mask)
-        out, w = self._attend(*qkv, masks, need_weights)
+        out, w = self._attend(*qkv, masks, need_weights, kf)
         return out.squeeze(1), (w.squeeze(1) if w is not None else None)
 
 
@@ -195,13 +196,29 @@ class MultiHeadAttention(_AttentionBase):
         v = self._split(self.v_proj(context), self.kv_heads)
         return q, k, v, context
 
+    def project_kv(self, context):
+        """Keys and values of ``context [B, Lk, kv_dim]``, split into heads (``[B, kv_heads, Lk,
+        head_dim]`` each): computed once and passed to :meth:`forward` as ``kv=`` (incremental
+        decoding keeps them as a cache)."""
+        return self._split(self.k_proj(context), self.kv_heads), self._split(self.v_proj(context), self.kv_heads)
+
     def forward(self, x, context=None, *, key_padding_mask=None, lengths=None, segment_ids=None, mask=None,
-                need_weights: bool = False):
-        """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``."""
-        # padding describes the keys: clean them (in self-attention the queries keep their own values)
-        context = zero_padding(x if context is None else context, key_padding_mask, lengths)
-        q, k, v, masks = self.inputs(x, context, key_padding_mask=key_padding_mask, lengths=lengths,
-                                     segment_ids=segment_ids, mask=mask)
+                need_weights: bool = False, kv=None):
+        """Returns ``(out [B, Lq, E], weights [B, heads, Lq, Lk] or None)``. ``kv``: keys and
+        values from :meth:`project_kv` instead of projecting ``context``."""
+        if kv is not None:
+            if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
+                raise ShapeError(f"x: expected [B, L, {self.embed_dim}], got "
+                                 f"{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            k, v = kv
+            q = self._split(self.q_proj(x), self.heads)
+            masks = self._masks(x.shape[0], k.shape[2], key_padding_mask=key_padding_mask, lengths=lengths,
+                                segment_ids=segment_ids, mask=mask)
+        else:
+            # padding describes the keys: clean them (in self-attention the queries keep their own values)
+            context = zero_padding(x if context is None else context, key_padding_mask, lengths)
+            q, k, v, masks = self.inputs(x, context, key_padding_mask=key_padding_mask, lengths=lengths,
+                                         segment_ids=segment_ids, mask=mask)
         out, w = self._attend(q, k, v, masks, need_weights)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.embed_dim)  # (B, Lq, E)
         return self.out_proj(self.dropout(out)), w

@@ -87,6 +87,12 @@ class Score(nn.Module):
         """Per-sequence work done once per call; identity by default."""
         return q, k
 
+    def prepare_keys(self, k: torch.Tensor) -> torch.Tensor:
+        """The key half of :meth:`prepare` alone (``prepare`` treats queries and keys apart):
+        a decoder attending over the same keys at every step computes it once and passes it
+        to ``attend(..., kf=)``."""
+        return self.prepare(k.new_zeros(*k.shape[:-2], 0, self.q_dim), k)[1]
+
     def block(self, qf: torch.Tensor, kf: torch.Tensor) -> torch.Tensor:
         """Scores ``[..., Lq, Lk]`` of prepared query and key blocks."""
         s = qf @ kf.transpose(-1, -2)

@@ -11,7 +11,10 @@ from .batching import (
     TokenTaggingData,
     length_bucketed_batches,
     pad_batch,
+    token_budget_batches,
 )
+from .subwords import SubwordModel
+from .translation_data import TranslationData
 from .builtin import BUILTIN_DATASETS, builtin_dataset, list_builtin_datasets
 from .conll import TAG_SCHEMES, iob1_to_bio
 from .readers import (
@@ -42,7 +45,8 @@ __all__ = [
     "BUILTIN_DATASETS", "PAD", "TABLE_FORMATS", "TAG_PAD", "TAG_SCHEMES", "TOKENIZERS", "UNK",
     "CharVocab", "ConllData", "ImageData", "LabelVocab", "ParallelData", "TableData",
     "TextClassificationData", "TokenTaggingData", "Vocab", "builtin_dataset",
-    "get_tokenizer", "infer_format", "iob1_to_bio", "length_bucketed_batches",
+    "SubwordModel", "TranslationData", "get_tokenizer", "infer_format", "iob1_to_bio",
+    "length_bucketed_batches", "token_budget_batches",
     "list_builtin_datasets", "pad_batch", "read_conll", "read_idx", "read_mnist",
     "read_parallel", "read_table", "tokenize_whitespace", "tokenize_words",
 ]

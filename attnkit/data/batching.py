@@ -77,6 +77,53 @@ def length_bucketed_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
+def token_budget_batches(
+    lengths: Sequence[int],
+    max_tokens: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    bucket_factor: int = 50,
+) -> list[list[int]]:
+    """Batches of indices whose padded size ``len(batch) * longest`` stays within
+    ``max_tokens`` (a batch of one longer example is allowed): many short sentences or a few
+    long ones per batch, so every step costs about the same.
+
+    As :func:`length_bucketed_batches`: shuffled per ``(seed, epoch)``, sorted by length in
+    pools (``bucket_factor`` batches of the typical size each), cut, then the batch order
+    shuffled; without ``shuffle``, the original order cut greedily (evaluation)."""
+    if max_tokens < 1 or bucket_factor < 1:
+        raise ConfigError(f"max_tokens and bucket_factor must be >= 1; got {max_tokens}, {bucket_factor}")
+    lengths = lengths.tolist() if isinstance(lengths, (torch.Tensor, np.ndarray)) else list(lengths)
+    n = len(lengths)
+    if not shuffle:
+        return _cut_by_budget(list(range(n)), lengths, max_tokens)
+    g = _generator(seed, epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    typical = max(1, max_tokens // max(1, int(np.median(lengths)) if n else 1))
+    pool_size = typical * bucket_factor
+    batches: list[list[int]] = []
+    for start in range(0, n, pool_size):
+        pool = sorted(order[start:start + pool_size], key=lengths.__getitem__)  # stable
+        batches += _cut_by_budget(pool, lengths, max_tokens)
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def _cut_by_budget(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    batches, cur, longest = [], [], 0
+    for i in order:
+        width = max(longest, lengths[i], 1)
+        if cur and width * (len(cur) + 1) > max_tokens:
+            batches.append(cur)
+            cur, width = [], max(lengths[i], 1)
+        cur.append(i)
+        longest = width
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def _index_tensor(indices: Sequence[int]) -> torch.Tensor:
     return torch.as_tensor(indices, dtype=torch.long)
 

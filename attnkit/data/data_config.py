@@ -13,7 +13,7 @@ from .layouts import LAYOUTS
 from .readers import TABLE_FORMATS
 from .vocab import TOKENIZERS
 
-OTHER_FORMATS = ("conll", "mnist", *LAYOUTS)  # read by the tagging and image tasks, and the label-per-file layouts
+OTHER_FORMATS = ("conll", "mnist", "parallel", *LAYOUTS)  # read by the tagging, image and translation tasks, and the label-per-file layouts
 
 
 @dataclass
@@ -54,6 +54,13 @@ class DataConfig:
     out_of_scope: str | None = checked(None, doc="a label meaning \"none of the others\" (CLINC150's `oos`): adds "
                                                  "`in_scope_accuracy`, `oos_recall`, `oos_precision`; must be a "
                                                  "training label")
+    source_lang: str | None = checked(None, doc="translation: the source side's file suffix; `data.train: "
+                                                "multi30k/train` with `de` reads `multi30k/train.de`")
+    target_lang: str | None = checked(None, doc="translation: the target side's file suffix (`en`)")
+    subwords: Literal["bpe", "unigram"] = checked("bpe", doc="translation: the joint subword model trained "
+                                                            "from both sides of train (Hugging Face tokenizers)")
+    subword_vocab: int = checked(8000, positive, doc="translation: subword vocabulary size, both languages "
+                                                     "together")
     on_error: Literal["raise", "skip"] = checked("raise", doc="`raise`: stop at the first bad line; `skip`: skip "
                                                               "bad lines, count them and log why")
     encoding: str = checked(AUTO, doc="`auto` (UTF-8, else Windows-1252 / Latin-1 / another code page, detected "

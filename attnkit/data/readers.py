@@ -86,6 +86,11 @@ class ParallelData:
     def __len__(self) -> int:
         return len(self.sources)
 
+    @property
+    def path(self) -> str:
+        """The source file (where line numbers point)."""
+        return self.src_path
+
 
 def _delimited_rows(path: Path, encoding: str, delimiter: str, quoting: int) -> Iterator[Row]:
     lines = numbered_lines(path, encoding)

@@ -123,6 +123,24 @@ def pooling_figure(pooling: np.ndarray, tokens: list[str]):
     return fig
 
 
+def alignment_figure(matrix: np.ndarray, target: list[str], source: list[str], title: str = ""):
+    """Cross-attention ``[target, source]`` of a translation as a heatmap (rows: the words
+    written, columns: the source words they attended to)."""
+    plt = pyplot()
+    t, s = matrix.shape
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.38 * s + 1.5), max(2.5, 0.3 * t + 1.2)))
+    im = ax.imshow(matrix, cmap="Greys", aspect="auto", vmin=0, vmax=max(float(matrix.max()), 1e-9))
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="weight")
+    ax.set_xticks(range(s))
+    ax.set_xticklabels(source[:s], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(t))
+    ax.set_yticklabels(target[:t], fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    ax.set_title(title or "source-target alignment (cross-attention)", fontsize=9)
+    return fig
+
+
 def image_overlay_figure(image: np.ndarray, scores: np.ndarray, title: str = ""):
     """An image with its per-pixel scores overlaid (green +, red -)."""
     plt = pyplot()

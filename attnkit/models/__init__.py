@@ -4,6 +4,9 @@ from .backbone_models import PretrainedTaskModel, PretrainedTextClassifier, Pret
 from .builder import build_block
 from .classifiers import ImageClassifier, TaskModel, TextClassifier, TokenTagger, count_parameters
 from .model_config import ModelConfig
+from .search import Hypothesis, SearchConfig, beam_search, greedy, translate_batch
+from .translators import Translator
 
 __all__ = ["ImageClassifier", "ModelConfig", "PretrainedTaskModel", "PretrainedTextClassifier",
-           "PretrainedTokenTagger", "TaskModel", "TextClassifier", "TokenTagger", "build_block", "count_parameters"]
+           "PretrainedTokenTagger", "TaskModel", "TextClassifier", "TokenTagger", "build_block", "count_parameters",
+           "Hypothesis", "SearchConfig", "Translator", "beam_search", "greedy", "translate_batch"]

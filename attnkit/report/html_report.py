@@ -19,6 +19,7 @@ from ..explain import ExplainError, encode_inputs, explain_encoded
 from ..explain.explanations import black_level
 from ..explain.render import (
     SHADING_NOTE,
+    alignment_figure,
     attention_grid_figure,
     figure_uri,
     image_overlay_figure,
@@ -142,6 +143,10 @@ def confusion_section(ev: dict) -> str:
 def _gallery_item(run: LoadedRun, enc, gold, pred, klass: str) -> tuple[str, object]:
     """One example's block (``pred``: the task's prediction from the batched path)."""
     fz, task = run.featurized, run.task
+    align = task.alignment(run.model, enc, pred, fz)
+    if align is not None:  # a translation: what each written word attended to
+        head = task.example_html(enc, pred, gold, fz)
+        return f'<div class="ex {klass}">{head}{_img(figure_uri(alignment_figure(*align)), "alignment")}</div>', None
     word = task.explain_word(pred, gold, fz)
     try:
         sal = explain_encoded(run.model, enc, "saliency", fz.labels, word=word, black=black_level(run))

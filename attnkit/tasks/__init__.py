@@ -13,10 +13,12 @@ from .run_config import RunConfig, run_config
 from .single_label import SingleLabel
 from .text_classification import TextClassification
 from .token_classification import TokenClassification
+from .translation import Translation
 
 register_task("text_classification", TextClassification())
 register_task("token_classification", TokenClassification())
 register_task("image_classification", ImageClassification())
+register_task("translation", Translation())
 
 
 def build_model(task: str, cfg, **sizes):
@@ -40,6 +42,6 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-__all__ = ["TASKS", "DataReport", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "build_model", "get_task",
+__all__ = ["TASKS", "DataReport", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "Translation", "build_model", "get_task",
            "inspect_data", "list_tasks", "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
            "stack_batches"]

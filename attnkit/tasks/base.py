@@ -92,6 +92,8 @@ class Task:
     #: whether gold answers are names from a fixed set (classes, tags): a dev/test answer never
     #: seen in train is then a problem the pre-flight check reports (False for regression)
     categorical: ClassVar[bool] = True
+    #: whether ``inspect-data`` counts the gold answers as labels (not for free text such as translations)
+    counts_gold: ClassVar[bool] = True
     #: the data format when ``data.format`` is not set and the path does not tell (None: a table, by its suffix)
     data_format: ClassVar[str | None] = None
     #: metrics where lower is better (besides ``loss``), e.g. ``("mse", "mae")``
@@ -163,6 +165,11 @@ class Task:
 
     def explain_word(self, pred, gold, fz: Featurized) -> int | None:
         """For per-token tasks, which word's prediction the report explains (None: the whole)."""
+        return None
+
+    def alignment(self, model, enc: Encoded, pred, fz: Featurized):
+        """For tasks that write text, ``(matrix [written, source], written units, source units)``:
+        what each output unit attended to (report and ``explain``); None for the others."""
         return None
 
     def example_html(self, enc: Encoded, pred, gold, fz: Featurized) -> str:

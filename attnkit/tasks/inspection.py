@@ -98,7 +98,7 @@ def _facts(task, key: str, raw, origin: str, words=None) -> SplitFacts:
     inputs, gold = task.examples(raw)
     lengths = [len(words(x)) for x in inputs] if words and inputs and isinstance(inputs[0], str) else []
     return SplitFacts(key, origin, len(inputs), getattr(raw, "skipped", 0), list(getattr(raw, "skip_reasons", [])),
-                      Counter(t for g in gold for t in _flat(g)), lengths)
+                      Counter(t for g in gold for t in _flat(g)) if task.counts_gold else Counter(), lengths)
 
 
 def _where(raw, key: str, unseen: set[str], task) -> str:

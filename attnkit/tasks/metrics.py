@@ -65,3 +65,24 @@ def tagging_metrics(true_tags: list[list[str]], pred_tags: list[list[str]], labe
                             "f1": float(v["f1-score"]), "support": int(v["support"])}
                         for k, v in report.items() if "avg" not in k}
     return out
+
+
+TRANSLATION_METRICS = ("bleu", "bleu_lc", "chrf")
+
+
+def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
+    """sacreBLEU's corpus scores of detokenised ``hypotheses`` against one reference each:
+    ``bleu`` (cased, 13a tokenisation: sacreBLEU's default), ``bleu_lc`` (lowercased, as the
+    published Multi30k tutorials report), ``chrf``, with their signatures."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        return {"bleu": 0.0, "bleu_lc": 0.0, "chrf": 0.0, "n": 0}
+    out = {"n": len(hypotheses)}
+    for name, metric in (("bleu", BLEU()), ("bleu_lc", BLEU(lowercase=True)), ("chrf", CHRF())):
+        res = metric.corpus_score(hypotheses, [references])
+        out[name] = float(res.score)
+        out[f"{name}_signature"] = str(metric.get_signature())
+    return out

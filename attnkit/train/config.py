@@ -13,6 +13,7 @@ class TrainConfig:
 
     epochs: int = checked(5, positive)
     batch_size: int = checked(32, positive)
+    max_tokens: int = checked(0, non_negative)  # batch by a budget of padded tokens instead (translation); 0 = off
     eval_batch_size: int = checked(256, positive)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

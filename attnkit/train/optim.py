@@ -40,8 +40,9 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    """``train.schedule``: constant, linear or cosine decay after linear warm-up over
-    ``warmup`` (a fraction of all steps if < 1, else a number of steps)."""
+    """``train.schedule``: constant, linear or cosine decay, or ``inverse_sqrt`` (the
+    Transformer's ``sqrt(warmup / step)``), after linear warm-up over ``warmup`` (a fraction
+    of all steps if < 1, else a number of steps)."""
 
     name: str = "constant"
     warmup: float = checked(0.0, non_negative)
@@ -177,22 +178,28 @@ def build_optimizer(model: torch.nn.Module, c: OptimizerConfig) -> torch.optim.O
     return OPTIMIZERS.get(c.name, where="train.optimizer.name")(groups, c)
 
 
-def _constant(progress: float, c: ScheduleConfig) -> float:
+def _constant(progress: float, c: ScheduleConfig, step: int, warmup: int) -> float:
     return 1.0
 
 
-def _linear(progress: float, c: ScheduleConfig) -> float:
+def _linear(progress: float, c: ScheduleConfig, step: int, warmup: int) -> float:
     return c.min_lr_ratio + (1 - c.min_lr_ratio) * (1 - progress)
 
 
-def _cosine(progress: float, c: ScheduleConfig) -> float:
+def _cosine(progress: float, c: ScheduleConfig, step: int, warmup: int) -> float:
     return c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _inverse_sqrt(progress: float, c: ScheduleConfig, step: int, warmup: int) -> float:
+    # 1 where warm-up ends (step warmup - 1), then 1 / sqrt of the steps taken, scaled to it
+    return math.sqrt(max(warmup, 1) / (step + 1))
 
 
 # Registered by call rather than by decorator: mutation testing (mutmut) skips decorated functions.
 for _name, _make in (("sgd", _sgd), ("adam", _adam), ("adamw", _adamw)):
     OPTIMIZERS.register(_name)(_make)
-for _name, _shape in (("constant", _constant), ("linear", _linear), ("cosine", _cosine)):
+for _name, _shape in (("constant", _constant), ("linear", _linear), ("cosine", _cosine),
+                      ("inverse_sqrt", _inverse_sqrt)):
     SCHEDULES.register(_name)(_shape)
 
 
@@ -202,7 +209,7 @@ def lr_multiplier(step: int, total: int, c: ScheduleConfig) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
-    return SCHEDULES.get(c.name)(min(1.0, progress), c)
+    return SCHEDULES.get(c.name)(min(1.0, progress), c, step, warmup)
 
 
 def build_schedule(opt: torch.optim.Optimizer, total_steps: int, c: ScheduleConfig):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.batching import length_bucketed_batches
+from ..data.batching import length_bucketed_batches, token_budget_batches
 from ..errors import AttnkitError
 from ..run_files import RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -103,7 +103,8 @@ class Trainer:
         self.on_checkpoint = on_checkpoint
         self.on_step = on_step  # called after every optimiser step with the state; True = pause (checkpointed)
         self.paused = False
-        self.steps_per_epoch = math.ceil(math.ceil(len(train_data) / cfg.batch_size) / cfg.accumulate)
+        batches = len(self._batches(0)) if cfg.max_tokens else math.ceil(len(train_data) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(batches / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
@@ -145,6 +146,9 @@ class Trainer:
     def _batches(self, epoch: int) -> list[list[int]]:
         # data without lengths (images) batch as a plain seeded shuffle
         lengths = getattr(self.train_data, "lengths", None) or [1] * len(self.train_data)
+        if self.cfg.max_tokens:
+            return token_budget_batches(lengths, self.cfg.max_tokens, shuffle=True, seed=self.cfg.seed, epoch=epoch,
+                                        bucket_factor=self.cfg.bucket_factor)
         return length_bucketed_batches(lengths, self.cfg.batch_size, shuffle=True,
                                        seed=self.cfg.seed, epoch=epoch, bucket_factor=self.cfg.bucket_factor)
 

@@ -93,5 +93,5 @@ def test_bad_model_config_names_the_key(model_cfg, message):
 
 
 def test_unknown_task():
-    with pytest.raises(ConfigError, match="task: unknown task 'translation'"):
-        build_model("translation", ModelConfig(), num_classes=2)
+    with pytest.raises(ConfigError, match="task: unknown task 'summarization'"):
+        build_model("summarization", ModelConfig(), num_classes=2)

@@ -22,6 +22,15 @@ def test_schedules_follow_their_formulas():
     assert lr_multiplier(24, 100, frac) == pytest.approx(0.5) and lr_multiplier(50, 100, frac) == 1.0
 
 
+def test_inverse_sqrt_schedule():
+    """Linear warm-up to 1 over ``warmup`` steps, then sqrt(warmup / step) (step counted from 1)."""
+    c = ScheduleConfig(name="inverse_sqrt", warmup=400)
+    assert lr_multiplier(0, 10_000, c) == pytest.approx(1 / 400)
+    assert lr_multiplier(399, 10_000, c) == pytest.approx(1.0)
+    assert lr_multiplier(1599, 10_000, c) == pytest.approx(0.5)
+    assert lr_multiplier(39_999, 10_000, c) == pytest.approx(0.1)  # no end: it does not depend on the total
+
+
 @pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                       ("adamw", torch.optim.AdamW)])
 def test_optimizers_and_no_decay_groups(name, cls):
@@ -135,7 +144,7 @@ def test_validate_defaults_name_the_config_section():
     assert str(e.value) == "train.optimizer.name: unknown optimizer 'adagrad'; known: adam, adamw, sgd"
     with pytest.raises(ConfigError) as e:
         ScheduleConfig(name="step").validate()
-    assert str(e.value) == "train.schedule.name: unknown schedule 'step'; known: constant, cosine, linear"
+    assert str(e.value) == "train.schedule.name: unknown schedule 'step'; known: constant, cosine, inverse_sqrt, linear"
 
 
 def test_schedule_config_validates_its_name():
@@ -144,7 +153,7 @@ def test_schedule_config_validates_its_name():
         assert from_dict(ScheduleConfig, {"name": name, "warmup": 5}, "train.schedule").name == name
     with pytest.raises(ConfigError) as e:
         from_dict(ScheduleConfig, {"name": "exp"}, "x.schedule")
-    assert str(e.value) == "x.schedule.name: unknown schedule 'exp'; known: constant, cosine, linear"
+    assert str(e.value) == "x.schedule.name: unknown schedule 'exp'; known: constant, cosine, inverse_sqrt, linear"
 
 
 def test_build_optimizer_rejects_an_unknown_name_it_was_not_validated_for():
