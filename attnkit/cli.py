@@ -197,7 +197,7 @@ def translate(
     from .run.prediction import read_texts
 
     loaded = load_run(run)
-    if loaded.cfg.task != "translation":
+    if not loaded.task.writes_text:
         raise ConfigError(f"translate: {run} is a {loaded.cfg.task} run, not a translation run; use "
                           f"`attnkit predict {run} TEXT`")
     search = loaded.model.search
@@ -251,6 +251,12 @@ def explain(
     from .explain.render import explanation_html, tokens_rich
     from .files import atomic_write
 
+    from .explain import alignments
+
+    aligned = alignments(run, texts)
+    if aligned is not None:  # a translation run: what each written word attended to
+        _show_alignments(aligned, html_out, as_json, run)
+        return
     results = explain_run(run, texts, method=method, target=target, word=word, steps=steps)
     for text, e in zip(texts, results):
         if as_json:
@@ -265,6 +271,30 @@ def explain(
     if html_out is not None:
         page = explanation_html(results, f"attnkit explain: {run} ({method})")
         atomic_write(html_out, lambda f: f.write(page.encode("utf-8")))
+        console.print(f"wrote {html_out}", highlight=False)
+
+
+def _show_alignments(aligned: list[dict], html_out: Path | None, as_json: bool, run: Path) -> None:
+    """Each translation with, per written subword, the source subword it attended to most."""
+    import html
+    import json
+
+    from .explain.render import alignment_figure, figure_uri, page
+    from .files import atomic_write
+
+    for a in aligned:
+        if as_json:
+            print(json.dumps({k: (v.round(4).tolist() if k == "matrix" else v) for k, v in a.items()},
+                             ensure_ascii=False))
+            continue
+        console.print(f"[bold]{a['translation']}[/]", highlight=False)
+        console.print("  " + "  ".join(f"{w}<-{a['source'][int(row.argmax())]} {float(row.max()):.2f}"
+                                       for w, row in zip(a["written"], a["matrix"])), highlight=False, style="dim")
+    if html_out is not None:
+        body = "".join(f"<h2>{html.escape(a['text'])}</h2><p>{html.escape(a['translation'])}</p>"
+                       f"<img alt=alignment src=\"{figure_uri(alignment_figure(a['matrix'], a['written'], a['source']))}\">"
+                       for a in aligned)
+        atomic_write(html_out, lambda f: f.write(page(f"attnkit explain: {run} (alignment)", body).encode("utf-8")))
         console.print(f"wrote {html_out}", highlight=False)
 
 

@@ -7,7 +7,8 @@
     RUN/tokenizer/         a pretrained backbone's tokenizer (fine-tuned runs)
     RUN/backbone/          the backbone's config (fine-tuned runs)
     RUN/model.safetensors  the best weights (by the dev metric)
-    RUN/checkpoints/       last.pt (resume) and best.pt
+    RUN/checkpoints/       last.pt (resume), best.pt, epoch-N.pt (the last N epochs' weights, averaged
+                           at the end with train.average_last)
     RUN/metrics.jsonl      one record per logged step/epoch; RUN/events/ for TensorBoard
     RUN/eval.json          final dev/test metrics (eval-<file>.json: ``attnkit evaluate``)
     RUN/report.html        the run report
@@ -63,6 +64,10 @@ class RunFiles:
     report = _at(REPORT)
     tokenizer = _at(TOKENIZER)  # fine-tuned runs
     backbone = _at(BACKBONE)  # fine-tuned runs
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        """``checkpoints/epoch-N.pt``: the weights after epoch N (kept for ``train.average_last``)."""
+        return self.root / CHECKPOINTS / f"epoch-{epoch}.pt"
 
     def eval_of(self, data_file: str | Path) -> Path:
         """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""

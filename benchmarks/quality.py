@@ -32,6 +32,9 @@ RUNS = {
     "conll2003/minilm": ("conll_minilm.yaml", "test", "f1", 0.84, None),
     "financial_phrasebank/minilm": ("financial_sentiment.yaml", "test", "accuracy", 0.82),
     "clinc150/minilm": ("intent_routing.yaml", "test", "in_scope_accuracy", 0.92),
+    # translation (Multi30k test2016): lowercased sacreBLEU, as the published tutorials report it
+    "multi30k/transformer_de_en": ("multi30k_transformer.yaml", "test", "bleu_lc", 37.0, 3600),
+    "multi30k/gru_additive_de_en": ("multi30k_gru.yaml", "test", "bleu_lc", 30.0, 3600),
 }
 WALL_LIMIT_S = 30 * 60
 

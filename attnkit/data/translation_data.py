@@ -38,9 +38,10 @@ class TranslationData:
                 i = long[0]
                 side, path, n = (("source", data.src_path, len(src[i])) if len(src[i]) > max_len
                                  else ("target", data.tgt_path, len(tgt[i]) + 1))
-                raise DataError(f"{path}:{data.lines[i]}: the {side} sentence is {n} subwords, longer than "
-                                f"model.max_len = {max_len} ({len(long)} such pair(s) in all); raise model.max_len, "
-                                f"or set data.on_error: skip to leave them out (never cut silently)")
+                raise DataError(f"{path}:{data.lines[i]}: the {side} sentence is {n} subwords, longer than the "
+                                f"model's limit of {max_len} ({len(long)} such pair(s) in all); raise "
+                                f"model.encoder.max_len and model.decoder.max_len, or set data.on_error: skip to "
+                                f"leave them out (never cut silently)")
             keep = [i for i in keep if i not in set(long)]
         return cls([src[i] for i in keep], [tgt[i] for i in keep], sw.bos_id, sw.eos_id, sw.pad_id,
                    references=[data.targets[i] for i in keep])

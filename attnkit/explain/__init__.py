@@ -13,12 +13,13 @@ from .explanations import (
            METHODS,
            ExplainError,
            Explanation,
+           alignments,
            attention_maps,
            encode_inputs,
            explain,
            explain_encoded,
 )
 
-__all__ = ["ATTRIBUTIONS", "METHODS", "AttentionRecord", "Encoded", "ExplainError", "Explanation", "attention_maps",
+__all__ = ["ATTRIBUTIONS", "METHODS", "AttentionRecord", "Encoded", "ExplainError", "Explanation", "alignments", "attention_maps",
            "encode_inputs", "explain", "explain_encoded", "integrated_gradients", "record_attention", "rollout",
            "saliency", "token_relevance"]

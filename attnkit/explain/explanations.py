@@ -175,7 +175,10 @@ def _explain_encoded(model, enc: Encoded, method: str, label_names: list[str], t
     # one forward gives the prediction and, for method attention, the attention records
     with torch.no_grad(), (record_attention(model) if method == "attention" else nullcontext([])) as records:
         out = model(batch)
-        logits = out["logits"].float()
+    if "logits" not in out:
+        raise ExplainError("this run writes text (a translation): its explanation is the source-target alignment; "
+                           "`attnkit explain RUN TEXT` shows it")
+    logits = out["logits"].float()
     position = None
     if logits.dim() == 3:  # a tagger: one word's tag is explained
         pred = model.predict(out, batch)[0].tolist()
@@ -248,6 +251,26 @@ def explain(run_or_model, inputs, method: str = "attention", *, target=None, wor
         model, names, encoded = run.model, run.meta["labels"], encode_inputs(run, inputs)
         black = black_level(run)
     return [explain_encoded(model, e, method, names, target, word, steps, black) for e in encoded]
+
+
+def alignments(run, inputs) -> list[dict] | None:
+    """For runs that write text (translation): per input, the translation and its alignment
+    ``{"text", "translation", "written", "source", "matrix" [written, source]}``; None for
+    runs of other tasks."""
+    if isinstance(run, (str, Path)):
+        run = load_run(run)
+    encoded = encode_inputs(run, inputs)
+    out = []
+    for text, enc in zip(inputs, encoded):
+        found = run.task.alignment(run.model, enc, None, run.featurized)
+        if found is None:
+            return None
+        matrix, written, source = found
+        translation = run.task.prediction(run.featurized, enc, run.task.decode(run.model, {}, enc.batch)[0][0],
+                                          text)["translation"]
+        out.append({"text": text, "translation": translation, "written": written, "source": source,
+                    "matrix": matrix})
+    return out
 
 
 def black_level(run) -> float:

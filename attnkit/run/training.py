@@ -83,13 +83,41 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
     trainer.fit(resume=resume)
     best = load_checkpoint(files.best_checkpoint)
     trainer.load_model_state(best["model"])
-    save_weights(model, files.weights)
     dev = evaluate(model, prepared.dev)
+    averaged = _average_if_better(task, cfg, trainer, dev, evaluate, prepared.dev)
+    if averaged is not None:
+        dev = averaged
+    save_weights(model, files.weights)
     test = evaluate(model, prepared.test) if _has_targets(prepared.test, task.target) else None
-    write_json(files.eval, {"dev": dev, "test": test, "best_epoch": best.get("epoch")})
+    write_json(files.eval, {"dev": dev, "test": test, "best_epoch": best.get("epoch"),
+                            "weights": "average of the last epochs" if averaged is not None else "best epoch"})
     if cfg.train.report:
         write_report_safely(run_dir)
     return TrainResult(run_dir, dev, test)
+
+
+def _average_if_better(task, cfg: RunConfig, trainer, best_dev: dict, evaluate, dev_data) -> dict | None:
+    """With ``train.average_last: N``: the mean weights of the last N epochs, loaded into the
+    model when their dev metric is at least the best epoch's (returned then); else the best
+    epoch's weights are put back and None is returned."""
+    paths = trainer.averaged_checkpoints() if cfg.train.average_last > 1 else []
+    if len(paths) < 2:
+        return None
+    from ..train import average_weights
+
+    best_state = trainer.model_state()
+    best_state = {k: v.clone() for k, v in best_state.items()}
+    trainer.load_model_state(average_weights(paths))
+    dev = evaluate(trainer.model, dev_data)
+    metric = cfg.train.metric
+    a, b = dev.get(metric), best_dev.get(metric)
+    better = a is not None and b is not None and (a <= b if task.minimize(metric) else a >= b)
+    log.info(f"average of the last {len(paths)} epochs: dev {metric} {a:.4f} vs best epoch {b:.4f}; keeping "
+             f"{'the average' if better else 'the best epoch'}")
+    if better:
+        return dev
+    trainer.load_model_state(best_state)
+    return None
 
 
 BYTES_PER_TRAINED_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments

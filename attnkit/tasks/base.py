@@ -92,6 +92,8 @@ class Task:
     #: whether gold answers are names from a fixed set (classes, tags): a dev/test answer never
     #: seen in train is then a problem the pre-flight check reports (False for regression)
     categorical: ClassVar[bool] = True
+    #: whether predictions are text the model writes (translation): ``attnkit translate`` takes such runs
+    writes_text: ClassVar[bool] = False
     #: whether ``inspect-data`` counts the gold answers as labels (not for free text such as translations)
     counts_gold: ClassVar[bool] = True
     #: the data format when ``data.format`` is not set and the path does not tell (None: a table, by its suffix)

@@ -75,6 +75,7 @@ class Translation(Task):
     default_metric = "bleu"
     categorical = False
     counts_gold = False
+    writes_text = True
     data_format = "parallel"
 
     def read_splits(self, cfg):

@@ -1,5 +1,5 @@
 """Training: the Trainer loop, optimisers and schedules, atomic checkpoints."""
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, average_weights, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .optim import (
            OPTIMIZERS,
@@ -12,5 +12,5 @@ from .optim import (
 from .trainer import MetricsLog, Trainer, TrainingDiverged
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "CheckpointError", "MetricsLog", "OptimizerConfig", "ScheduleConfig",
-           "TrainConfig", "Trainer", "TrainingDiverged", "atomic_write", "build_optimizer", "build_schedule",
+           "TrainConfig", "Trainer", "TrainingDiverged", "atomic_write", "average_weights", "build_optimizer", "build_schedule",
            "load_checkpoint", "save_checkpoint"]

@@ -43,3 +43,18 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint ({e})") from None
+
+
+def average_weights(paths: list[Path]) -> dict:
+    """The element-wise mean of the ``model`` weights of several checkpoints (floating-point
+    tensors; others, such as step counters, are taken from the last)."""
+    states = [load_checkpoint(p)["model"] for p in paths]
+    if not states:
+        raise CheckpointError("no checkpoints to average")
+    out = {}
+    for k, last in states[-1].items():
+        if torch.is_floating_point(last):
+            out[k] = sum(s[k].double() for s in states).div(len(states)).to(last.dtype)
+        else:
+            out[k] = last
+    return out

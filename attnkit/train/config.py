@@ -20,6 +20,7 @@ class TrainConfig:
     grad_clip: float = checked(1.0, non_negative)  # max global grad norm; 0 = off
     accumulate: int = checked(1, positive)  # batches per optimiser step
     metric: str | None = None  # dev metric that picks the best checkpoint (default: the task's; accuracy, entity f1)
+    average_last: int = checked(0, non_negative)  # average the weights of the last N epochs at the end; kept if dev is as good; 0 = off
     patience: int = checked(0, non_negative)  # epochs without improvement before stopping; 0 = off
     seed: int = 0
     bf16: bool = False  # CPU autocast; measured slower than fp32 on CPUs without bf16 units

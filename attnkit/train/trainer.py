@@ -273,11 +273,20 @@ class Trainer:
         if improved:
             save_checkpoint(self.files.best_checkpoint, {"model": self.model_state(), "epoch": st["epoch"],
                                                         "dev": record["dev"]})
+        if cfg.average_last:
+            save_checkpoint(self.files.epoch_checkpoint(st["epoch"]), {"model": self.model_state()})
+            self.files.epoch_checkpoint(st["epoch"] - cfg.average_last).unlink(missing_ok=True)
         self.save()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in record["dev"].items() if k in (self.metric, "loss"))
         self._print(f"epoch {st['epoch']}/{cfg.epochs}: train loss {self._epoch_train['loss']:.4f}"
                     f"{', dev ' + shown if shown else ''}"
                     f" ({self._epoch_train['samples_per_s']:.0f} samples/s){' *' if improved else ''}")
+
+    def averaged_checkpoints(self) -> list[Path]:
+        """The epoch checkpoints ``train.average_last`` averages (the last N that exist)."""
+        last = self.state["epoch"]
+        paths = [self.files.epoch_checkpoint(e) for e in range(max(1, last - self.cfg.average_last + 1), last + 1)]
+        return [p for p in paths if p.is_file()]
 
     def _print(self, text: str) -> None:
         log.info(text)
