@@ -156,19 +156,25 @@ def predict(
                                                                          "the run's data.text_column).")] = None,
 ):
     """Predict labels (or tags) for texts."""
-    import json
-
-    from .errors import ConfigError
     from .run import load_run
-    from .run import predict as predict_run
     from .run.prediction import read_texts
 
     loaded = load_run(run)
     items = list(texts or [])
     if input_ is not None:
         items += read_texts(input_, encoding=encoding, fmt=fmt, text_column=text_column or loaded.cfg.data.text_column)
+    _print_predictions(loaded, items, as_json, "predict", "TEXT")
+
+
+def _print_predictions(loaded, items: list[str], as_json: bool, command: str, what: str) -> None:
+    """The run's predictions of ``items``, one terminal line (or JSON object) each."""
+    import json
+
+    from .errors import ConfigError
+    from .run import predict as predict_run
+
     if not items:
-        raise ConfigError("predict: give TEXT arguments or --input FILE")
+        raise ConfigError(f"{command}: give {what} arguments or --input FILE")
     for p in predict_run(loaded, items):
         if as_json:
             print(json.dumps(p, ensure_ascii=False))
@@ -189,11 +195,9 @@ def translate(
 ):
     """Translate sentences with a translation run (beam search)."""
     import dataclasses
-    import json
 
     from .errors import ConfigError
     from .run import load_run
-    from .run import predict as predict_run
     from .run.prediction import read_texts
 
     loaded = load_run(run)
@@ -207,13 +211,7 @@ def translate(
     items = list(texts or [])
     if input_ is not None:
         items += read_texts(input_, encoding=encoding, fmt="lines", text_column="text")
-    if not items:
-        raise ConfigError("translate: give SENTENCE arguments or --input FILE")
-    for p in predict_run(loaded, items):
-        if as_json:
-            print(json.dumps(p, ensure_ascii=False))
-        else:
-            console.print(loaded.task.render_prediction(p), highlight=False)
+    _print_predictions(loaded, items, as_json, "translate", "SENTENCE")
 
 
 @app.command()
@@ -247,11 +245,10 @@ def explain(
     """Show which words drove a prediction: coloured tokens (green for, red against)."""
     import json
 
+    from .explain import alignments
     from .explain import explain as explain_run
     from .explain.render import explanation_html, tokens_rich
     from .files import atomic_write
-
-    from .explain import alignments
 
     aligned = alignments(run, texts)
     if aligned is not None:  # a translation run: what each written word attended to

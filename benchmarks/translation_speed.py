@@ -64,7 +64,12 @@ def training_rows(steps: int, rounds: int) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from attnkit.data import SubwordModel, TranslationData, read_parallel, token_budget_batches
+    from attnkit.data import (
+        SubwordModel,
+        TranslationData,
+        read_parallel,
+        token_budget_batches,
+    )
     from attnkit.models import ModelConfig, Translator
 
     pairs = read_parallel(DATA / "train.de", DATA / "train.en")
@@ -206,10 +211,12 @@ def main() -> None:
         for r in drows:
             print(r["name"], r["metric"], r["value"], flush=True)
         rows += drows
-    notes = ["training: same token-budget batches (max_tokens 2500, the first --steps of epoch 0), AdamW 5e-4, "
-             "rounds interleaved with the order rotated, round 0 a warm-up; ratio of median target tokens/s",
-             f"decoding: beam 5, alpha 0.6, max length 1.5|src|+10, the first {args.sentences} test2016 sentences, "
-             f"trained run {args.run}" if args.run.is_dir() else "decoding: not measured (no trained run given)"]
+    decoding = (f"decoding: beam 5, alpha 0.6, max length 1.5|src|+10, the first {args.sentences} test2016 "
+                f"sentences, trained run {args.run}" if args.run.is_dir()
+                else "decoding: not measured (no trained run given)")
+    notes = [("training: same token-budget batches (max_tokens 2500, the first --steps of epoch 0), AdamW 5e-4, "
+              "rounds interleaved with the order rotated, round 0 a warm-up; ratio of median target tokens/s"),
+             decoding]
     print("wrote", write_results("translation_speed", rows, notes, args.out))
 
 

@@ -35,7 +35,14 @@ class SubwordModel:
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model: str = "bpe",
               min_frequency: int = 2) -> SubwordModel:
         """Learn a ``model`` (``bpe`` or ``unigram``) of about ``vocab_size`` pieces from ``texts``."""
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+        from tokenizers import (
+            Tokenizer,
+            decoders,
+            models,
+            normalizers,
+            pre_tokenizers,
+            trainers,
+        )
 
         if model not in KINDS:
             raise ConfigError(f"data.subwords.model: unknown {model!r}; known: {', '.join(KINDS)}")

@@ -27,6 +27,7 @@ class SearchConfig:
     max_len_b: int = checked(10, positive)
     nbest: int = checked(1, positive)  # hypotheses returned per sentence (at most beam)
     no_repeat_ngram: int = checked(0, non_negative)  # forbid repeating any n-gram of this size; 0 = off
+    dev_beam: int = checked(1, positive)  # beam of the dev BLEU after each training epoch (picks the best epoch)
 
 
 @dataclass

@@ -78,15 +78,17 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
 
     def evaluate(m, d):
         return evaluate_model(m, d, fz.labels, cfg.train.eval_batch_size, task=task, featurized=fz)
-    trainer = Trainer(model, prepared.train, prepared.dev, cfg.train, run_dir, evaluate, progress=progress,
+
+    def evaluate_epoch(m, d):  # the dev score that picks the best epoch (a translation: greedy by default)
+        with task.dev_evaluation(m):
+            return evaluate(m, d)
+    trainer = Trainer(model, prepared.train, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
                       minimize=task.minimize(cfg.train.metric))
     trainer.fit(resume=resume)
     best = load_checkpoint(files.best_checkpoint)
     trainer.load_model_state(best["model"])
+    averaged = _average_if_better(task, cfg, trainer, best.get("dev", {}), evaluate, prepared.dev)
     dev = evaluate(model, prepared.dev)
-    averaged = _average_if_better(task, cfg, trainer, dev, evaluate, prepared.dev)
-    if averaged is not None:
-        dev = averaged
     save_weights(model, files.weights)
     test = evaluate(model, prepared.test) if _has_targets(prepared.test, task.target) else None
     write_json(files.eval, {"dev": dev, "test": test, "best_epoch": best.get("epoch"),
@@ -108,7 +110,8 @@ def _average_if_better(task, cfg: RunConfig, trainer, best_dev: dict, evaluate, 
     best_state = trainer.model_state()
     best_state = {k: v.clone() for k, v in best_state.items()}
     trainer.load_model_state(average_weights(paths))
-    dev = evaluate(trainer.model, dev_data)
+    with task.dev_evaluation(trainer.model):  # compared with the best epoch's score, measured the same way
+        dev = evaluate(trainer.model, dev_data)
     metric = cfg.train.metric
     a, b = dev.get(metric), best_dev.get(metric)
     better = a is not None and b is not None and (a <= b if task.minimize(metric) else a >= b)

@@ -9,6 +9,7 @@ split) for models from blocks, or a pretrained backbone's own tokenizer (``model
 Both are saved with the run, so a run directory encodes new inputs by itself."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -168,6 +169,11 @@ class Task:
     def explain_word(self, pred, gold, fz: Featurized) -> int | None:
         """For per-token tasks, which word's prediction the report explains (None: the whole)."""
         return None
+
+    def dev_evaluation(self, model):
+        """A context in which the trainer scores the dev set after each epoch (a translation
+        decodes with ``model.search.dev_beam`` there); nothing changes by default."""
+        return contextlib.nullcontext()
 
     def alignment(self, model, enc: Encoded, pred, fz: Featurized):
         """For tasks that write text, ``(matrix [written, source], written units, source units)``:

@@ -40,6 +40,16 @@ def test_attention_with_queries_but_no_keys_gives_zero_rows():
     assert torch.equal(out, torch.zeros(2, 3, 4)) and w.shape == (2, 3, 0)
 
 
+def test_empty_attention_says_so_and_returns_weights_only_when_asked():
+    score = build_score("scaled_dot", 4, 4)
+    q, k = torch.randn(2, 1, 3, 4), torch.randn(2, 1, 0, 4)
+    out, w, d = attend(q, k, k, score)
+    assert w is None and out.shape == (2, 1, 3, 4) and out.dtype == q.dtype
+    assert d.backend == "none" and d.reason == "empty input: nothing to attend (zero-size output, no kernel runs)"
+    out, w, _ = attend(q, k, k, score, need_weights=True)
+    assert w.shape == (2, 1, 3, 0) and w.dtype == q.dtype
+
+
 def test_attend_still_checks_shapes_when_empty():
     score = build_score("scaled_dot", 4, 4)
     with pytest.raises(ValueError, match="batch sizes differ"):

@@ -157,3 +157,30 @@ def test_multi_head_attention_with_given_keys_and_values():
     want, _ = mha(x, ctx, lengths=torch.tensor([5, 3]))
     got, _ = mha(x, kv=mha.project_kv(ctx), lengths=torch.tensor([5, 3]))
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("cfg,message", [
+    (ModelConfig(decoder={"type": "transformer", "attention": {"mask": ["causal"]}}),
+     "decoder.attention.mask: the decoder's self-attention is causal by construction"),
+    (ModelConfig(embedding={"dim": 16}, encoder={"type": "gru", "hidden": 8},
+                 decoder={"type": "gru", "hidden": 12}, head={"tie": True}),
+     "model.head.tie: the decoder's output (12) and the embedding (16) differ in size"),
+    (ModelConfig(embedding={"dim": 16, "vectors": "x.txt"}), "model.embedding: unknown key(s) 'vectors'"),
+    (ModelConfig(head={"label_smoothing": 1.5}), "model.head.label_smoothing: must be in [0, 1)"),
+    (ModelConfig(decoder={"type": "gru", "attention": {"score": "nope"}}), "unknown score 'nope'"),
+])
+def test_model_config_errors_name_the_key(cfg, message):
+    from attnkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        Translator(cfg, 20)
+
+
+def test_untied_recurrent_model_and_separate_target_embedding():
+    cfg = ModelConfig(embedding={"dim": 16, "shared": False}, encoder={"type": "gru", "hidden": 8},
+                      decoder={"type": "gru", "hidden": 12}, head={"tie": False})
+    m = Translator(cfg, 20)
+    assert m.tgt_embedding is not m.embedding and m.out.weight.shape == (20, 12)
+    out = m({"src": torch.tensor([[5, 6, 7]]), "src_lengths": torch.tensor([3]), "tgt_in": torch.tensor([[BOS, 8]]),
+             "tgt_out": torch.tensor([[8, EOS]])})
+    assert out["logits"].shape == (1, 2, 20) and torch.isfinite(m.loss(out, {"tgt_out": torch.tensor([[8, EOS]])}))
