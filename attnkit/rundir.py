@@ -42,19 +42,15 @@ def save_weights(model: torch.nn.Module, path: Path, everything: bool = False) -
     from safetensors.torch import save
 
     state = model.state_dict() if everything else getattr(model, "trained_state", model.state_dict)()
-    tensors, seen = {}, set()
-    for k, v in state.items():  # a tied weight (a translator's embedding and output) is saved once
-        if (v.data_ptr(), tuple(v.shape)) in seen and v.numel():
-            continue
-        seen.add((v.data_ptr(), tuple(v.shape)))
-        tensors[k] = v.detach().contiguous()
+    tied = tied_names(state)  # a tied weight (a translator's embedding and output) is saved once
+    tensors = {k: v.detach().contiguous() for k, v in state.items() if k not in tied}
     atomic_write(path, lambda f: f.write(save(tensors)))
 
 
-def tied_names(model: torch.nn.Module) -> set[str]:
-    """State-dict names that share their tensor with an earlier name (tied weights)."""
+def tied_names(state: dict) -> set[str]:
+    """Names of a state dict that share their tensor with an earlier name (tied weights)."""
     seen, out = set(), set()
-    for k, v in model.state_dict().items():
+    for k, v in state.items():
         key = (v.data_ptr(), tuple(v.shape))
         if key in seen and v.numel():
             out.add(k)
@@ -201,7 +197,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e)[:200])
             raise RunError(f"{where}: weights do not match the model that {RunFiles(run_dir).config.name} "
                            f"describes ({first}); was config.yaml edited or damaged?") from None
-        missing = [k for k in missing if k not in tied_names(model)]
+        tied = tied_names(model.state_dict())
+        missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise RunError(f"{where}: weights do not match the config's model "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

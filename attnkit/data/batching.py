@@ -67,13 +67,18 @@ def length_bucketed_batches(
     n = len(lengths)
     if not shuffle:
         return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    return _pooled_batches(lengths, batch_size * bucket_factor, seed, epoch,
+                           lambda pool: [pool[i:i + batch_size] for i in range(0, len(pool), batch_size)])
+
+
+def _pooled_batches(lengths: list[int], pool_size: int, seed: int, epoch: int, cut) -> list[list[int]]:
+    """Shuffle (per ``(seed, epoch)``), sort each pool of ``pool_size`` by length, ``cut(pool)``
+    it into batches, shuffle the batch order."""
     g = _generator(seed, epoch)
-    order = torch.randperm(n, generator=g).tolist()
-    pool_size = batch_size * bucket_factor
+    order = torch.randperm(len(lengths), generator=g).tolist()
     batches: list[list[int]] = []
-    for start in range(0, n, pool_size):
-        pool = sorted(order[start:start + pool_size], key=lengths.__getitem__)  # stable
-        batches += [pool[i:i + batch_size] for i in range(0, len(pool), batch_size)]
+    for start in range(0, len(lengths), pool_size):
+        batches += cut(sorted(order[start:start + pool_size], key=lengths.__getitem__))  # stable sort
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
@@ -99,15 +104,9 @@ def token_budget_batches(
     n = len(lengths)
     if not shuffle:
         return _cut_by_budget(list(range(n)), lengths, max_tokens)
-    g = _generator(seed, epoch)
-    order = torch.randperm(n, generator=g).tolist()
     typical = max(1, max_tokens // max(1, int(np.median(lengths)) if n else 1))
-    pool_size = typical * bucket_factor
-    batches: list[list[int]] = []
-    for start in range(0, n, pool_size):
-        pool = sorted(order[start:start + pool_size], key=lengths.__getitem__)  # stable
-        batches += _cut_by_budget(pool, lengths, max_tokens)
-    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+    return _pooled_batches(lengths, typical * bucket_factor, seed, epoch,
+                           lambda pool: _cut_by_budget(pool, lengths, max_tokens))
 
 
 def _cut_by_budget(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:

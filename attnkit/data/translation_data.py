@@ -42,7 +42,8 @@ class TranslationData:
                                 f"model's limit of {max_len} ({len(long)} such pair(s) in all); raise "
                                 f"model.encoder.max_len and model.decoder.max_len, or set data.on_error: skip to "
                                 f"leave them out (never cut silently)")
-            keep = [i for i in keep if i not in set(long)]
+            skipped = set(long)
+            keep = [i for i in keep if i not in skipped]
         return cls([src[i] for i in keep], [tgt[i] for i in keep], sw.bos_id, sw.eos_id, sw.pad_id,
                    references=[data.targets[i] for i in keep])
 

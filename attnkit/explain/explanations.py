@@ -259,15 +259,13 @@ def alignments(run, inputs) -> list[dict] | None:
     runs of other tasks."""
     if isinstance(run, (str, Path)):
         run = load_run(run)
-    encoded = encode_inputs(run, inputs)
+    if not run.task.writes_text:
+        return None
     out = []
-    for text, enc in zip(inputs, encoded):
-        found = run.task.alignment(run.model, enc, None, run.featurized)
-        if found is None:
-            return None
-        matrix, written, source = found
-        translation = run.task.prediction(run.featurized, enc, run.task.decode(run.model, {}, enc.batch)[0][0],
-                                          text)["translation"]
+    for text, enc in zip(inputs, encode_inputs(run, inputs)):
+        pred = run.task.decode(run.model, {}, {**enc.batch, "need_weights": True})[0][0]  # one search, weights kept
+        matrix, written, source = run.task.alignment(run.model, enc, pred, run.featurized)
+        translation = run.task.prediction(run.featurized, enc, pred, text)["translation"]
         out.append({"text": text, "translation": translation, "written": written, "source": source,
                     "matrix": matrix})
     return out

@@ -176,10 +176,13 @@ class Translation(Task):
         return " ".join(fz.vocabs[SUBWORDS].decode(pred[0].tokens).split()) == " ".join(str(gold).split())
 
     def alignment(self, model, enc, pred, fz):
-        """The best hypothesis re-decoded with its cross-attention (last decoder layer, heads
-        averaged): rows are the written subwords (with ``</s>``), columns the source subwords."""
-        cfg = getattr(model, "search", None) or SearchConfig()
-        best = translate_batch(model, enc.batch, cfg, need_weights=True)[0][0]
+        """The best hypothesis's cross-attention (last decoder layer, heads averaged; decoded
+        again only when ``pred`` was decoded without it): rows are the written subwords (with
+        ``</s>``), columns the source subwords."""
+        best = pred[0] if pred and pred[0].attention is not None else None
+        if best is None:
+            cfg = getattr(model, "search", None) or SearchConfig()
+            best = translate_batch(model, enc.batch, cfg, need_weights=True)[0][0]
         sw = fz.vocabs[SUBWORDS]
         written = sw.pieces(best.tokens[:-1]) + ["</s>"] if best.tokens[-1:] == [sw.eos_id] else sw.pieces(best.tokens)
         return best.attention.float().numpy(), written, list(enc.units)
