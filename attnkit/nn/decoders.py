@@ -19,6 +19,7 @@ from ..attention.masks import causal
 from ..config import require_positive
 from ..errors import ConfigError
 from .registry import DECODERS
+from .rnn import run_recurrence
 from .transformer import sinusoidal_positions
 
 
@@ -156,7 +157,7 @@ class RNNDecoder(nn.Module):
         inp = torch.cat([y, state["feed"][:, None]], -1)
         h = state["h"].transpose(0, 1).contiguous()  # (layers, N, H)
         hx = (h, state["c"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h
-        top, hx = self.rnn(inp, hx)
+        top, hx = run_recurrence(self.rnn, inp, hx)
         ctx, w = self.attn(top, state["keys"], lengths=state["src_lengths"], need_weights=need_weights,
                            kf=state["kf"])
         feed = torch.tanh(self.combine(torch.cat([top, ctx], -1)))

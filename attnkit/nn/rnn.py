@@ -11,6 +11,23 @@ from ..config import require_positive
 from .registry import ENCODERS
 
 
+def run_recurrence(rnn: nn.RNNBase, x, hx=None):
+    """``rnn(x, hx)``, in fp32 with autocast off when bf16 autocast is on: oneDNN's bf16
+    LSTM/GRU has no kernel on CPUs without bf16 units ("could not create a primitive
+    descriptor"), and a recurrence's cost is its elementwise gates, which bf16 does not speed
+    up. Everything around it stays under autocast."""
+    if not torch.is_autocast_enabled("cpu"):
+        return rnn(x, hx)
+    with torch.autocast("cpu", enabled=False):
+        if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+            x = x._replace(data=x.data.float())
+        else:
+            x = x.float()
+        if hx is not None:
+            hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
+        return rnn(x, hx)
+
+
 class _RNNEncoder(nn.Module):
     cell: type[nn.RNNBase]
 
@@ -28,7 +45,7 @@ class _RNNEncoder(nn.Module):
         t = x.shape[1]
         # pack_padded_sequence rejects length 0; such rows come back as zeros below anyway
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
+        out, _ = run_recurrence(self.rnn, packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
         out = out * (lengths > 0).to(out.dtype).view(-1, 1, 1).to(out.device)
         return self.dropout(out)

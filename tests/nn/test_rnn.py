@@ -81,3 +81,19 @@ def test_lengths_may_stay_on_the_cpu(device):
     out = enc(torch.randn(2, 5, 3, device=device), torch.tensor([5, 2]))
     assert out.device.type == device.type
     assert (out[1, 2:] == 0).all() and (out[0] != 0).any()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrence_under_bf16_autocast_runs_in_fp32(kind):
+    """oneDNN's bf16 LSTM has no kernel on CPUs without bf16 units: under autocast the
+    recurrence runs in fp32 (the same numbers as without autocast) and the rest stays bf16."""
+    torch.manual_seed(0)
+    enc = ENCODERS.get(kind)(in_dim=6, hidden=5, layers=2).eval()
+    x, lengths = torch.randn(3, 7, 6), torch.tensor([7, 4, 1])
+    with torch.no_grad():
+        plain = enc(x, lengths)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = enc(x.bfloat16(), lengths)
+    assert auto.dtype == torch.float32
+    assert torch.allclose(auto, enc(x.bfloat16().float(), lengths), atol=1e-6)
+    assert (auto - plain).abs().max() < 0.05
