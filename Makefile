@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,7 +33,7 @@ bench: $(STAMP)
 
 # Mutation testing of the numerical core (about an hour on 2 cores; not part of `make test`).
 mutation: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,mutation]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy,mutation]'
 	$(BIN)/python benchmarks/mutation.py
 
 clean:

@@ -62,17 +62,44 @@ def train(
 ):
     """Train a model from a config; writes a run directory and prints its evaluation. The data
     is checked against the config first; nothing is written until it passes."""
-    from .evaluate import print_metrics
     from .run import train as train_run
 
     if dry_run:
         _print_data_report(config, set_ or [])
         return
-    result = train_run(config, out=out, overrides=set_ or [], resume=resume)
+    _print_result(train_run(config, out=out, overrides=set_ or [], resume=resume))
+
+
+def _print_result(result) -> None:
+    """A finished run's dev (and test) metrics and where it is."""
+    from .evaluate import print_metrics
+
     print_metrics(console, result.dev, "dev")
     if result.test:
         print_metrics(console, result.test, "test")
     console.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+def distill(
+    teacher: Annotated[Path, typer.Option("--teacher", help="A trained run (any engine) whose class distribution "
+                                                            "the student learns.")],
+    student: Annotated[Path, typer.Option("--student", help="The student's run config (YAML), e.g. a BiLSTM.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/<config name>).")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Softening T (default 2).")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the teacher's term (default 0.5).")]
+    = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+):
+    """Train a student model on a teacher run's softened predictions and the labels
+    (the same as `attnkit train CONFIG --set train.distill.teacher=RUN`)."""
+    from .run import train as train_run
+
+    overrides = [f"train.distill.teacher={teacher}"]
+    overrides += [f"train.distill.temperature={temperature}"] if temperature is not None else []
+    overrides += [f"train.distill.alpha={alpha}"] if alpha is not None else []
+    _print_result(train_run(student, out=out, overrides=overrides + list(set_ or []), resume=resume))
 
 
 FormatOpt = Annotated[str | None, typer.Option("--format", help="tsv, csv, jsonl, json, conll, files (one file per "
@@ -82,6 +109,10 @@ EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="auto (detec
                                                                      "default: as the run was trained.")]
 TextColumnOpt = Annotated[str | None, typer.Option("--text-column", help="Column / JSON key of the text.")]
 LabelColumnOpt = Annotated[str | None, typer.Option("--label-column", help="Column / JSON key of the label.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32, bf16 (autocast) or auto (bf16 only where a "
+                                                                "cached probe measures it faster on this CPU).")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", help="torch or onnxruntime (default: the run's "
+                                                                "engine.json, written by export/compress; else torch).")]
 
 
 def _data_options(fmt, encoding, text_column, label_column) -> dict:
@@ -99,12 +130,15 @@ def evaluate(
     encoding: EncodingOpt = None,
     text_column: TextColumnOpt = None,
     label_column: LabelColumnOpt = None,
+    engine: EngineOpt = None,
+    precision: PrecisionOpt = "fp32",
 ):
     """Evaluate a trained run on labelled data (read with the run's data options unless given)."""
     from .evaluate import print_metrics
     from .run import evaluate as evaluate_run
 
-    metrics = evaluate_run(run, data, data_options=_data_options(fmt, encoding, text_column, label_column))
+    metrics = evaluate_run(run, data, data_options=_data_options(fmt, encoding, text_column, label_column),
+                           engine=engine, precision=precision)
     print_metrics(console, metrics, str(data))
 
 
@@ -154,19 +188,23 @@ def predict(
                                                              "...")] = "auto",
     text_column: Annotated[str | None, typer.Option("--text-column", help="--input table's text column (default: "
                                                                          "the run's data.text_column).")] = None,
+    engine: EngineOpt = None,
+    precision: PrecisionOpt = "fp32",
 ):
     """Predict labels (or tags) for texts."""
+    from .deploy import attach_engine
     from .run import load_run
     from .run.prediction import read_texts
 
-    loaded = load_run(run)
+    loaded = attach_engine(load_run(run), engine)
     items = list(texts or [])
     if input_ is not None:
         items += read_texts(input_, encoding=encoding, fmt=fmt, text_column=text_column or loaded.cfg.data.text_column)
-    _print_predictions(loaded, items, as_json, "predict", "TEXT")
+    _print_predictions(loaded, items, as_json, "predict", "TEXT", precision)
 
 
-def _print_predictions(loaded, items: list[str], as_json: bool, command: str, what: str) -> None:
+def _print_predictions(loaded, items: list[str], as_json: bool, command: str, what: str,
+                       precision: str = "fp32") -> None:
     """The run's predictions of ``items``, one terminal line (or JSON object) each."""
     import json
 
@@ -175,7 +213,7 @@ def _print_predictions(loaded, items: list[str], as_json: bool, command: str, wh
 
     if not items:
         raise ConfigError(f"{command}: give {what} arguments or --input FILE")
-    for p in predict_run(loaded, items):
+    for p in predict_run(loaded, items, precision=precision):
         if as_json:
             print(json.dumps(p, ensure_ascii=False))
         else:
@@ -223,8 +261,75 @@ def merge(
     from .run import merge_run
 
     merged = merge_run(run, out)
-    size = sum(p.stat().st_size for p in merged.rglob("*") if p.is_file())
-    console.print(f"merged run: {merged} ({size / 2**20:.1f} MiB; no PEFT needed to load it)")
+    console.print(f"merged run: {merged} ({_dir_size(merged):.1f} MiB; no PEFT needed to load it)")
+
+
+def _dir_size(path: Path, names: tuple[str, ...] | None = None) -> float:
+    """MiB of the files in a directory (only ``names`` when given)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and (names is None or p.name in names)) / 2**20
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train` (or merge).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the exported run directory goes (new).")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+):
+    """Export a run's model as an ONNX graph (LoRA merged first), checked against PyTorch at
+    several batch sizes and lengths; the new run predicts on ONNX Runtime by default."""
+    from .deploy import export_run, read_engine
+
+    exported = export_run(run, out, fmt)
+    spec = read_engine(exported)
+    worst = max(spec["parity"]["max_abs_diff"].values())
+    console.print(f"exported: {exported / spec['graph']} ({_dir_size(exported, (spec['graph'],)):.1f} MiB; inputs "
+                  f"{', '.join(spec['inputs'])}; max |difference| from PyTorch {worst:.2g} at "
+                  f"{len(spec['parity']['shapes'])} batch shapes)")
+    console.print(f"predict with it: attnkit predict {exported} TEXT (engine onnxruntime; --engine torch for PyTorch)")
+
+
+@app.command()
+def compress(
+    run: Annotated[Path, typer.Argument(help="A run directory (trained, merged or exported).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the compressed run directory goes (new).")],
+    int8: Annotated[bool, typer.Option("--int8", help="Dynamic int8 quantization of the weights (ONNX Runtime).")]
+    = False,
+):
+    """Make a run smaller and faster: --int8 quantizes its ONNX graph's weights to int8."""
+    from .deploy import compress_run, read_engine
+
+    done = compress_run(run, out, int8=int8)
+    spec = read_engine(done)
+    drift = spec["int8_drift"]
+    console.print(f"compressed: {done / spec['graph']} ({_dir_size(done, (spec['graph'],)):.1f} MiB, fp32 weights "
+                  f"{_dir_size(done, ('model.safetensors',)):.1f} MiB); logits moved by at most "
+                  f"{drift['max_abs_logit_diff']:.3g}, top class changed on {drift['top_class_changed']} check "
+                  f"inputs; measure it: attnkit evaluate {done} --data FILE")
+
+
+@app.command()
+def prune(
+    run: Annotated[Path, typer.Argument(help="A fine-tuned Transformer run (model.pretrained).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the pruned run directory goes (new).")],
+    heads: Annotated[float, typer.Option("--heads", help="Fraction of attention heads to remove (least important "
+                                                         "first; every layer keeps one).")] = 0.0,
+    ffn: Annotated[float, typer.Option("--ffn", help="Fraction of feed-forward neurons to remove.")] = 0.0,
+    data: Annotated[Path | None, typer.Option("--data", help="Labelled file to measure importance on (default: "
+                                                             "the run's training split).")] = None,
+    examples: Annotated[int, typer.Option("--examples", help="Examples importance is measured on.", min=1)] = 1024,
+):
+    """Remove the least important attention heads and feed-forward neurons physically
+    (importance: |gradient| of a gate on each, Michel et al. 2019); measure the result with
+    `attnkit evaluate`."""
+    from .deploy import prune_run
+    from .rundir import read_meta
+
+    done = prune_run(run, out, heads=heads, ffn=ffn, data=data, examples=examples)
+    rec = read_meta(done)["pruned"]
+    b, a = rec["before"], rec["after"]
+    console.print(f"pruned: {done} (heads {b['heads']} -> {a['heads']}, feed-forward neurons {b['ffn']:,} -> "
+                  f"{a['ffn']:,}; importance from {rec['measured_on']:,} examples); measure it: attnkit evaluate "
+                  f"{done} --data FILE")
 
 
 @app.command()

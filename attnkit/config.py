@@ -40,6 +40,11 @@ def unit_interval(v) -> str | None:
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
 
 
+def closed_unit(v) -> str | None:
+    """Check: a number in [0, 1]."""
+    return None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}"
+
+
 def checked(default=dataclasses.MISSING, check=None, doc: str = "", **kw):
     """A dataclass field with a value check (see the module docstring) and what it means
     (``doc``: the docs' key tables are generated from it, see :func:`keys_table`)."""

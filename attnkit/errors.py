@@ -32,3 +32,13 @@ class DataError(AttnkitError, ValueError):
 
 class WriteError(AttnkitError, OSError):
     """A file could not be written (disk full, no permission); what was there is unchanged."""
+
+
+class DeployError(AttnkitError, RuntimeError):
+    """A run cannot be exported, compressed or run on the engine asked for."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

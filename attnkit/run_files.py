@@ -12,6 +12,8 @@
     RUN/metrics.jsonl      one record per logged step/epoch; RUN/events/ for TensorBoard
     RUN/eval.json          final dev/test metrics (eval-<file>.json: ``attnkit evaluate``)
     RUN/report.html        the run report
+    RUN/model.onnx         the model as an ONNX graph (``attnkit export``; ``model.int8.onnx``: ``attnkit compress``)
+    RUN/engine.json        which engine and graph file predict with by default, the export's parity check
 
 This module sits at the bottom of the package so that the trainer (which writes checkpoints
 and the metrics log) and :mod:`attnkit.rundir` (which opens, checks and loads a run) use the
@@ -36,6 +38,9 @@ EVAL = "eval.json"
 REPORT = "report.html"
 TOKENIZER = "tokenizer"
 BACKBONE = "backbone"
+GRAPH = "model.onnx"
+GRAPH_INT8 = "model.int8.onnx"
+ENGINE = "engine.json"
 
 
 def _at(*parts: str) -> property:
@@ -64,6 +69,7 @@ class RunFiles:
     report = _at(REPORT)
     tokenizer = _at(TOKENIZER)  # fine-tuned runs
     backbone = _at(BACKBONE)  # fine-tuned runs
+    engine = _at(ENGINE)  # exported or compressed runs
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         """``checkpoints/epoch-N.pt``: the weights after epoch N (kept for ``train.average_last``)."""

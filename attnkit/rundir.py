@@ -5,8 +5,10 @@ directory may receive a new run. The file names are in :mod:`attnkit.run_files`.
 Copy a run directory anywhere and ``attnkit predict RUN ...`` works there."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from .errors import AttnkitError, ConfigError
 from .files import atomic_write, write_json
 from .finetune.backbones import import_transformers, load_backbone
 from .models import count_parameters
-from .run_files import TOKENIZER, RunFiles
+from .run_files import CHECKPOINTS, EVENTS, TOKENIZER, RunFiles
 from .tasks import Featurized, Prepared, RunConfig, Task, get_task
 
 log = logging.getLogger("attnkit")
@@ -178,6 +180,13 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if cfg.model.pretrained is not None:
         vocabs["tokenizer"], extra["backbone"] = _run_backbone(run_dir, cfg, meta)
     model = get_task(cfg.task).build_model(cfg.model, **meta["sizes"], **extra)
+    if meta.get("pruned"):  # `attnkit prune` removed heads and neurons: the same shapes before loading
+        from .finetune.pruning import apply_pruned_shapes
+
+        try:
+            apply_pruned_shapes(model, meta["pruned"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise _not_a_run(run_dir, RunFiles(run_dir).meta.name, f"damaged pruning record ({e})") from None
     from safetensors.torch import load_file
 
     where = RunFiles(run_dir).weights
@@ -274,3 +283,28 @@ def read_eval(run_dir: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError):
         log.warning(f"{path}: damaged; ignored")
         return {}
+
+
+def check_new_out(out: Path) -> None:
+    """A derived run's ``--out`` must be new (checked before any slow step, and again on writing)."""
+    if Path(out).exists():
+        raise RunError(f"--out {out}: already exists; give a new directory")
+
+
+@contextlib.contextmanager
+def derived_run(run_dir: Path, out: Path, skip: tuple[str, ...] = ()):
+    """A new run directory ``out`` made from ``run_dir`` (merged, exported, compressed): yields
+    a temporary copy (without checkpoints, TensorBoard events and ``skip``) to change; it
+    becomes ``out`` only when the block ends without an error, so a failure leaves nothing
+    half-written. ``out`` must not exist."""
+    run_dir, out = Path(run_dir), Path(out)
+    check_new_out(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns(CHECKPOINTS, EVENTS, *skip))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(out)

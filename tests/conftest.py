@@ -1,7 +1,11 @@
-"""Shared fixtures: devices to test on (CUDA when present), deterministic seeds, and
-small tiles so that multi-tile code paths run on small inputs."""
+"""Shared fixtures: devices to test on (CUDA when present), deterministic seeds, small tiles
+so that multi-tile code paths run on small inputs, and small trained runs of every task
+(session scope: trained once, shared by the explanation, report and deployment tests)."""
 import pytest
 import torch
+
+from attnkit.run import train
+from tests.run.conftest import make_conll_files, make_mnist_folder, make_text_files
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -30,3 +34,60 @@ def small_tiles(monkeypatch):
     monkeypatch.setattr(chunked.ChunkedBackend, "budget", 2048)
     monkeypatch.setattr(weights, "ROWS_PER_BLOCK", 16)
     return monkeypatch
+
+
+def _train(tmp_path_factory, name, cfg):
+    out = tmp_path_factory.mktemp(name) / "run"
+    train(cfg, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_files_s(tmp_path_factory):
+    return make_text_files(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, text_files_s):
+    """BiLSTM + additive attention pooling (writes report.html: train.report defaults on)."""
+    f = text_files_s
+    return _train(tmp_path_factory, "bilstm", {
+        "task": "text_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"]), "test": str(f["test"]), "text_column": "sentence"},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "lstm", "hidden": 16},
+                  "pooler": {"type": "attention", "heads": 2}},
+        "train": {"epochs": 3, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.01}}})
+
+
+@pytest.fixture(scope="session")
+def transformer_run(tmp_path_factory, text_files_s):
+    """A 2-layer, 2-head Transformer encoder + attention pooling."""
+    f = text_files_s
+    return _train(tmp_path_factory, "transformer", {
+        "task": "text_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"]), "text_column": "sentence"},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "transformer", "dim": 16, "layers": 2,
+                                                        "attention": {"heads": 2}},
+                  "pooler": {"type": "attention"}},
+        "train": {"epochs": 2, "batch_size": 16, "report": False, "optimizer": {"name": "adam", "lr": 0.005}}})
+
+
+@pytest.fixture(scope="session")
+def tagger_run(tmp_path_factory):
+    f = make_conll_files(tmp_path_factory.mktemp("conll"))
+    return _train(tmp_path_factory, "tagger", {
+        "task": "token_classification",
+        "data": {"train": str(f["train"]), "dev": str(f["dev"])},
+        "model": {"embedding": {"dim": 16}, "encoder": {"type": "transformer", "dim": 16, "layers": 1,
+                                                        "attention": {"heads": 2}}},
+        "train": {"epochs": 3, "batch_size": 16, "metric": "f1", "optimizer": {"name": "adam", "lr": 0.01}}})
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory):
+    folder = make_mnist_folder(tmp_path_factory.mktemp("mnist"))
+    return _train(tmp_path_factory, "image", {
+        "task": "image_classification",
+        "data": {"train": str(folder), "format": "mnist", "dev_fraction": 0.2},
+        "model": {"encoder": {"type": "image_cnn", "channels": [8, 8]}, "pooler": {"type": "attention"}},
+        "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.01}}})

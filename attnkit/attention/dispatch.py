@@ -10,7 +10,8 @@ Order (each backend's ``why_not`` decides whether it can run the call):
 every new shape (2-8 s measured), and was slower than SDPA on the dense and ALiBi rows of
 ``benchmarks/results/attention.json``; it was faster in forward on block-sparse masks
 (sliding window) once compiled, so inference with fixed shapes may force it.
-``reference`` (the float64 oracle) runs only when forced. A forced backend that cannot run the call raises
+``reference`` (the float64 oracle) runs only when forced, or while a graph is exported
+(``torch.jit`` tracing, ONNX export): the plain formula is the one form every runtime reads. A forced backend that cannot run the call raises
 :class:`BackendError` with the reason; nothing falls back silently: every call's
 :class:`Dispatch` says what ran, why, and why each faster backend was passed over.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+
+import torch
 
 from ..errors import BackendError
 from .backends import BACKENDS, Problem
@@ -59,6 +62,9 @@ def choose_backend(p: Problem, force: str | None = None) -> Dispatch:
         if why is not None:
             raise BackendError(f"backend {force!r} cannot run this attention: {why}")
         return Dispatch(force, "forced")
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return Dispatch("reference", "exporting a graph: the fused and custom-gradient kernels have no ONNX form, "
+                                     "the plain formula does (the runtime fuses it)")
     order = ORDER.get(p.device.type, DEFAULT_ORDER)
     passed = []
     for name in order:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..deploy import attach_engine, engine_name
 from ..files import write_json
 from ..rundir import load_run
 from ..tasks import TASKS, Featurized, Task, get_task, predict_data
+from ..train.precision import inference_precision
 
 
 def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, out_of_scope: str | None = None,
@@ -28,14 +30,16 @@ def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, o
 
 
 def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 256,
-                 data_options: dict | None = None) -> dict:
+                 data_options: dict | None = None, engine: str | None = None, precision: str = "fp32") -> dict:
     """Metrics of a trained run on labelled data, read with the run's data options (``data_options``:
     ``data:`` keys to change for this file, e.g. ``{"format": "csv", "encoding": "cp1252"}``);
-    also written to ``RUN/eval-<file>.json``."""
-    run = load_run(run_dir)
+    also written to ``RUN/eval-<file>.json``. ``engine``: as :func:`attnkit.deploy.attach_engine`;
+    ``precision``: fp32, bf16 or auto (:mod:`attnkit.train.precision`)."""
+    run = attach_engine(load_run(run_dir), engine)
     task = get_task(run.cfg.task)
     fz = run.featurized
     data = task.encode(fz, task.read_file(run.cfg.with_data(data_options), data_file))
-    metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
+    with inference_precision(precision, engine=engine_name(run)).autocast():
+        metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)
     return metrics

@@ -128,15 +128,15 @@ class BackboneEncoder(nn.Module):
         sa = att.self
         xq = x[:, :1] if first_only else x
         q, k, v = sa.query(xq), sa.key(x), sa.value(x)
-        B, _, H = x.shape
+        B = x.shape[0]
         heads = sa.num_attention_heads
-        d = H // heads
+        d = q.shape[-1] // heads  # the head size (fewer heads after structured pruning, same size)
 
         def split(t):
             return t.view(B, t.shape[1], heads, d).transpose(1, 2)
         p = sa.dropout.p if self.training else 0.0
         a = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask, dropout_p=p)
-        a = a.transpose(1, 2).reshape(B, xq.shape[1], H)
+        a = a.transpose(1, 2).reshape(B, xq.shape[1], heads * d)
         so = att.output
         h = so.LayerNorm(so.dropout(so.dense(a)) + xq)
         out = layer.output

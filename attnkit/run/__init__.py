@@ -5,7 +5,7 @@ from ..data.data_config import DataConfig
 from ..evaluate import evaluate_run as evaluate
 from ..rundir import LoadedRun, RunError, load_run
 from ..tasks import RunConfig, run_config
-from .merge import merge_run
+from ..deploy import merge_run
 from .prediction import predict
 from .training import TrainResult, resolve_config, train
 

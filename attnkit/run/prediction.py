@@ -8,22 +8,29 @@ from pathlib import Path
 from ..data import infer_format, read_table
 from ..data._common import numbered_lines
 from ..data.readers import has_table_suffix
+from ..deploy import attach_engine, engine_name
 from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
 from ..tasks.featurizers import input_limit
+from ..train.precision import inference_precision
 
 log = logging.getLogger("attnkit")
 
 
-def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int = 3, batch_size: int = 64) -> list[dict]:
+def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int = 3, batch_size: int = 64,
+            engine: str | None = None, precision: str = "fp32") -> list[dict]:
     """Predictions for raw inputs, in order: ``{"text", "label", "scores": {label: prob}}`` for
-    classifiers, ``{"text", "tokens", "tags"}`` for taggers (each task says its own)."""
-    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
+    classifiers, ``{"text", "tokens", "tags"}`` for taggers (each task says its own). A run
+    directory predicts on ``engine`` (None: the one its ``engine.json`` names, else torch); a
+    loaded run on the engine it was given. ``precision``: fp32, bf16 or auto (the torch engine;
+    see :mod:`attnkit.train.precision`)."""
+    run = run_dir if isinstance(run_dir, LoadedRun) else attach_engine(load_run(run_dir), engine)
     task, fz = run.task, run.featurized
     encoded = task.encode_inputs(fz, texts)
     say_what_was_cut(fz, texts, encoded)
-    preds = predict_encoded(run.model, task, encoded, batch_size)
+    with inference_precision(precision, engine=engine_name(run)).autocast():
+        preds = predict_encoded(run.model, task, encoded, batch_size)
     return [task.prediction(fz, enc, pred, raw, top_k) for enc, pred, raw in zip(encoded, preds, texts)]
 
 

@@ -19,7 +19,8 @@ from ..report import write_report
 from ..run_files import RunFiles
 from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
 from ..tasks import RunConfig, get_task, prepare, run_config
-from ..train import Trainer, load_checkpoint
+from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
+from .distill import open_teacher, teacher_log_probs
 
 log = logging.getLogger("attnkit")
 
@@ -58,6 +59,7 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
         files.clean_leftovers()
         cfg = check_same_config(run_dir, cfg)
     task = get_task(cfg.task)
+    teacher = open_teacher(cfg, task) if cfg.train.distill.teacher else None  # before anything is read or written
     prepared = prepare(cfg)  # its splits and shuffles use their own seeded generators
     fz = prepared.featurized
     check_model_fits(task, cfg, fz.sizes)
@@ -65,10 +67,11 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     torch.manual_seed(cfg.train.seed)
     with _no_half_written_run(run_dir):
         model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
-        return _fit(task, cfg, prepared, model, run_dir, resume, progress)
+        return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher)
 
 
-def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress) -> TrainResult:
+def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,
+         teacher=None) -> TrainResult:
     files, fz = RunFiles(run_dir), prepared.featurized
     write_run_start(run_dir, cfg, prepared, model)
     trainable, n_params = count_parameters(model)
@@ -82,8 +85,12 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
     def evaluate_epoch(m, d):  # the dev score that picks the best epoch (a translation: greedy by default)
         with task.dev_evaluation(m):
             return evaluate(m, d)
-    trainer = Trainer(model, prepared.train, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
-                      minimize=task.minimize(cfg.train.metric))
+    train_data, loss = prepared.train, None
+    if teacher is not None:
+        train_data = WithTeacher(prepared.train, teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train)))
+        loss = distillation_loss(model, cfg.train.distill)
+    trainer = Trainer(model, train_data, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
+                      minimize=task.minimize(cfg.train.metric), loss=loss)
     trainer.fit(resume=resume)
     best = load_checkpoint(files.best_checkpoint)
     trainer.load_model_state(best["model"])

@@ -18,6 +18,9 @@ import torch
 
 from ..errors import ConfigError
 
+SAMPLE_WORDS = ("the service was quick and the staff were kind but Paris felt far from home so we "
+                "left early on Monday").split()
+
 
 @dataclass
 class Featurized:
@@ -101,6 +104,8 @@ class Task:
     data_format: ClassVar[str | None] = None
     #: metrics where lower is better (besides ``loss``), e.g. ``("mse", "mae")``
     lower_is_better: ClassVar[tuple[str, ...]] = ()
+    #: why this task's model cannot be exported as one graph (``attnkit export``); None: it can
+    export_refusal: ClassVar[str | None] = None
 
     name: str = ""
 
@@ -131,6 +136,12 @@ class Task:
     def encode_inputs(self, fz: Featurized, inputs) -> list[Encoded]:
         """Raw inputs (texts, images) as one-example batches with their display units."""
         raise NotImplementedError
+
+    def sample_inputs(self, fz: Featurized, count: int, size: int) -> list:
+        """``count`` made-up raw inputs, the first ``size`` units long and each next one shorter
+        (at least 1): what ``attnkit export`` traces and checks the graph with."""
+        return [" ".join(SAMPLE_WORDS[(i + j) % len(SAMPLE_WORDS)] for j in range(max(1, size - i)))
+                for i in range(count)]
 
     # ---------------------------------------------------------------- model and scores
     def initial_weights(self, fz: Featurized) -> dict:

@@ -202,6 +202,12 @@ class ImageClassification(SingleLabel, Task):
             out.append(Encoded(data.collate([0]), [], [], [], image=image))
         return out
 
+    def sample_inputs(self, fz: Featurized, count: int, size: int) -> list:
+        """``count`` made-up images of ``size + 8`` pixels square (random pixel values)."""
+        rng = np.random.default_rng(size)
+        side = size + 8
+        return list(rng.integers(0, 256, (count, fz.sizes.get("in_channels", 1), side, side)).astype(np.float32))
+
     def build_model(self, model_cfg, **sizes):
         """Image CNN -> pooler -> head."""
         if model_cfg.pretrained is not None:

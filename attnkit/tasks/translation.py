@@ -77,6 +77,8 @@ class Translation(Task):
     default_metric = "bleu"
     categorical = False
     counts_gold = False
+    export_refusal = ("decoding is a search loop around the decoder (beam search with a cache), not one graph; "
+                      "translation runs predict on the torch engine")
     writes_text = True
     data_format = "parallel"
 

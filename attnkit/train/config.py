@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import checked, non_negative, positive
+from .distill import DistillConfig
 from .optim import OptimizerConfig, ScheduleConfig
+from .precision import PRECISIONS
 
 
 @dataclass
@@ -17,15 +19,23 @@ class TrainConfig:
     eval_batch_size: int = checked(256, positive)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     grad_clip: float = checked(1.0, non_negative)  # max global grad norm; 0 = off
     accumulate: int = checked(1, positive)  # batches per optimiser step
     metric: str | None = None  # dev metric that picks the best checkpoint (default: the task's; accuracy, entity f1)
     average_last: int = checked(0, non_negative)  # average the weights of the last N epochs at the end; kept if dev is as good; 0 = off
     patience: int = checked(0, non_negative)  # epochs without improvement before stopping; 0 = off
     seed: int = 0
-    bf16: bool = False  # CPU autocast; measured slower than fp32 on CPUs without bf16 units
+    precision: str = checked("fp32", lambda v: None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}, "
+                                                                            f"got {v!r}")  # auto: bf16 autocast only where a probe measures it faster
+    bf16: bool = False  # older name of precision: bf16 (true = bf16 autocast)
     checkpoint_every: int = checked(0, non_negative)  # optimiser steps between checkpoints; 0 = per epoch
     max_steps: int = checked(0, non_negative)  # stop after this many optimiser steps; 0 = no limit
     bucket_factor: int = checked(50, positive)  # batches per length-sorted pool
     log_every: float = checked(30.0, non_negative)  # seconds between progress lines if no bar (not a terminal); 0 = off
     report: bool = True  # write RUN/report.html at the end (attnkit report RUN writes it later too)
+
+    @property
+    def effective_precision(self) -> str:
+        """``precision``, with the older ``bf16: true`` read as ``bf16``."""
+        return "bf16" if self.bf16 else self.precision

@@ -7,7 +7,6 @@ and a checkpoint stores the position inside the epoch plus every RNG state (drop
 resumed run replays the same batches with the same random draws."""
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from ..run_files import RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .optim import build_optimizer, build_schedule, clip_grad_norm
+from .precision import choose_precision
 
 log = logging.getLogger("attnkit")
 
@@ -91,8 +91,9 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, train_data, dev_data, cfg: TrainConfig, run_dir: str | Path,
                  evaluate: Callable[[torch.nn.Module, object], dict], progress: bool | None = None,
                  on_checkpoint: Callable[[], None] | None = None, on_step: Callable[[dict], bool] | None = None,
-                 minimize: bool | None = None):
+                 minimize: bool | None = None, loss: Callable[[dict, dict], torch.Tensor] | None = None):
         self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
+        self.loss = loss or model.loss  # (out, batch) -> loss; distillation mixes in its teacher
         self.metric = cfg.metric or "accuracy"  # a run config fills in its task's default
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
@@ -110,6 +111,9 @@ class Trainer:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.opt = build_optimizer(model, cfg.optimizer)
         self.sched = build_schedule(self.opt, self.total_steps, cfg.schedule)
+        self.precision = choose_precision(cfg.effective_precision, "train.precision")
+        if cfg.effective_precision != "fp32":
+            log.info(f"training in {self.precision}")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
                       "history": [], "loss_sum": 0.0, "seen": 0}
 
@@ -153,9 +157,7 @@ class Trainer:
                                        seed=self.cfg.seed, epoch=epoch, bucket_factor=self.cfg.bucket_factor)
 
     def _autocast(self):
-        if self.cfg.bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -207,7 +209,7 @@ class Trainer:
             batch = self.train_data.collate(idx)
             with self._autocast():
                 out = self.model(batch)
-                loss = self.model.loss(out, batch)
+                loss = self.loss(out, batch)
             self._check_finite(loss)
             (loss / cfg.accumulate).backward()
             st["batch"] += 1

@@ -1,0 +1,78 @@
+"""``attnkit compress RUN --int8``: dynamic int8 quantization of the exported graph's weights
+(matrix products, LSTMs, embedding look-ups) by ONNX Runtime's quantizer; activations are
+quantized per batch at run time. The compressed run keeps only the int8 graph (and the fp32
+weights that explanations need) and records how far its logits moved from PyTorch's."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import DeployError
+from ..run_files import GRAPH, GRAPH_INT8
+from .engines import OrtModel, import_onnxruntime, ort_session, read_engine, verified_graph, write_engine
+from .export import deployable_copy, now
+from .graph import CHECK_SHAPES, export_graph, sample_batch
+
+
+def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True) -> Path:
+    """Write ``out``: ``run_dir``'s graph (exported now unless the run has one) quantized to int8."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not int8:
+        raise DeployError("compress: say what to do (--int8)")
+    spec = read_engine(run_dir)
+    if spec.get("variant") == "int8":
+        raise DeployError(f"{run_dir}: is already quantized to int8 (engine.json); compress the run it was made from")
+    import_onnxruntime()
+    with deployable_copy(run_dir, out) as (run, tmp):
+        if spec.get("graph"):
+            info = {k: spec[k] for k in ("format", "opset", "inputs", "outputs") if k in spec}
+            (tmp / GRAPH).write_bytes(verified_graph(run_dir, spec).read_bytes())
+        else:
+            info = export_graph(run, tmp / GRAPH)
+            info.pop("parity", None)
+        quantize_int8(tmp / GRAPH, tmp / GRAPH_INT8)
+        (tmp / GRAPH).unlink()
+        drift = int8_drift(run, tmp / GRAPH_INT8, info["inputs"])
+        write_engine(tmp, {"engine": "onnxruntime", "graph": GRAPH_INT8, "variant": "int8", **info,
+                           "int8_drift": drift, "compressed_from": str(run_dir), "date": now()})
+    return out
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime's dynamic quantization: int8 weights, per-batch activation scales."""
+    import_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises pre-processing through the root logger on every call
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                             extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
+
+
+def int8_drift(run, graph: Path, inputs: list[str]) -> dict:
+    """How far the int8 graph's logits moved from PyTorch's fp32 on the check batches: the
+    largest |difference| and the share of predictions (rows, or unpadded tokens) whose top
+    class changed."""
+    session = ort_session(graph, str(graph))
+    model = OrtModel(run.model, session, inputs, [o.name for o in session.get_outputs()], str(graph))
+    worst, changed, counted = 0.0, 0, 0
+    for examples, size in CHECK_SHAPES:
+        batch = sample_batch(run, examples, size)
+        with torch.no_grad():
+            ref = run.model(dict(batch))
+        got = model(batch)
+        keep = ref["mask"] if "mask" in ref else torch.ones(ref["logits"].shape[:-1], dtype=torch.bool)
+        worst = max(worst, (got["logits"] - ref["logits"]).abs().amax(-1)[keep].max().item())
+        changed += int((got["logits"].argmax(-1) != ref["logits"].argmax(-1))[keep].sum())
+        counted += int(keep.sum())
+    return {"max_abs_logit_diff": round(worst, 6), "top_class_changed": f"{changed}/{counted}",
+            "note": "on made-up check inputs; accuracy on real data: attnkit evaluate"}

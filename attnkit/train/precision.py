@@ -1,0 +1,148 @@
+"""Precision chosen for the CPU it runs on: ``fp32``, ``bf16`` (autocast: bf16 matrix products,
+fp32 master weights and reductions) or ``auto``.
+
+No fixed choice is right everywhere: measured on an Intel Xeon with AMX, bf16 matrix products
+ran 5.9x faster than fp32; on an AMD EPYC without bf16 units, 6.5x slower; and even with AMX
+an elementwise-bound kernel (additive attention's ``tanh``) ran 3.2x slower in bf16. ``auto``
+therefore measures: one ``Linear`` the size of a small model's layer, fp32 against bf16
+autocast, a few interleaved repetitions (about 0.1-0.3 s), and picks bf16 only when it is
+clearly faster (:data:`BF16_MIN_SPEEDUP`). The answer is cached per CPU model, torch version
+and thread count in ``~/.cache/attnkit/precision.json`` (``ATTNKIT_CACHE`` moves it), so
+later runs on the same machine decide instantly, and every choice says why."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..files import write_json
+
+log = logging.getLogger("attnkit")
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this much: the casts and rounding have a cost
+PROBE_SHAPE = (256, 768, 768)  # rows x in x out of the probed Linear (a MiniLM-sized layer)
+PROBE_REPS = 5
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What runs (``fp32`` or ``bf16``) and why."""
+
+    name: str
+    why: str
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype (None: plain fp32)."""
+        return torch.bfloat16 if self.name == "bf16" else None
+
+    def autocast(self):
+        """The context the model's forward runs in."""
+        if self.name == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def __str__(self) -> str:
+        return f"precision {self.name} ({self.why})"
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (``/proc/cpuinfo``), else the platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cache_path() -> Path:
+    """Where probe results are kept."""
+    root = os.environ.get("ATTNKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "attnkit")
+    return Path(root) / "precision.json"
+
+
+def probe() -> dict:
+    """Milliseconds of one Linear forward in fp32 and under bf16 autocast (best of
+    :data:`PROBE_REPS`, interleaved) and their ratio."""
+    rows, n_in, n_out = PROBE_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, n_in, generator=gen)
+    layer = torch.nn.Linear(n_in, n_out)
+    times = {"fp32": [], "bf16": []}
+    with torch.inference_mode():
+        for rep in range(PROBE_REPS + 1):
+            for name in ("fp32", "bf16"):
+                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16" else contextlib.nullcontext()
+                with ctx:
+                    t0 = time.perf_counter()
+                    layer(x)
+                    elapsed = time.perf_counter() - t0
+                if rep:  # the first round warms up both
+                    times[name].append(elapsed * 1e3)
+    fp32, bf16 = min(times["fp32"]), min(times["bf16"])
+    return {"fp32_ms": round(fp32, 4), "bf16_ms": round(bf16, 4), "bf16_speedup": round(fp32 / bf16, 3)}
+
+
+def _key() -> str:
+    return f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def measured_speedup(refresh: bool = False) -> tuple[dict, bool]:
+    """``(probe result, whether it came from the cache)`` for this CPU, torch and thread count."""
+    path, key = cache_path(), _key()
+    cache = {}
+    if path.is_file():
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache = {}  # a damaged cache is measured again
+    if not isinstance(cache, dict):
+        cache = {}
+    hit = cache.get(key)
+    if not refresh and isinstance(hit, dict) and isinstance(hit.get("bf16_speedup"), (int, float)):
+        return hit, True
+    result = probe()
+    cache = {**cache, key: result}
+    with contextlib.suppress(OSError):  # a read-only home still gets an answer, only not a cached one
+        write_json(path, cache)
+    return result, False
+
+
+def choose_precision(name: str, where: str = "precision") -> PrecisionChoice:
+    """The precision to run: ``fp32`` and ``bf16`` as asked, ``auto`` by the cached probe."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"{where}: {name!r} is not a precision; known: {', '.join(PRECISIONS)}")
+    if name == "fp32":
+        return PrecisionChoice("fp32", "asked for")
+    if name == "bf16":
+        return PrecisionChoice("bf16", "asked for: bf16 autocast, fp32 master weights")
+    result, cached = measured_speedup()
+    speedup = result["bf16_speedup"]
+    source = "cached probe" if cached else "probe"
+    facts = f"bf16 Linear {speedup:.2f}x fp32 on {cpu_name()} ({source}, {cache_path()})"
+    if speedup >= BF16_MIN_SPEEDUP:
+        return PrecisionChoice("bf16", f"auto: {facts}, at least {BF16_MIN_SPEEDUP}x")
+    return PrecisionChoice("fp32", f"auto: {facts}, under {BF16_MIN_SPEEDUP}x")
+
+
+def inference_precision(name: str, where: str = "--precision", engine: str = "torch") -> PrecisionChoice:
+    """The precision prediction or evaluation runs in, said once in the log unless plain fp32.
+    A graph on ONNX Runtime runs in its own precision (fp32 or int8): asking for another is said."""
+    choice = choose_precision(name, where)
+    if engine != "torch" and name != "fp32":
+        log.warning(f"{where} {name}: ignored, the {engine} engine runs the graph in the precision it was "
+                    f"exported in")
+        return PrecisionChoice("fp32", f"the {engine} engine")
+    if name != "fp32":
+        log.info(f"running in {choice}")
+    return choice

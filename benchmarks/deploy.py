@@ -1,0 +1,202 @@
+"""Deployment variants of trained SST-2 runs, side by side in one run: torch fp32, ONNX Runtime
+fp32 (``attnkit export``), ONNX Runtime int8 (``attnkit compress --int8``) and torch's own
+dynamic int8 (``torch.ao.quantization.quantize_dynamic``, the contender for "whatever measures
+best") and, for MiniLM, structurally pruned variants (``attnkit prune``) — latency p50/p99 at batch 1, sentences/s at batch 32, model size on disk and dev
+accuracy; ratios against torch fp32. Results: ``benchmarks/results/deploy.json``.
+
+    attnkit train examples/sst2_bilstm_attention.yaml --out /tmp/attnkit-deploy/sst2-bilstm     # the runs
+    attnkit train examples/sst2_minilm_full.yaml --out /tmp/attnkit-deploy/sst2-minilm
+    attnkit distill --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
+        --out /tmp/attnkit-deploy/sst2-bilstm-distilled
+    python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
+
+The network alone is timed (inputs encoded beforehand, the same batches for every variant);
+variants are interleaved call by call, so a busy moment hits them alike. Targets (issue
+"Deploy"): int8 accuracy drop <= 1 point, int8 model >= 3.5x smaller, MiniLM int8 at batch 1
+>= 2x torch fp32, pruned MiniLM >= 1.2x at <= 1 point, distilled BiLSTM >= 0.88 dev at >= 10x
+its teacher's batch-1 speed. bf16 rows are measured only on a CPU with bf16 units (else said why)."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, row, write_results
+
+DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
+                "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
+                "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled"}
+TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full"}  # distilled student -> its teacher
+PRUNE_LEVELS = ((0.25, 0.0), (0.5, 0.0), (0.25, 0.25), (0.5, 0.5))  # (heads, ffn) fractions removed, MiniLM
+LATENCY_TEXTS = 200
+ROUNDS = 3
+
+
+def has_bf16_units() -> bool:
+    """Whether lscpu lists AMX or AVX-512 bf16."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+class Autocast:
+    """A model called under bf16 autocast; everything else is the model's."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, batch):
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.model(batch)
+        return {k: v.float() if hasattr(v, "is_floating_point") and v.is_floating_point() else v
+                for k, v in out.items()}
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
+
+def variants(run_dir: Path, scratch: Path) -> dict:
+    """name -> (model with forward(batch), file whose size counts)."""
+    import torch
+
+    from attnkit.deploy import attach_engine, compress_run, export_run
+    from attnkit.rundir import load_run
+
+    out = {}
+    base = load_run(run_dir)
+    out["torch_fp32"] = (base.model, run_dir / "model.safetensors")
+    if has_bf16_units():
+        out["torch_bf16"] = (Autocast(base.model), run_dir / "model.safetensors")
+    onnx = export_run(run_dir, scratch / "onnx")
+    out["onnxruntime_fp32"] = (attach_engine(load_run(onnx)).model, onnx / "model.onnx")
+    int8 = compress_run(onnx, scratch / "int8")
+    out["onnxruntime_int8"] = (attach_engine(load_run(int8)).model, int8 / "model.int8.onnx")
+    try:
+        from torch.ao.quantization import quantize_dynamic
+
+        q = quantize_dynamic(load_run(run_dir).model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+        path = scratch / "torch_int8.pt"
+        torch.save(q.state_dict(), path)
+        out["torch_int8_dynamic"] = (q, path)
+    except Exception as e:  # noqa: BLE001  (deprecated or missing in some torch builds)
+        out["torch_int8_dynamic"] = (None, f"not measurable: {type(e).__name__}: {e}")
+    if base.cfg.model.pretrained is not None:
+        from attnkit.deploy import prune_run
+
+        for heads, ffn in PRUNE_LEVELS:
+            t0 = time.perf_counter()
+            pruned = prune_run(run_dir, scratch / f"pruned-{heads}-{ffn}", heads=heads, ffn=ffn)
+            print(f"pruned heads {heads} ffn {ffn} in {time.perf_counter() - t0:.0f} s", flush=True)
+            out[f"torch_pruned_heads{int(heads * 100)}_ffn{int(ffn * 100)}"] = (load_run(pruned).model,
+                                                                                pruned / "model.safetensors")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR (repeatable; default: the quality runs)")
+    args = ap.parse_args()
+    import numpy as np
+    import torch
+
+    from attnkit.rundir import load_run
+    from attnkit.tasks import predict_data
+    from attnkit.tasks.prediction import stack_batches
+
+    torch.set_num_threads(2)
+    runs = dict(a.split("=", 1) for a in args.run) or DEFAULT_RUNS
+    rows, notes = [], []
+    batch1 = {}  # name -> torch fp32 p50 ms (distilled student vs its teacher)
+    for name, run_dir in runs.items():
+        run_dir = Path(run_dir)
+        if not (run_dir / "model.safetensors").is_file():
+            notes.append(f"{name}: no run at {run_dir} (train it: python benchmarks/quality.py --only {name})")
+            print(notes[-1], flush=True)
+            continue
+        run = load_run(run_dir)
+        raw = run.task.read_file(run.cfg, run.cfg.data.dev)
+        dev = run.task.encode(run.featurized, raw)
+        texts, _ = run.task.examples(raw)
+        singles = [e.batch for e in run.task.encode_inputs(run.featurized, texts[:LATENCY_TEXTS])]
+        batches = [stack_batches([e.batch for e in run.task.encode_inputs(run.featurized, texts[i:i + 32])])
+                   for i in range(0, len(texts), 32)]
+        with tempfile.TemporaryDirectory() as scratch:
+            found = variants(run_dir, Path(scratch))
+            live = {k: m for k, (m, _) in found.items() if m is not None}
+            for k, (m, why) in found.items():
+                if m is None:
+                    rows.append(row(name, f"{k}_latency_p50_ms", None, note=why))
+            with torch.inference_mode():
+                for m in live.values():  # warm-up
+                    for b in singles[:5] + batches[:2]:
+                        m(b)
+                lat = {k: [] for k in live}
+                for b in singles:  # interleaved call by call
+                    for k, m in live.items():
+                        t0 = time.perf_counter()
+                        m(b)
+                        lat[k].append((time.perf_counter() - t0) * 1e3)
+                tput = {k: [] for k in live}
+                for _ in range(ROUNDS):
+                    for k, m in live.items():
+                        t0 = time.perf_counter()
+                        for b in batches:
+                            m(b)
+                        tput[k].append(len(texts) / (time.perf_counter() - t0))
+            metric = run.cfg.train.metric
+            base = {}
+            for k, m in live.items():
+                acc = predict_data(m, run.task, dev, batch_size=32)
+                score = run.task.score(acc[0], acc[1], run.featurized)[metric]
+                size = Path(found[k][1]).stat().st_size / 2**20
+                p50, p99 = float(np.percentile(lat[k], 50)), float(np.percentile(lat[k], 99))
+                sps = statistics.median(tput[k])
+                if k == "torch_fp32":
+                    base = {"p50": p50, "sps": sps, "size": size, "score": score}
+                    batch1[name] = (p50, score)
+                tgt_speed = 2.0 if (k == "onnxruntime_int8" and "minilm" in name) else (
+                    1.2 if k.startswith("torch_pruned") else None)
+                rows += [
+                    row(name, f"{k}_latency_p50_ms", round(p50, 3), better="lower", unit="ms",
+                        p99_ms=round(p99, 3), speedup_vs_torch_fp32=round(base["p50"] / p50, 2)),
+                    row(name, f"{k}_speedup_batch1", round(base["p50"] / p50, 2), tgt_speed, "higher", "x"),
+                    row(name, f"{k}_sentences_per_s_batch32", round(sps, 1), better="higher",
+                        ratio_vs_torch_fp32=round(sps / base["sps"], 2)),
+                    row(name, f"{k}_size_mib", round(size, 2), better="lower", unit="MiB",
+                        smaller_than_torch_fp32=round(base["size"] / size, 2)),
+                    row(name, f"{k}_size_reduction", round(base["size"] / size, 2),
+                        3.5 if "int8" in k else None, "higher", "x"),
+                    row(name, f"{k}_dev_{metric}", round(score, 4), better="higher"),
+                    row(name, f"{k}_dev_{metric}_drop_points", round(100 * (base["score"] - score), 2),
+                        1.0 if ("int8" in k or "pruned" in k) else None, "lower", "points"),
+                ]
+                print(f"{name:24} {k:20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  {sps:8.1f} sent/s  {size:7.2f} MiB  "
+                      f"{metric} {score:.4f}", flush=True)
+        if not has_bf16_units():  # measured above where the CPU has them
+            rows.append(row(name, "torch_bf16_latency_p50_ms", None,
+                            note="not measured: this CPU has no bf16 units (no amx_bf16/avx512_bf16 in "
+                                 "/proc/cpuinfo); bf16 runs emulated, several times slower than fp32"))
+    for student, teacher in TEACHER.items():
+        if student in batch1 and teacher in batch1:
+            rows.append(row(student, "dev_accuracy_distilled", round(batch1[student][1], 4), 0.88, "higher",
+                            teacher=teacher, teacher_dev_accuracy=round(batch1[teacher][1], 4)))
+            rows.append(row(student, "batch1_speedup_vs_teacher", round(batch1[teacher][0] / batch1[student][0], 2),
+                            10.0, "higher", "x", note="torch fp32 p50 at batch 1, student vs teacher"))
+    notes.append(f"{LATENCY_TEXTS} dev sentences one at a time (p50/p99) and the whole dev set in batches of 32 "
+                 f"(median of {ROUNDS} rounds), variants interleaved; the network alone is timed (inputs encoded "
+                 f"beforehand); 2 threads for torch and ONNX Runtime")
+    notes.append(f"bf16 units: {has_bf16_units()}")
+    write_results("deploy", rows, notes=notes)
+    print("machine:", machine().get("cpu"))
+
+
+if __name__ == "__main__":
+    main()

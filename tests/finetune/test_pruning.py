@@ -1,0 +1,147 @@
+"""Structured pruning: removing heads and neurons physically computes what the unpruned model
+computes with those units' outputs zeroed (a reference written here with its own hooks); the
+importance is the gate gradient (checked by finite differences); a pruned run saves, loads,
+predicts and exports; misuse is one clear error."""
+import copy
+
+import pytest
+import torch
+
+from attnkit.config import from_dict
+from attnkit.deploy import export_run, prune_run
+from attnkit.errors import ConfigError, DeployError
+from attnkit.finetune.pruning import count_units, importance, plan, prune
+from attnkit.models import ModelConfig
+from attnkit.run import load_run, predict, train
+from attnkit.tasks import build_model
+
+
+def classifier(folder, dtype=torch.float32):
+    torch.manual_seed(0)
+    cfg = from_dict(ModelConfig, {"pretrained": str(folder), "finetune": {"method": "full"}})
+    return build_model("text_classification", cfg, num_classes=3).to(dtype).eval()
+
+
+def batches(n=2):
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for _ in range(n):
+        tokens = torch.randint(5, 30, (4, 9), generator=g)
+        tokens[:, 0], lengths = 2, torch.tensor([9, 7, 5, 3])
+        out.append({"tokens": tokens, "lengths": lengths, "labels": torch.randint(0, 3, (4,), generator=g)})
+    return out
+
+
+def zeroed(model, heads: dict, neurons: dict):
+    """The unpruned model with the outputs of ``heads[layer]`` and ``neurons[layer]`` set to 0."""
+    hooks = []
+    for li, layer in enumerate(model.encoder.layers):
+        d = layer.attention.self.attention_head_size
+
+        def zero_heads(mod, args, li=li, d=d):
+            x = args[0].clone()
+            for h in heads.get(li, []):
+                x[..., h * d:(h + 1) * d] = 0
+            return (x,)
+
+        def zero_neurons(mod, args, li=li):
+            x = args[0].clone()
+            x[..., neurons.get(li, [])] = 0
+            return (x,)
+
+        hooks += [layer.attention.output.dense.register_forward_pre_hook(zero_heads),
+                  layer.output.dense.register_forward_pre_hook(zero_neurons)]
+    return hooks
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_pruned_model_equals_the_model_with_those_units_zeroed(tiny_bert, fast):
+    model = classifier(tiny_bert)
+    model.encoder.fast = fast
+    removed_heads = {0: [1, 3], 2: [0]}
+    removed_neurons = {1: [0, 5, 17, 63], 2: list(range(0, 64, 2))}
+    kept = {"heads": {str(li): [h for h in range(4) if h not in removed_heads.get(li, [])] for li in range(3)},
+            "ffn_keep": {str(li): [n for n in range(64) if n not in removed_neurons.get(li, [])] for li in range(3)}}
+    hooks = zeroed(model, removed_heads, removed_neurons)
+    with torch.no_grad():
+        expected = [model(b)["logits"] for b in batches()]
+    for h in hooks:
+        h.remove()
+    pruned = copy.deepcopy(model)
+    prune(pruned, kept)
+    assert count_units(pruned) == {"heads": 12 - 3, "ffn": 3 * 64 - 4 - 32}
+    with torch.no_grad():
+        for b, e in zip(batches(), expected):
+            torch.testing.assert_close(pruned(b)["logits"], e, atol=1e-5, rtol=1e-5)
+
+
+def test_importance_is_the_gate_gradient_by_finite_differences(tiny_bert):
+    model = classifier(tiny_bert, torch.float64)
+    bs = batches(1)
+    scores = importance(model, bs, model.loss)
+    layer = model.encoder.layers[1]
+    d = layer.attention.self.attention_head_size
+    grads = []
+    for h in range(4):
+        def loss_at(g):
+            def hook(mod, args):
+                x = args[0].clone()
+                x[..., h * d:(h + 1) * d] *= g
+                return (x,)
+            handle = layer.attention.output.dense.register_forward_pre_hook(hook)
+            with torch.no_grad():
+                value = model.loss(model(bs[0]), bs[0]).item()
+            handle.remove()
+            return value
+        eps = 1e-5
+        grads.append(abs(loss_at(1 + eps) - loss_at(1 - eps)) / (2 * eps))
+    grads = torch.tensor(grads, dtype=torch.float64)
+    torch.testing.assert_close(scores["heads"][1].double(), grads / grads.norm(), atol=1e-4, rtol=1e-3)
+
+
+def test_plan_removes_the_least_important_and_keeps_one_per_layer():
+    scores = {"heads": [torch.tensor([0.1, 0.9, 0.2]), torch.tensor([0.05, 0.01, 0.03])],
+              "ffn": [torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])]}
+    kept = plan(scores, heads_fraction=0.5, ffn_fraction=0.0)
+    # lowest first: 0.01 and 0.03 go, 0.05 is layer 1's last head and stays, then 0.1 goes
+    assert kept["heads"] == {"0": [1, 2], "1": [0]}
+    kept = plan(scores, heads_fraction=0.99, ffn_fraction=0.99)
+    assert all(len(v) == 1 for v in kept["heads"].values()) and all(len(v) == 1 for v in kept["ffn_keep"].values())
+
+
+def _train_tiny(tiny_bert, tmp_path, method="full"):
+    rows = [f"{t}\t1" for t in ["good film", "great fun"]] * 8 + [f"{t}\t0" for t in ["bad film", "awful"]] * 8
+    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    ft = {"method": method, "r": 4} if method == "lora" else {"method": method}
+    cfg = {"task": "text_classification", "data": {"train": str(tmp_path / "t.tsv"), "dev": str(tmp_path / "t.tsv")},
+           "model": {"pretrained": str(tiny_bert), "finetune": ft},
+           "train": {"epochs": 2, "batch_size": 8, "report": False, "optimizer": {"name": "adamw", "lr": 0.01}}}
+    train(cfg, out=tmp_path / "run", progress=False)
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_pruned_run_saves_loads_predicts_and_exports(tiny_bert, tmp_path, method):
+    run = _train_tiny(tiny_bert, tmp_path, method)
+    out = prune_run(run, tmp_path / "pruned", heads=0.5, ffn=0.25, examples=16)
+    loaded = load_run(out)
+    assert loaded.meta["pruned"]["before"] == {"heads": 12, "ffn": 192}
+    assert loaded.meta["pruned"]["after"] == count_units(loaded.model) == {"heads": 6, "ffn": 144}
+    assert loaded.meta["parameters"]["total"] < load_run(run).meta["parameters"]["total"]
+    texts = ["good film", "awful", "great fun and good"]
+    preds = predict(out, texts)
+    assert len(preds) == 3 and all(p["label"] in ("0", "1") for p in preds)
+    onnx = pytest.importorskip("onnxruntime")
+    assert onnx
+    exported = export_run(out, tmp_path / "onnx")
+    assert [p["label"] for p in predict(exported, texts)] == [p["label"] for p in preds]
+
+
+def test_misuse_is_one_clear_error(tiny_bert, text_run, tmp_path):
+    with pytest.raises(DeployError, match="applies to fine-tuned Transformer runs"):
+        prune_run(text_run, tmp_path / "a", heads=0.5)
+    with pytest.raises(ConfigError, match=r"--heads: the fraction to remove must be in \[0, 1\), got 1.5"):
+        prune_run(text_run, tmp_path / "a", heads=1.5)
+    with pytest.raises(ConfigError, match="say what to remove"):
+        prune_run(text_run, tmp_path / "a", heads=0.0)
+    assert not (tmp_path / "a").exists()
