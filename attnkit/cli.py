@@ -1,6 +1,7 @@
 """The ``attnkit`` command line."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -96,7 +97,9 @@ def distill(
     (the same as `attnkit train CONFIG --set train.distill.teacher=RUN`)."""
     from .run import train as train_run
 
-    overrides = [f"train.distill.teacher={teacher}"]
+    # quoted (an override's value is read as YAML: a path like `2024` or `a#b` would change) and
+    # absolute (a resumed run may start from another directory)
+    overrides = [f"train.distill.teacher={json.dumps(str(teacher.resolve()))}"]
     overrides += [f"train.distill.temperature={temperature}"] if temperature is not None else []
     overrides += [f"train.distill.alpha={alpha}"] if alpha is not None else []
     _print_result(train_run(student, out=out, overrides=overrides + list(set_ or []), resume=resume))

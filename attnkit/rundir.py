@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from . import __version__
 from .config import from_dict, load_yaml, save_yaml, to_dict
 from .data import CharVocab, LabelVocab, SubwordModel, Vocab
-from .errors import AttnkitError, ConfigError
+from .errors import AttnkitError, ConfigError, WriteError, first_line
 from .files import atomic_write, write_json
 from .finetune.backbones import import_transformers, load_backbone
 from .models import count_parameters
@@ -296,15 +297,26 @@ def derived_run(run_dir: Path, out: Path, skip: tuple[str, ...] = ()):
     """A new run directory ``out`` made from ``run_dir`` (merged, exported, compressed): yields
     a temporary copy (without checkpoints, TensorBoard events and ``skip``) to change; it
     becomes ``out`` only when the block ends without an error, so a failure leaves nothing
-    half-written. ``out`` must not exist."""
+    half-written. ``out`` must not exist (checked again just before the rename); the copy
+    is a fresh hidden directory beside it (``.OUT.XXXX.tmp``), never one the user has; a disk
+    that cannot take it is one :class:`WriteError`."""
     run_dir, out = Path(run_dir), Path(out)
     check_new_out(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns(CHECKPOINTS, EVENTS, *skip))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns(CHECKPOINTS, EVENTS, *skip), dirs_exist_ok=True)
         yield tmp
+        check_new_out(out)
+        tmp.rename(out)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, AttnkitError):
+            raise
+        raise WriteError(f"--out {out}: could not be written ({first_line(e)}); {run_dir} is unchanged") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    tmp.rename(out)

@@ -13,8 +13,18 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def has_bf16_units() -> bool:
+    """Whether the CPU has bf16 matrix units (``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo);
+    without them torch emulates bf16, several times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def machine() -> dict:
-    """CPU model, core count, torch version, and GPU if any."""
+    """CPU model, core count, bf16 units, torch version, and GPU if any."""
     import torch
 
     cpu = platform.processor() or "unknown"
@@ -24,7 +34,7 @@ def machine() -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "bf16_units": has_bf16_units()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, row, write_results
+from _common import has_bf16_units, machine, row, write_results
 
 DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
@@ -36,25 +36,16 @@ LATENCY_TEXTS = 200
 ROUNDS = 3
 
 
-def has_bf16_units() -> bool:
-    """Whether lscpu lists AMX or AVX-512 bf16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 class Autocast:
     """A model called under bf16 autocast; everything else is the model's."""
 
     def __init__(self, model):
-        self.model = model
+        from attnkit.train.precision import choose_precision
+
+        self.model, self.precision = model, choose_precision("bf16", "benchmark")
 
     def __call__(self, batch):
-        import torch
-
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with self.precision.autocast():
             out = self.model(batch)
         return {k: v.float() if hasattr(v, "is_floating_point") and v.is_floating_point() else v
                 for k, v in out.items()}

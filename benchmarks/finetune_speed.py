@@ -7,7 +7,12 @@ clipping 1.0, the same number of steps and the same dropout:
   hf_maxlen  the Trainer as most users configure it: every text padded to 64 pieces;
   hf_best    the Trainer at its best: DataCollatorWithPadding (dynamic padding),
              group_by_length (``train_sampling_strategy``), fused AdamW;
-  attnkit    attnkit's Trainer on the same config (``model.pretrained: minilm``).
+  attnkit    attnkit's Trainer on the same config (``model.pretrained: minilm``);
+  *_bf16     with ``--bf16`` (the default on a CPU with bf16 units: ``amx_bf16`` or
+             ``avx512_bf16``): hf_best with ``bf16=True`` and attnkit with
+             ``train.precision: bf16`` (autocast, fp32 master weights), compared with each
+             other. Without bf16 units torch emulates bf16 several times slower than fp32,
+             so the rows say "not measured" rather than time an emulation.
 
 Each contender trains ``--steps`` steps in ``--rounds`` chunks; the chunks are interleaved
 (round r runs chunk r of every contender, each resuming from its checkpoint, and starts
@@ -30,6 +35,7 @@ real (unpadded) pieces, two ways:
 
     python benchmarks/finetune_speed.py [--steps 240] [--rounds 3] [--only full|lora]
     python benchmarks/finetune_speed.py --quick --out /tmp/finetune_speed.json   # smoke run
+    python benchmarks/finetune_speed.py --bf16 on|off   # bf16 contenders (default: auto, by CPU)
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import has_bf16_units, row, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -130,7 +136,8 @@ class Steps:
 class HFContender:
     """The Hugging Face Trainer, resumed chunk by chunk from its own checkpoints."""
 
-    def __init__(self, name: str, method: str, best: bool, train, steps: int, chunk: int, work: Path):
+    def __init__(self, name: str, method: str, best: bool, train, steps: int, chunk: int, work: Path,
+                 bf16: bool = False):
         import torch
         from transformers import (
             DataCollatorWithPadding,
@@ -166,7 +173,7 @@ class HFContender:
             output_dir=str(self.work), per_device_train_batch_size=BATCH, max_steps=steps,
             learning_rate=LR[method], lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
             max_grad_norm=1.0, logging_strategy="no", save_strategy="no", report_to=[], seed=0,
-            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, bf16=bf16,
             # transformers 5 spells group_by_length=True this way; fused AdamW is its default optimiser
             train_sampling_strategy="group_by_length" if best else "random", optim="adamw_torch_fused")
         self.collator = DataCollatorWithPadding(self.tok) if best else None
@@ -218,14 +225,15 @@ class HFContender:
 class AttnkitContender:
     """attnkit's Trainer on the equivalent run config, paused and resumed between chunks."""
 
-    def __init__(self, method: str, steps: int, chunk: int, work: Path):
+    def __init__(self, method: str, steps: int, chunk: int, work: Path, bf16: bool = False):
         import torch
 
         from attnkit.tasks import build_model
         from attnkit.run import resolve_config
         from attnkit.tasks import prepare
 
-        self.name, self.method, self.steps, self.chunk, self.timer = f"attnkit_{method}", method, steps, chunk, Steps()
+        self.name = f"attnkit_{method}" + ("_bf16" if bf16 else "")
+        self.method, self.steps, self.chunk, self.timer = method, steps, chunk, Steps()
         finetune = {"method": method, "max_len": MAX_LEN}
         if method == "lora":
             finetune.update(r=8, alpha=16, target_modules=["query", "value"])
@@ -235,7 +243,7 @@ class AttnkitContender:
             "model": {"pretrained": "minilm", "finetune": finetune},
             "train": {"epochs": 1, "batch_size": BATCH, "max_steps": steps, "grad_clip": 1.0, "seed": 0,
                       "optimizer": {"name": "adamw", "lr": LR[method], "weight_decay": 0.0},
-                      "schedule": {"name": "linear", "warmup": 0}}})
+                      "schedule": {"name": "linear", "warmup": 0}, "precision": "bf16" if bf16 else "fp32"}})
         t0 = time.perf_counter()
         self.prepared = prepare(self.cfg)
         self.prepare_s = time.perf_counter() - t0
@@ -286,6 +294,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", choices=["full", "lora"], action="append")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bf16 contenders (auto: only on a CPU with bf16 units)")
     ap.add_argument("--quick", action="store_true", help="smoke run: LoRA only, 12 steps in 2 rounds, warm-up 2")
     ap.add_argument("--out", help="results file (default benchmarks/results/finetune_speed.json)")
     args = ap.parse_args()
@@ -294,6 +304,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and has_bf16_units())
     if not DATA.is_dir():
         sys.exit(f"{DATA} is missing: this benchmark needs SST-2 from ../shared/data")
     peak = matmul_rate()
@@ -308,11 +319,14 @@ def main() -> None:
             contenders = [HFContender(f"hf_maxlen_{method}", method, False, train, steps, chunk, work),
                           HFContender(f"hf_best_{method}", method, True, train, steps, chunk, work),
                           AttnkitContender(method, steps, chunk, work)]
+            if bf16:
+                contenders += [HFContender(f"hf_best_{method}_bf16", method, True, train, steps, chunk, work, True),
+                               AttnkitContender(method, steps, chunk, work, bf16=True)]
             pieces = [len(x) for x in contenders[2].prepared.train.tokens]
             flops = model_flops_per_sample(pieces, method)
             ours_model = contenders[2].model
             cls_only = bool(ours_model.encoder.fast and getattr(ours_model, "first_only", False))
-            executed = {c.name: executed_flops_per_sample(pieces, method, cls_only and c is contenders[2])
+            executed = {c.name: executed_flops_per_sample(pieces, method, cls_only and c.name.startswith("attnkit"))
                         for c in contenders}
             padded = 1 - sum(pieces) / (len(pieces) * MAX_LEN)
             for r in range(args.rounds):
@@ -325,8 +339,9 @@ def main() -> None:
                           f"{BATCH * len(timed) / sum(timed):.1f} samples/s", flush=True)
             stats = {c.name: summarize(c, args.warmup) for c in contenders}
             accs = {c.name: c.accuracy(dev) for c in contenders}
-            ours = stats[f"attnkit_{method}"]
             for c in contenders:
+                ours_name = f"attnkit_{method}" + ("_bf16" if c.name.endswith("_bf16") else "")
+                ours = stats[ours_name]
                 s = stats[c.name]
                 sps = statistics.median(s["mean"])
                 rows.append(row(c.name, "samples_per_s", round(sps, 1), None, "higher",
@@ -344,9 +359,20 @@ def main() -> None:
                                         target, "higher", "x", per_round=[round(x, 3) for x in ratios]))
                     if "best" in c.name:
                         rows.append(row(f"attnkit_vs_{c.name}", "dev_accuracy_gap_points",
-                                        round(100 * (accs[c.name] - accs[f'attnkit_{method}']), 2), 0.5, "lower"))
+                                        round(100 * (accs[c.name] - accs[ours_name]), 2), 0.5, "lower"))
+            if bf16:  # what bf16 gains each of them over its own fp32
+                for fp32, b16 in ((f"hf_best_{method}", f"hf_best_{method}_bf16"),
+                                  (f"attnkit_{method}", f"attnkit_{method}_bf16")):
+                    ratios = [a / b for a, b in zip(stats[b16]["mean"], stats[fp32]["mean"])]
+                    rows.append(row(b16, "bf16_gain_over_fp32", round(statistics.median(ratios), 3), None, "higher",
+                                    "x", dev_accuracy_change_points=round(100 * (accs[b16] - accs[fp32]), 2)))
+            else:
+                why = ("not measured: this CPU has no bf16 units (no amx_bf16/avx512_bf16 in /proc/cpuinfo); "
+                       "bf16 would run emulated, several times slower than fp32" if not has_bf16_units()
+                       else "not measured: --bf16 off")
+                rows.append(row(f"attnkit_vs_hf_best_{method}_bf16", "speedup", None, 1.2, "higher", "x", note=why))
             if method == "full":  # the target is checked on the FLOPs attnkit executes, not the model count
-                sps = statistics.median(ours["mean"])
+                sps = statistics.median(stats["attnkit_full"]["mean"])
                 rows.append(row("attnkit_full", "mfu_executed", round(sps * executed["attnkit_full"] / (peak * 1e9), 3),
                                 0.65, "higher", flops="executed (last layer for [CLS] only, pooler on [CLS])"))
                 rows.append(row("attnkit_full", "mfu", round(sps * flops / (peak * 1e9), 3), None, "higher",
@@ -369,7 +395,7 @@ def main() -> None:
                  "(4 w^2 + 4 w ff) q (Q, output, feed-forward) + 4 q n w (scores, mixing) with q = n, except "
                  "attnkit's last layer with q = 1 ([CLS] only); pooler 2 w^2 once; same backward factors. "
                  "Padding positions are not counted for anyone. The MFU target (0.65) is checked on mfu_executed")
-    notes.append("round r starts with contender r mod 3 (the order rotates every round)")
+    notes.append("round r starts with contender r mod n (the order rotates every round)")
     write_results("finetune_speed", rows, notes, args.out)
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DeployError
+from ..errors import DeployError, first_line
 from ..run_files import GRAPH, GRAPH_INT8
-from .engines import OrtModel, import_onnxruntime, ort_session, read_engine, verified_graph, write_engine
+from .engines import (OrtModel, import_onnxruntime, ort_session, read_engine, require_onnx, verified_graph,
+                      write_engine)
 from .export import deployable_copy, now
 from .graph import CHECK_SHAPES, export_graph, sample_batch
 
@@ -27,7 +28,8 @@ def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True) -> Pat
     if spec.get("variant") == "int8":
         raise DeployError(f"{run_dir}: is already quantized to int8 (engine.json); compress the run it was made from")
     import_onnxruntime()
-    with deployable_copy(run_dir, out) as (run, tmp):
+    require_onnx("int8 quantization")
+    with deployable_copy(run_dir, out, keep_eval=False) as (run, tmp):
         if spec.get("graph"):
             info = {k: spec[k] for k in ("format", "opset", "inputs", "outputs") if k in spec}
             (tmp / GRAPH).write_bytes(verified_graph(run_dir, spec).read_bytes())
@@ -45,6 +47,7 @@ def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True) -> Pat
 def quantize_int8(src: Path, dst: Path) -> None:
     """ONNX Runtime's dynamic quantization: int8 weights, per-batch activation scales."""
     import_onnxruntime()
+    require_onnx("int8 quantization")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -54,6 +57,10 @@ def quantize_int8(src: Path, dst: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                              extra_options={"MatMulConstBOnly": True})
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001  (the quantizer raises whatever its graph passes raise)
+        raise DeployError(f"{src.name}: ONNX Runtime's int8 quantizer failed ({first_line(e)})") from None
     finally:
         root.setLevel(level)
 

@@ -36,13 +36,25 @@ def import_onnxruntime():
     return onnxruntime
 
 
+def require_onnx(why: str) -> None:
+    """The ``onnx`` package (the exporter and the int8 quantizer need it; onnxruntime does not
+    pull it in), or a :class:`DeployError` saying how to install it."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise DeployError(f"{why} needs the onnx package, which is not installed: pip install onnx (or pip install "
+                          f"'attnkit[deploy]')") from None
+
+
 def ort_session(source: bytes | Path, where: str):
     """An ONNX Runtime CPU session on a graph (bytes or a file), using torch's thread count."""
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    # fatal only: its warnings (unused initializers) are noise, and a failing run is raised
+    # below as one DeployError, so its own error log line would say the same thing twice
+    opts.log_severity_level = 4
     try:
         return ort.InferenceSession(source if isinstance(source, bytes) else str(source), opts,
                                     providers=["CPUExecutionProvider"])
@@ -65,7 +77,11 @@ def verified_graph(run_dir: Path, spec: dict) -> Path:
     if not spec.get("graph"):
         raise DeployError(f"{run_dir}: has no ONNX graph; write one with `attnkit export {run_dir} --out "
                           f"{run_dir}-onnx` (or `attnkit compress ... --int8`)")
-    graph = Path(run_dir) / spec["graph"]
+    name = spec["graph"]
+    if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+        raise DeployError(f"{RunFiles(run_dir).engine}: damaged (`graph` must be a file name inside the run, got "
+                          f"{name!r}); export the run again")
+    graph = Path(run_dir) / name
     if not graph.is_file():
         raise DeployError(f"{graph}: missing (engine.json names it); export the run again")
     if spec.get("sha256") and sha256(graph) != spec["sha256"]:

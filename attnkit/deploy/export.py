@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..errors import DeployError
 from ..finetune import merge_lora
-from ..run_files import ENGINE, GRAPH, GRAPH_INT8, WEIGHTS
-from ..rundir import check_new_out, derived_run, load_run
+from ..files import write_json
+from ..run_files import ENGINE, EVAL, GRAPH, GRAPH_INT8, REPORT, WEIGHTS, RunFiles
+from ..rundir import check_new_out, derived_run, load_run, save_weights
 from .engines import read_engine, write_engine
 from .graph import export_graph
 from .merge import write_merged
@@ -38,13 +39,23 @@ def now() -> str:
 
 
 @contextlib.contextmanager
-def deployable_copy(run_dir: Path, out: Path):
+def deployable_copy(run_dir: Path, out: Path, keep_eval: bool = True):
     """Yields ``(loaded run with LoRA/IA3 merged, temporary copy of the run without its graphs)``;
-    the copy becomes ``out`` when the block succeeds (:func:`attnkit.rundir.derived_run`)."""
+    the copy becomes ``out`` when the block succeeds (:func:`attnkit.rundir.derived_run`).
+    ``keep_eval=False`` leaves out the source's evaluations and report (they would describe a
+    model the copy no longer is: int8 weights)."""
     check_new_out(out)
     run = load_run(run_dir)
     merged = merge_lora(run.model)
-    with derived_run(run_dir, out, skip=(GRAPH, GRAPH_INT8, ENGINE) + ((WEIGHTS,) if merged else ())) as tmp:
+    # a run that saved only its trained weights (bitfit, adapters, prefixes) would need
+    # model.pretrained again to load: the deployed copy saves every weight
+    partial = run.meta.get("weights") == "trained"
+    skip = (GRAPH, GRAPH_INT8, ENGINE) + ((WEIGHTS,) if merged or partial else ()) + (
+        () if keep_eval else (EVAL, REPORT, "eval-*.json"))
+    with derived_run(run_dir, out, skip=skip) as tmp:
         if merged:
             write_merged(run, tmp, merged_from=run_dir)
+        elif partial:
+            save_weights(run.model, RunFiles(tmp).weights, everything=True)
+            write_json(RunFiles(tmp).meta, {**run.meta, "weights": "all"})
         yield run, tmp

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -25,7 +26,9 @@ from torch import nn
 
 from ..errors import DeployError, first_line
 from ..tasks.prediction import stack_batches
-from .engines import ort_session, run_session
+from .engines import ort_session, require_onnx, run_session
+
+log = logging.getLogger("attnkit")
 
 OPSET = 17
 TRACE_SHAPE = (3, 9)  # (examples, length) of the batch the graph is traced with
@@ -108,6 +111,7 @@ def export_graph(run, path: Path) -> dict:
     refusal = run.task.export_refusal
     if refusal:
         raise DeployError(f"{run.path}: a {run.cfg.task} model cannot be exported as one graph: {refusal}")
+    require_onnx("exporting to ONNX")
     model = run.model.eval()
     batch = sample_batch(run, *TRACE_SHAPE)
     inputs = list(batch)
@@ -119,19 +123,24 @@ def export_graph(run, path: Path) -> dict:
     axes = {k: {d: f"{k}_{d}" for d in range(t.dim())} for k, t in [*batch.items(), *((k, out[k]) for k in outputs)]}
     buffer = io.BytesIO()
     # not under no_grad: the legacy exporter then mistranslates some additions (measured)
-    with module_path(model) as where, warnings.catch_warnings(), native_stderr_kept():
+    failure = None
+    with module_path(model) as where, warnings.catch_warnings(), native_stderr_kept() as native:
         warnings.simplefilter("ignore")  # tracer warnings: the parity check below is what decides
         try:
             torch.onnx.export(graph, tuple(batch[k] for k in inputs), buffer, dynamo=False, opset_version=OPSET,
                               input_names=inputs, output_names=outputs, dynamic_axes=axes)
         except Exception as e:  # noqa: BLE001  (tracing and the exporter raise many kinds)
-            first = first_line(e)
-            if not where:  # every module had finished: the traced graph could not be converted
-                raise DeployError(f"{run.path}: cannot export the model: the traced graph has an operation ONNX "
-                                  f"opset {OPSET} cannot express: {first}") from None
-            module = model.get_submodule(where[-1]) if where[-1] else model
-            raise DeployError(f"{run.path}: cannot export the model: module `{where[-1] or 'model'}` "
-                              f"({type(module).__name__}) failed while tracing: {first}") from None
+            failure = (first_line(e), where[-1] if where else None)
+    if native and native[0].strip():  # the exporter's own C++ messages: shown with --debug
+        log.debug(f"ONNX exporter output:\n{native[0].strip()}")
+    if failure:
+        first, at = failure
+        if at is None:  # every module had finished: the traced graph could not be converted
+            raise DeployError(f"{run.path}: cannot export the model: the traced graph has an operation ONNX "
+                              f"opset {OPSET} cannot express: {first}")
+        module = model.get_submodule(at) if at else model
+        raise DeployError(f"{run.path}: cannot export the model: module `{at or 'model'}` "
+                          f"({type(module).__name__}) failed while tracing: {first}")
     data = buffer.getvalue()
     parity = check_parity(run, graph, data, inputs, outputs)
     path.write_bytes(data)
@@ -146,8 +155,13 @@ def check_parity(run, graph: GraphModel, data: bytes, inputs: list[str], outputs
     worst = {k: 0.0 for k in outputs}
     for examples, size in CHECK_SHAPES:
         batch = sample_batch(run, examples, size)
-        with torch.no_grad():
-            ref = graph(*(batch[k] for k in inputs))
+        try:
+            with torch.no_grad():
+                ref = graph(*(batch[k] for k in inputs))
+        except Exception as e:  # noqa: BLE001  (a model that only takes some sizes, e.g. a deep CNN on small images)
+            raise DeployError(f"{run.path}: PyTorch itself fails on the check batch of {examples} examples of "
+                              f"{size} ({first_line(e)}); the export check needs a model that takes other sizes "
+                              f"than the traced one") from None
         got = run_session(session, outputs, {k: batch[k].numpy() for k in inputs},
                           f"{run.path}: the exported graph at {examples} examples of {size}")
         for name, r, g in zip(outputs, ref, got):

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError, DeployError
 from ..finetune import merge_lora
 from ..finetune.pruning import count_units, importance, plan, prune
-from ..run_files import WEIGHTS
+from ..run_files import EVAL, REPORT, WEIGHTS
 from ..rundir import check_new_out, derived_run, load_run
 from .engines import read_engine
 from .merge import write_merged
@@ -18,13 +18,15 @@ PRUNABLE = ("full", "lora", "ia3", "bitfit")  # methods whose weights end up pla
 
 
 def prune_run(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, data: str | Path | None = None,
-              examples: int = 1024, batch_size: int = 32) -> Path:
+              examples: int = 1024, batch_size: int = 1) -> Path:
     """Write ``out``: ``run_dir`` without the ``heads`` fraction of its least important
     attention heads and the ``ffn`` fraction of its feed-forward neurons. Importance is
-    measured on ``examples`` labelled examples of ``data`` (default: the run's training split)."""
+    measured on ``examples`` labelled examples of ``data`` (default: the run's training split),
+    one example per backward pass by default: Michel et al. average each example's own
+    |gradient|, and in a batch's mean loss gradients of opposite sign would cancel."""
     run_dir, out = Path(run_dir), Path(out)
     for name, value in (("--heads", heads), ("--ffn", ffn)):
-        if not 0.0 <= value < 1.0:
+        if not 0.0 <= value < 1.0:  # [0, 1), unlike unit_interval's [0, 1]: removing every unit is no model
             raise ConfigError(f"{name}: the fraction to remove must be in [0, 1), got {value}")
     if heads == 0 and ffn == 0:
         raise ConfigError("prune: say what to remove (--heads FRACTION and/or --ffn FRACTION)")
@@ -56,7 +58,7 @@ def prune_run(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0
     if after == before:
         raise DeployError(f"{run_dir}: these fractions remove no unit ({before['heads']} heads, {before['ffn']:,} "
                           f"feed-forward neurons, every layer keeps one); ask for more")
-    with derived_run(run_dir, out, skip=(WEIGHTS,)) as tmp:
+    with derived_run(run_dir, out, skip=(WEIGHTS, EVAL, REPORT, "eval-*.json")) as tmp:  # not its metrics now
         write_merged(run, tmp, pruned_from=str(run_dir), pruned={**record, "before": before, "after": after,
                                                                  "measured_on": n})
     return out

@@ -126,7 +126,11 @@ def _attention_scores(model, enc: Encoded, position: int | None, maps: dict) -> 
     if pooling is not None:
         info["pooling"] = pooling[0].float().numpy()
     if layers:
-        stack = torch.stack([a[0] for a in layers]).float()
+        # a pruned backbone has fewer heads in some layers: those cells are NaN (drawn empty)
+        most = max(a.shape[1] for a in layers)
+        stack = torch.full((len(layers), most, *layers[0].shape[-2:]), float("nan"))
+        for i, a in enumerate(layers):
+            stack[i, :a.shape[1]] = a[0].float()
         info["layers"] = stack.numpy()
         info["rollout"] = rolled[0].float().numpy()
     if "images" in enc.batch:

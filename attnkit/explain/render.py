@@ -87,7 +87,8 @@ def pyplot():
 
 
 def attention_grid_figure(layers: np.ndarray, tokens: list[str], max_tokens: int = 40):
-    """``layers [L, heads, T, T]`` as an L x heads grid of heatmaps (queries down, keys across)."""
+    """``layers [L, heads, T, T]`` as an L x heads grid of heatmaps (queries down, keys across);
+    all-NaN cells (heads a pruned layer no longer has) are left empty."""
     plt = pyplot()
     L, H, T, _ = layers.shape
     t = min(T, max_tokens)
@@ -95,7 +96,11 @@ def attention_grid_figure(layers: np.ndarray, tokens: list[str], max_tokens: int
     for i in range(L):
         for j in range(H):
             ax = axes[i][j]
-            ax.imshow(layers[i, j, :t, :t], cmap="viridis", vmin=0, vmax=max(float(layers[i, j, :t, :t].max()), 1e-6))
+            cell = layers[i, j, :t, :t]
+            if np.isnan(cell).all():  # a head pruned away in this layer
+                ax.axis("off")
+                continue
+            ax.imshow(cell, cmap="viridis", vmin=0, vmax=max(float(np.nanmax(cell)), 1e-6))
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

@@ -4,7 +4,8 @@ not), ranked by importance.
 
 Importance is Michel et al. (2019, "Are Sixteen Heads Really Better than One?"): a gate
 ``xi`` multiplies each head's output (and each feed-forward neuron's activation); the
-importance of a unit is the mean ``|dLoss/dxi|`` over a sample of labelled batches, taken at
+importance of a unit is the mean ``|dLoss/dxi|`` over a sample of labelled batches (one
+example each, as the paper: per-example gradients, which a batch's mean would let cancel), taken at
 ``xi = 1`` (a first-order estimate of the loss change when the unit is removed), normalised
 per layer. The gates are forward pre-hooks on the layers' output projections, so the
 fine-tuning fast path and the Hugging Face path are measured alike.
@@ -112,7 +113,7 @@ def _sliced(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Ten
         w, b = w[rows], (b[rows] if b is not None else None)
     if cols is not None:
         w = w[:, cols]
-    new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, dtype=w.dtype)
+    new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, dtype=w.dtype, device=w.device)
     with torch.no_grad():
         new.weight.copy_(w)
         if b is not None:
@@ -158,9 +159,10 @@ def apply_pruned_shapes(model: nn.Module, record: dict) -> None:
     layers = _encoder(model).layers
     kept = {"heads": {li: list(range(len(h))) for li, h in record.get("heads", {}).items()},
             "ffn_keep": {li: list(range(n)) for li, n in record.get("ffn", {}).items()}}
-    for li in kept["heads"]:
-        if int(li) >= len(layers):
-            raise ValueError(f"the pruning record names layer {li}; the backbone has {len(layers)}")
+    for part in ("heads", "ffn_keep"):
+        for li in kept[part]:
+            if not str(li).isdigit() or int(li) >= len(layers):
+                raise ValueError(f"the pruning record names layer {li!r}; the backbone has layers 0-{len(layers) - 1}")
     prune(model, kept)
 
 

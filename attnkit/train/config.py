@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import checked, non_negative, positive
+from ..errors import ConfigError
 from .distill import DistillConfig
 from .optim import OptimizerConfig, ScheduleConfig
 from .precision import PRECISIONS
@@ -34,6 +35,13 @@ class TrainConfig:
     bucket_factor: int = checked(50, positive)  # batches per length-sorted pool
     log_every: float = checked(30.0, non_negative)  # seconds between progress lines if no bar (not a terminal); 0 = off
     report: bool = True  # write RUN/report.html at the end (attnkit report RUN writes it later too)
+
+    def validate(self, where: str = "train"):
+        """``bf16: true`` (the older name) and a different ``precision`` contradict each other."""
+        if self.bf16 and self.precision == "auto":
+            at = f"{where}." if where else ""
+            raise ConfigError(f"{at}bf16: true contradicts {at}precision: auto; keep precision and drop bf16 "
+                              f"(its older name)")
 
     @property
     def effective_precision(self) -> str:

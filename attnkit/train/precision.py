@@ -138,11 +138,11 @@ def choose_precision(name: str, where: str = "precision") -> PrecisionChoice:
 def inference_precision(name: str, where: str = "--precision", engine: str = "torch") -> PrecisionChoice:
     """The precision prediction or evaluation runs in, said once in the log unless plain fp32.
     A graph on ONNX Runtime runs in its own precision (fp32 or int8): asking for another is said."""
-    choice = choose_precision(name, where)
-    if engine != "torch" and name != "fp32":
+    if engine != "torch" and name in PRECISIONS and name != "fp32":  # no probe for a choice not taken
         log.warning(f"{where} {name}: ignored, the {engine} engine runs the graph in the precision it was "
                     f"exported in")
         return PrecisionChoice("fp32", f"the {engine} engine")
+    choice = choose_precision(name, where)
     if name != "fp32":
         log.info(f"running in {choice}")
     return choice

@@ -151,7 +151,7 @@ def test_a_module_without_an_onnx_form_is_named(text_run, tmp_path, monkeypatch)
     monkeypatch.setattr(functional, "choose_backend", lambda p, force=None: Dispatch("chunked", "forced"))
     with pytest.raises(DeployError, match=r"module `pooler\.[\w.]+` \(\w+\) failed while tracing"):
         export_run(text_run, tmp_path / "x")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))
 
 
 def test_a_size_fixed_while_tracing_is_caught_by_the_parity_check(text_run, tmp_path, monkeypatch):
@@ -198,6 +198,33 @@ def test_a_damaged_engine_file_and_a_missing_graph_are_named(text_run, tmp_path)
     (out / "engine.json").write_text("{not json")
     with pytest.raises(DeployError, match=r"engine\.json: damaged"):
         predict(out, TEXTS)
+    (out / "engine.json").write_text('{"engine": "onnxruntime", "graph": "../elsewhere.onnx"}')
+    with pytest.raises(DeployError, match=r"engine\.json: damaged \(`graph` must be a file name inside the run"):
+        predict(out, TEXTS)
+
+
+def test_compress_without_the_onnx_package_says_how_to_install(text_run, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    for name in [m for m in sys.modules if m == "onnx" or m.startswith(("onnx.", "onnxruntime.quantization"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(DeployError, match=r"int8 quantization needs the onnx package, which is not installed: pip install onnx"):
+        compress_run(text_run, tmp_path / "int8")
+    assert not (tmp_path / "int8").exists() and not list(tmp_path.glob(".int8.*"))
+
+
+def test_an_unwritable_out_is_one_error_and_leaves_nothing(text_run, tmp_path, monkeypatch):
+    import shutil
+
+    from attnkit.errors import WriteError
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copytree", full_disk)
+    with pytest.raises(WriteError, match=r"--out .*x: could not be written \(.*No space left on device"):
+        export_run(text_run, tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))
 
 
 def test_onnxruntime_not_installed_says_how_to_install(text_run, tmp_path, monkeypatch):
@@ -245,3 +272,22 @@ def test_an_existing_output_directory_is_never_overwritten(text_run, tmp_path):
     with pytest.raises(RunError, match="already exists"):
         export_run(text_run, tmp_path / "keep")
     assert (tmp_path / "keep" / "mine.txt").read_text() == "x"
+
+
+def test_predict_and_evaluate_take_a_precision(text_run, tmp_path, monkeypatch, caplog):
+    """``--precision bf16`` runs the torch engine under bf16 autocast (the same labels here);
+    on ONNX Runtime a precision other than fp32 is said to be ignored, without a probe."""
+    from attnkit.train import precision
+
+    fp32 = invoke(["predict", text_run, *TEXTS, "--json"])
+    bf16 = invoke(["predict", text_run, *TEXTS, "--json", "--precision", "bf16"])
+    assert fp32.code == bf16.code == 0, bf16.err
+    labels = [json.loads(line)["label"] for line in fp32.out.splitlines()]
+    assert [json.loads(line)["label"] for line in bf16.out.splitlines()] == labels
+    assert "running in precision bf16" in bf16.err
+    r = invoke(["predict", text_run, "good", "--precision", "nope"])
+    assert r.kind == "clean_error" and "'nope' is not a precision" in r.err
+    out = export_run(text_run, tmp_path / "onnx")
+    monkeypatch.setattr(precision, "probe", lambda: pytest.fail("probed for a precision the engine ignores"))
+    r = invoke(["predict", out, *TEXTS, "--precision", "auto"])
+    assert r.code == 0 and "ignored, the onnxruntime engine runs the graph" in r.err

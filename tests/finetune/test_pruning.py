@@ -131,10 +131,40 @@ def test_a_pruned_run_saves_loads_predicts_and_exports(tiny_bert, tmp_path, meth
     texts = ["good film", "awful", "great fun and good"]
     preds = predict(out, texts)
     assert len(preds) == 3 and all(p["label"] in ("0", "1") for p in preds)
-    onnx = pytest.importorskip("onnxruntime")
-    assert onnx
+    pytest.importorskip("onnxruntime")
     exported = export_run(out, tmp_path / "onnx")
     assert [p["label"] for p in predict(exported, texts)] == [p["label"] for p in preds]
+
+
+def test_a_pruned_run_reloads_as_the_original_with_those_heads_zeroed_and_explains(tiny_bert, tmp_path):
+    """Saved and loaded again (``meta["pruned"]`` rebuilds the shapes), the pruned run computes
+    what the original computes with the removed heads' outputs zeroed; its attention map and
+    report draw the layers' differing head counts."""
+    from attnkit.explain import explain
+    from attnkit.finetune import merge_lora
+    from attnkit.report import write_report
+
+    run = _train_tiny(tiny_bert, tmp_path, "lora")
+    out = prune_run(run, tmp_path / "pruned", heads=0.4, examples=16)  # 5 of 12 heads: 7 left over 3 layers
+    loaded = load_run(out)
+    kept = {int(li): h for li, h in loaded.meta["pruned"]["heads"].items()}
+    assert sum(len(h) for h in kept.values()) == 7 and len({len(h) for h in kept.values()}) > 1
+    original = load_run(run).model
+    merge_lora(original)
+    hooks = zeroed(original, {li: [h for h in range(4) if h not in k] for li, k in kept.items()}, {})
+    batch = loaded.task.encode_inputs(loaded.featurized, ["good film", "awful but great fun"])
+    from attnkit.tasks.prediction import stack_batches
+    b = stack_batches([e.batch for e in batch])
+    with torch.no_grad():
+        expected = original(b)["logits"]
+        torch.testing.assert_close(loaded.model(b)["logits"], expected, atol=1e-5, rtol=1e-5)
+    for h in hooks:
+        h.remove()
+    e = explain(out, ["great fun"], method="attention")[0]
+    assert e.attention["layers"].shape[:2] == (3, max(len(k) for k in kept.values()))
+    assert sum(bool((~torch.isnan(torch.as_tensor(e.attention["layers"][li, :, 0, 0]))).sum() == len(k))
+               for li, k in kept.items()) == 3
+    assert "attention grid" in write_report(out).read_text()
 
 
 def test_misuse_is_one_clear_error(tiny_bert, text_run, tmp_path):
@@ -145,3 +175,16 @@ def test_misuse_is_one_clear_error(tiny_bert, text_run, tmp_path):
     with pytest.raises(ConfigError, match="say what to remove"):
         prune_run(text_run, tmp_path / "a", heads=0.0)
     assert not (tmp_path / "a").exists()
+
+
+def test_the_prune_command_says_what_it_removed_and_refuses_cleanly(tiny_bert, tmp_path):
+    from tests.fuzz.contract import invoke
+
+    run = _train_tiny(tiny_bert, tmp_path)
+    r = invoke(["prune", run, "--out", tmp_path / "p", "--heads", "0.25", "--ffn", "0.5", "--examples", "8"])
+    assert r.code == 0, r.err
+    assert "heads 12 -> 9, feed-forward neurons 192 -> 96; importance from 8 examples" in r.out
+    assert load_run(tmp_path / "p").meta["pruned"]["after"] == {"heads": 9, "ffn": 96}
+    r = invoke(["prune", run, "--out", tmp_path / "q", "--heads", "1"])
+    assert r.kind == "clean_error" and r.code == 2 and "--heads: the fraction to remove must be in [0, 1)" in r.err
+    assert not (tmp_path / "q").exists()

@@ -89,6 +89,8 @@ def test_train_config_precision_is_checked_and_bf16_is_its_older_name():
     assert from_dict(TrainConfig, {"bf16": True}).effective_precision == "bf16"
     with pytest.raises(ConfigError, match="precision"):
         from_dict(TrainConfig, {"precision": "fp16"})
+    with pytest.raises(ConfigError, match=r"^train\.bf16: true contradicts train\.precision: auto"):
+        from_dict(TrainConfig, {"bf16": True, "precision": "auto"}, "train")
 
 
 def _logits(model, batch, dtype=None, autocast=False):
