@@ -73,7 +73,14 @@ def variants(run_dir: Path, scratch: Path) -> dict:
     try:
         from torch.ao.quantization import quantize_dynamic
 
-        q = quantize_dynamic(load_run(run_dir).model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8)
+        fresh = load_run(run_dir).model
+        # attention scores read their projections' .weight directly (fused kernels), which a
+        # quantized Linear does not have: they stay fp32, every other Linear/LSTM goes int8
+        in_scores = {f"{name}.{child}" if name else child for name, m in fresh.named_modules()
+                     if type(m).__module__ == "attnkit.attention.scores" for child, _ in m.named_children()}
+        spec = {name for name, m in fresh.named_modules()
+                if isinstance(m, (torch.nn.Linear, torch.nn.LSTM)) and name not in in_scores}
+        q = quantize_dynamic(fresh, spec, dtype=torch.qint8)
         path = scratch / "torch_int8.pt"
         torch.save(q.state_dict(), path)
         out["torch_int8_dynamic"] = (q, path)

@@ -59,7 +59,9 @@ def scratch(slot: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tens
     n = math.prod(shape)
     if torch.is_grad_enabled() or like.device.type != "cpu" or n > SCRATCH_MAX_FLOATS:
         return like.new_empty(shape)
-    key = (slot, like.dtype)
+    # an inference-mode buffer cannot be written outside inference mode (and vice versa is
+    # fine but kept apart too): one buffer per mode
+    key = (slot, like.dtype, torch.is_inference_mode_enabled())
     buf = getattr(_scratch, "bufs", None)
     if buf is None:
         buf = _scratch.bufs = {}
