@@ -5,7 +5,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,12 +26,9 @@ def machine() -> dict:
     """CPU model, core count, bf16 units, torch version, and GPU if any."""
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
-    except OSError:
-        pass
+    from attnkit.train.precision import cpu_name  # the one reading of the CPU model (the precision cache keys on it)
+
+    cpu = cpu_name()
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads(), "bf16_units": has_bf16_units()}
     if torch.cuda.is_available():
