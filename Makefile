@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy,serve]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -403,6 +403,106 @@ def _show_alignments(aligned: list[dict], html_out: Path | None, as_json: bool, 
         console.print(f"wrote {html_out}", highlight=False)
 
 
+@app.command("tune-oos")
+def tune_oos(
+    run: Annotated[Path, typer.Argument(help="An intent classifier trained with data.out_of_scope.")],
+    dev: Annotated[Path | None, typer.Option("--dev", help="Labelled dev file (default: the run's data.dev).")]
+    = None,
+    test: Annotated[Path | None, typer.Option("--test", help="Labelled test file to report on (default: the "
+                                                             "run's data.test).")] = None,
+    min_in_scope_accuracy: Annotated[float | None, typer.Option(
+        "--min-in-scope-accuracy", help="Highest out-of-scope recall keeping dev in-scope accuracy >= this "
+                                        "(default: maximise their sum).", min=0, max=1)] = None,
+    score: Annotated[str | None, typer.Option("--score", help="msp, margin or not_oos (default: the best on "
+                                                              "dev).")] = None,
+):
+    """Tune the out-of-scope confidence threshold on dev and save it in RUN/out_of_scope.json
+    (the router hands queries below it to a person)."""
+    from .evaluate.out_of_scope import tune_out_of_scope
+
+    out = tune_out_of_scope(run, dev, test, "balanced" if min_in_scope_accuracy is None else min_in_scope_accuracy,
+                            score)
+    console.print(f"score {out['score']} (dev area: " + ", ".join(f"{k} {v}" for k, v in out["dev_area_by_score"].items())
+                  + f"), threshold {out['threshold']:.4f}", highlight=False)
+    for split in ("dev", "test"):
+        if split in out:
+            m, u = out[split], out[split]["untuned"]
+            console.print(f"{split}: in-scope accuracy {m['in_scope_accuracy']:.4f} (untuned {u['in_scope_accuracy']:.4f}),"
+                          f" out-of-scope recall {m['oos_recall']:.4f} (untuned {u['oos_recall']:.4f})",
+                          highlight=False)
+    console.print(f"wrote {Path(run) / 'out_of_scope.json'}", highlight=False)
+
+
+def _model_args(items: list[str]) -> dict[str, str]:
+    """``RUN`` or ``NAME=RUN`` arguments -> {name: run}; a bare run is named after its folder."""
+    from .errors import ConfigError
+
+    models: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            path = item
+            name = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(item).resolve().name) or "model"
+        if name in models:
+            raise ConfigError(f"serve: model name {name!r} given twice (name them: NAME=RUN)")
+        models[name] = path
+    return models
+
+
+@app.command()
+def serve(
+    runs: Annotated[list[str], typer.Argument(help="Run directories to serve: RUN (named after its folder) or "
+                                                   "NAME=RUN; the first is the default (router).")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (other machines reach it only if you "
+                                                     "say so, e.g. 0.0.0.0).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own batcher and "
+                                                           "compute threads (cores / workers).", min=1)] = 1,
+    engine: EngineOpt = None,
+    precision: PrecisionOpt = "fp32",
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Texts per micro-batch at most.", min=1)] = 32,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest wait for a micro-batch to fill.",
+                                               min=0)] = 5.0,
+    no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Texts waiting at most per model; more get 503 "
+                                                               "with Retry-After.", min=1)] = 1024,
+    max_texts: Annotated[int, typer.Option("--max-texts", help="Texts per request at most (413).", min=1)] = 64,
+    max_chars: Annotated[int, typer.Option("--max-chars", help="Characters per text at most (422).", min=1)] = 2000,
+    max_body: Annotated[int, typer.Option("--max-body-bytes", help="Request body size cap (413).", min=1)] = 1 << 20,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Answer 504 after this many seconds.", min=0.001)]
+    = 30.0,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="ATTNKIT_API_KEY",
+                                                help="Require `Authorization: Bearer KEY` (all but the health "
+                                                     "endpoints and the page); default $ATTNKIT_API_KEY.")] = None,
+    router: Annotated[Path | None, typer.Option("--router", help="A routing table (YAML) for POST /v1/route.")]
+    = None,
+    no_swap: Annotated[bool, typer.Option("--no-swap", help="Refuse PUT /v1/models/NAME (model swaps).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="Torch threads per worker (0: cores / workers).", min=0)]
+    = 0,
+):
+    """Serve runs over HTTP: predictions, explanations and routing, micro-batched, with health
+    checks and Prometheus metrics (docs/serving.md)."""
+    from .errors import ConfigError
+    from .serve import ServeSettings
+    from .serve import serve as run_service
+    from .serve.router import read_table
+
+    if router is not None:
+        read_table(router)  # a bad table is one error now, not a failed readiness later
+    models = _model_args(runs)
+    for name, path in models.items():
+        if not Path(path).is_dir():
+            raise ConfigError(f"serve: model {name!r}: run directory {path} not found")
+    settings = ServeSettings(models=models, engine=engine, precision=precision, batching=not no_batching,
+                             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body, timeout_s=timeout_s,
+                             api_key=api_key, router=str(router) if router else None, workers=workers,
+                             threads=threads, allow_swap=not no_swap)
+    console.print(f"serving {', '.join(f'{k}={v}' for k, v in models.items())} on http://{host}:{port} "
+                  f"(docs: /docs, ready: /health/ready)", highlight=False)
+    run_service(settings, host=host, port=port)
+
+
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],

@@ -14,6 +14,7 @@
     RUN/report.html        the run report
     RUN/model.onnx         the model as an ONNX graph (``attnkit export``; ``model.int8.onnx``: ``attnkit compress``)
     RUN/engine.json        which engine and graph file predict with by default, the export's parity check
+    RUN/out_of_scope.json  the out-of-scope confidence threshold tuned on dev (``attnkit tune-oos``)
 
 This module sits at the bottom of the package so that the trainer (which writes checkpoints
 and the metrics log) and :mod:`attnkit.rundir` (which opens, checks and loads a run) use the
@@ -41,6 +42,7 @@ BACKBONE = "backbone"
 GRAPH = "model.onnx"
 GRAPH_INT8 = "model.int8.onnx"
 ENGINE = "engine.json"
+OUT_OF_SCOPE = "out_of_scope.json"
 
 
 def _at(*parts: str) -> property:
@@ -70,6 +72,7 @@ class RunFiles:
     tokenizer = _at(TOKENIZER)  # fine-tuned runs
     backbone = _at(BACKBONE)  # fine-tuned runs
     engine = _at(ENGINE)  # exported or compressed runs
+    out_of_scope = _at(OUT_OF_SCOPE)  # attnkit tune-oos
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         """``checkpoints/epoch-N.pt``: the weights after epoch N (kept for ``train.average_last``)."""

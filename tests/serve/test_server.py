@@ -1,0 +1,81 @@
+"""``attnkit serve`` as a real process: it starts, reports ready, answers over TCP, and on
+SIGTERM finishes every request it accepted before exiting; bad command lines are one error."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.fuzz.contract import invoke
+
+CLI = [sys.executable, "-c", "from attnkit.cli import run; run()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], timeout: float = 90.0):
+    """``attnkit serve ARGS --port P`` in a new process, returned once /health/ready is 200."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*CLI, "serve", *args, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"not ready in {timeout} s: {proc.stdout.read()}")
+
+
+def test_sigterm_finishes_every_accepted_request(text_run):
+    # requests wait up to 1.5 s in the batcher: SIGTERM arrives while all of them are queued
+    proc, url = start([str(text_run), "--max-wait-ms", "1500", "--max-batch-size", "64"])
+    try:
+        with ThreadPoolExecutor(12) as ex:
+            futures = [ex.submit(httpx.post, f"{url}/v1/models/run/predict",
+                                 json={"texts": [f"a good film {i}"]}, timeout=30) for i in range(12)]
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in futures]
+        assert [a.status_code for a in answers] == [200] * 12
+        assert all(a.json()["predictions"][0]["text"] == f"a good film {i}" for i, a in enumerate(answers))
+        # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught (exit by that signal)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = proc.stdout.read()
+        assert "Waiting for application shutdown" in log and "Finished server process" in log, log
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health/live", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "/no/such/run"], "run directory /no/such/run not found"),
+    (["serve", "RUN", "--router", "/no/table.yaml"], "config file not found"),
+    (["serve", "RUN", "--port", "70000"], "--port must be in 0..65535"),
+    (["serve", "a=RUN", "a=RUN"], "model name 'a' given twice"),
+    (["serve", "RUN", "--api-key", "short"], "at least 8 characters"),
+    (["serve", "b a d=RUN"], "model name 'b a d'"),
+])
+def test_bad_serve_command_lines_are_one_error(text_run, argv, message):
+    r = invoke([a.replace("RUN", str(text_run)) for a in argv])
+    assert r.code == 2, r
+    assert message in r.err and "Traceback" not in r.err + r.out
