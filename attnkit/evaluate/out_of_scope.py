@@ -57,7 +57,9 @@ def area(rows: np.ndarray) -> float:
 
 
 def pick(rows: np.ndarray, criterion: str | float) -> np.ndarray:
-    """The dev row the criterion picks (see the module docstring)."""
+    """The dev row the criterion picks (see the module docstring); never the last row, which
+    hands every query off."""
+    rows = rows[:-1]
     if criterion == "balanced":
         return rows[int(np.argmax(rows[:, 1] + rows[:, 2]))]
     ok = rows[rows[:, 1] >= float(criterion)]
@@ -68,9 +70,10 @@ def pick(rows: np.ndarray, criterion: str | float) -> np.ndarray:
 
 
 def at_threshold(rows: np.ndarray, t: float) -> dict:
-    """Metrics at threshold ``t`` on a curve (the largest curve threshold <= t)."""
-    i = int(np.searchsorted(rows[:, 0], t, side="right")) - 1
-    return {"in_scope_accuracy": float(rows[max(i, 0), 1]), "oos_recall": float(rows[max(i, 0), 2])}
+    """Metrics at threshold ``t`` on a curve of other data: rejecting ``conf < t`` rejects what
+    the curve's smallest threshold >= ``t`` rejects (every curve threshold is a confidence)."""
+    i = min(int(np.searchsorted(rows[:, 0], t, side="left")), len(rows) - 1)
+    return {"in_scope_accuracy": float(rows[i, 1]), "oos_recall": float(rows[i, 2])}
 
 
 def _probs(run, path) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +98,8 @@ def tune_out_of_scope(run_dir: str | Path, dev: str | Path | None = None, test: 
     if label is None or label not in labels:
         raise ConfigError(f"tune-oos: {run_dir} has no out-of-scope label (train it with data.out_of_scope: NAME, "
                           f"e.g. CLINC150's oos)")
+    if score is not None:
+        CONFIDENCE.get(score, "--score")
     dev = dev or run.cfg.data.dev
     if dev is None:
         raise ConfigError(f"tune-oos: {run_dir} has no dev file in its config: give --dev FILE")

@@ -36,7 +36,7 @@ from .schemas import (ErrorResponse, ExplainRequest, ExplainResponse, Health, Mo
 from .settings import ServeSettings
 
 log = logging.getLogger("attnkit")
-ERRORS = {k: {"model": ErrorResponse} for k in (401, 403, 404, 413, 422, 503, 504)}
+ERRORS = {k: {"model": ErrorResponse} for k in (401, 403, 404, 413, 422, 500, 503, 504)}
 
 
 class ApiError(Exception):
@@ -66,7 +66,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     executor = ThreadPoolExecutor(1, thread_name_prefix="attnkit-compute", initializer=torch.set_num_threads,
                                   initargs=(threads,))
     pool = ModelPool(settings, executor, metrics)
-    state: dict = {"status": "loading", "detail": "loading models", "router": None}
+    state: dict = {"status": "loading", "detail": "loading models", "router": None, "tasks": set()}
+    explaining = asyncio.Semaphore(settings.max_explain)  # explanations waiting or running, at most
 
     async def load() -> None:
         try:
@@ -80,6 +81,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         except Exception as e:  # noqa: BLE001  (reported on /health/ready instead of a dead task)
             state["status"], state["detail"] = "failed", f"{type(e).__name__}: {first_line(e)}"
             log.exception("serve: loading failed")
+
+    def bind_new(served: ServedModel) -> None:
+        """A swapped-in model's router, bound before the swap commits (a bad run changes nothing)."""
+        if settings.router and (read_table(settings.router).model or pool.default) == served.name:
+            state["router"] = make_router({**pool.models, served.name: served})
 
     def make_router(models: dict[str, ServedModel]) -> Router:
         table = read_table(settings.router)
@@ -96,7 +102,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         loader = asyncio.create_task(load())
         loop = asyncio.get_running_loop()
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+            loop.add_signal_handler(signal.SIGHUP, lambda: state["tasks"].add(loop.create_task(reload())))
         except (ValueError, RuntimeError, NotImplementedError, AttributeError):  # not the main thread (tests)
             pass
         yield
@@ -108,16 +114,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     async def reload() -> None:
         try:
-            await pool.reload()
-            if settings.router:
-                state["router"] = make_router(pool.models)
-        except AttnkitError as e:
-            log.error(f"serve: reload failed, the old models keep serving: {e}")
+            await pool.reload(bind_new)
+        except Exception as e:  # noqa: BLE001  (a signal handler has no caller to tell)
+            log.error(f"serve: reload failed, the old models keep serving: {first_line(e)}")
+        finally:
+            state["tasks"] = {t for t in state["tasks"] if not t.done()}
 
     app = FastAPI(title="attnkit", summary="Predictions, explanations and routing from attnkit runs",
                   lifespan=lifespan, responses=ERRORS)
     app.state.pool, app.state.metrics, app.state.settings, app.state.serve_state = pool, metrics, settings, state
-    app.add_middleware(Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       known_models=lambda: pool.models)
 
     # ---------------------------------------------------------------- errors
     @app.exception_handler(ApiError)
@@ -132,7 +139,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
-        return JSONResponse(error("http", str(e.detail)), status_code=e.status_code, headers=getattr(e, "headers", None))
+        kind, field = ("body_too_large", "body") if e.status_code == 413 else ("http", None)
+        return JSONResponse(error(kind, str(e.detail), field), status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
+
+    def internal(e: Exception) -> ApiError:
+        log.error(f"serve: {type(e).__name__}: {first_line(e)}")
+        return ApiError(500, "internal", f"the server failed on this request ({type(e).__name__}); it is logged")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception):  # the last resort (Starlette logs it too)
+        e = internal(e)
+        return JSONResponse(error(e.kind, e.message), status_code=500)
 
     # ---------------------------------------------------------------- helpers
     def require_key(request: Request) -> None:
@@ -173,6 +191,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s:g} s") from None
         except AttnkitError as e:
             raise ApiError(422, "bad_input", str(e)) from None
+        except Exception as e:  # noqa: BLE001  (the model failed: one JSON 500, logged; the service goes on)
+            raise internal(e) from None
 
     # ---------------------------------------------------------------- endpoints
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -190,7 +210,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         body = {"status": state["status"], "detail": state["detail"]}
         return body if state["status"] == "ready" else JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_key)])
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -205,7 +225,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Predictions for a list of texts (micro-batched with other requests)."""
         model = served(name)
         check_texts(body.texts, settings.max_texts)
-        return {"model": name, "predictions": await run_batched(model, body.texts, body.top_k)}
+        # the records are plain JSON data already: answered directly, not re-validated against
+        # the response model (which still documents them in the schema)
+        return JSONResponse({"model": name, "predictions": await run_batched(model, body.texts, body.top_k)})
 
     @app.post("/v1/models/{name}/explain", response_model=ExplainResponse, dependencies=[Depends(require_key)],
               tags=["models"])
@@ -213,14 +235,21 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Per-word explanation of each text's prediction (attention or saliency)."""
         model = served(name)
         check_texts(body.texts, settings.max_explain)
+        if explaining.locked():
+            raise ApiError(503, "overloaded", f"{settings.max_explain} explanations are already waiting; retry later",
+                           headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         try:
-            found = await asyncio.wait_for(loop.run_in_executor(
-                executor, lambda: explain(model.run, body.texts, body.method, target=body.target)), settings.timeout_s)
+            async with explaining:
+                found = await asyncio.wait_for(loop.run_in_executor(
+                    executor, lambda: explain(model.run, body.texts, body.method, target=body.target)),
+                    settings.timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s:g} s") from None
         except AttnkitError as e:
             raise ApiError(422, "bad_input", str(e), "target" if body.target is not None else None) from None
+        except Exception as e:  # noqa: BLE001
+            raise internal(e) from None
         out = []
         for text, e in zip(body.texts, found):
             d = e.to_dict()
@@ -237,8 +266,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         name = (router.table.model if router else None) or pool.default
         model = served(name)
         check_texts(body.texts, settings.max_texts)
-        records = await run_batched(model, body.texts, 1)
-        return {"model": name, "routes": [state["router"].route(r) for r in records]}
+        # every label's probability: the router's confidence score may need more than the top one
+        records = await run_batched(model, body.texts, len(model.run.meta.get("labels") or []) or 1)
+        return JSONResponse({"model": name, "routes": [state["router"].route(r) for r in records]})
 
     @app.put("/v1/models/{name}", response_model=ModelsResponse, dependencies=[Depends(require_key)],
              tags=["admin"])
@@ -246,11 +276,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Serve ``name`` from another run directory, without dropping a request."""
         if not settings.allow_swap:
             raise ApiError(403, "forbidden", "model swaps are off (--no-swap)")
+        if settings.api_key is None:
+            raise ApiError(403, "forbidden", "model swaps need an API key: start the service with --api-key (or "
+                                             "reload every model from its run directory with SIGHUP)")
         served(name)
         try:
-            await pool.swap(name, Path(body.run))
-            if settings.router:
-                state["router"] = make_router(pool.models)
+            await pool.swap(name, Path(body.run), bind_new)
         except AttnkitError as e:
             raise ApiError(422, "bad_run", f"run: {e}", "run") from None
         return {"default": pool.default, "models": [m.describe() for m in pool.models.values()]}

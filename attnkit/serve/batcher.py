@@ -107,19 +107,34 @@ class MicroBatcher:
         return batch
 
     async def _run(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         self.on_batch(len(batch))
         t0 = time.perf_counter()
         try:
-            records = await loop.run_in_executor(self.executor, self.run, [i.text for i in batch],
-                                                 [i.top_k for i in batch])
-        except Exception as e:  # noqa: BLE001  (every waiting caller gets the error; the loop goes on)
+            records = await self._call(batch)
+        except Exception as e:  # noqa: BLE001  (one bad text must not fail the others: each alone)
+            if len(batch) == 1:
+                self._answer(batch[0], error=e)
+                return
             for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(e)
+                try:
+                    self._answer(item, (await self._call([item]))[0])
+                except Exception as one:  # noqa: BLE001  (this caller gets its own error)
+                    self._answer(item, error=one)
             return
         finally:
             self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.perf_counter() - t0)
         for item, record in zip(batch, records):
-            if not item.future.done():
-                item.future.set_result(record)
+            self._answer(item, record)
+
+    async def _call(self, items: list[_Item]) -> list[dict]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.run, [i.text for i in items], [i.top_k for i in items])
+
+    @staticmethod
+    def _answer(item: _Item, record: dict | None = None, error: BaseException | None = None) -> None:
+        if item.future.done():  # given up on meanwhile
+            return
+        if error is not None:
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(record)

@@ -6,18 +6,23 @@ from __future__ import annotations
 import json
 import time
 
+from fastapi import HTTPException
+
 from .metrics import Metrics
 
 
-class BodyTooLarge(Exception):
-    """A streamed request body passed the cap."""
+class BodyTooLarge(HTTPException):
+    """A streamed request body passed the cap (an HTTP 413, so FastAPI's body reader passes it on)."""
+
+    def __init__(self, cap: int):
+        super().__init__(413, f"request body: more than {cap} bytes")
 
 
 class Guard:
     """Pure ASGI (no per-request task, unlike Starlette's BaseHTTPMiddleware)."""
 
-    def __init__(self, app, metrics: Metrics, max_body_bytes: int):
-        self.app, self.metrics, self.cap = app, metrics, max_body_bytes
+    def __init__(self, app, metrics: Metrics, max_body_bytes: int, known_models=lambda: ()):
+        self.app, self.metrics, self.cap, self.known_models = app, metrics, max_body_bytes, known_models
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -43,7 +48,7 @@ class Guard:
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > self.cap:
-                        raise BodyTooLarge
+                        raise BodyTooLarge(self.cap)
                 return message
 
             try:
@@ -55,6 +60,8 @@ class Guard:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             model = (scope.get("path_params") or {}).get("name", "")
+            if model and model not in self.known_models():  # no label per made-up name: bounded metrics
+                model = "unknown"
             if endpoint not in ("/metrics", "/health/live", "/health/ready"):
                 self.metrics.observe(endpoint, model, status["code"], time.perf_counter() - t0)
 

@@ -107,12 +107,15 @@ class ModelPool:
                 self.executor, load_served, name, run_dir, self.settings)
             self.models[name] = self._attach(served)
 
-    async def swap(self, name: str, run_dir: str | Path) -> ServedModel:
-        """Point ``name`` at another run: the new one is loaded and warmed up while the old one
-        keeps answering (loading runs beside the compute thread, not in its place); then new
-        requests go to the new one and the old one finishes what it has queued. No request fails
-        across the swap."""
-        served = await asyncio.to_thread(load_served, name, run_dir, self.settings)
+    async def swap(self, name: str, run_dir: str | Path, check=None) -> ServedModel:
+        """Point ``name`` at another run: the new one is loaded and warmed up on the compute
+        thread (requests queue meanwhile, the old model answers them after) and checked by
+        ``check(served)`` (which may raise); then new requests go to the new one and the old one
+        finishes what it has queued. No request fails across the swap."""
+        served = await asyncio.get_running_loop().run_in_executor(
+            self.executor, load_served, name, run_dir, self.settings)
+        if check is not None:
+            check(served)
         old = self.models.get(name)
         self.models[name] = self._attach(served)
         if old is not None and old.batcher is not None:
@@ -121,10 +124,10 @@ class ModelPool:
         log.info(f"serve: {name} swapped to {run_dir}")
         return served
 
-    async def reload(self) -> None:
+    async def reload(self, check=None) -> None:
         """Load every model again from its run directory (``SIGHUP``: a symlink moved to a new run)."""
         for name, served in list(self.models.items()):
-            await self.swap(name, served.run_dir)
+            await self.swap(name, served.run_dir, check)
 
     async def close(self) -> None:
         """Answer everything queued, then stop the batchers."""

@@ -2,7 +2,7 @@
 routing table) the route. One self-contained HTML file; it calls the service's own API."""
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>attnkit</title>
+<html lang="en"><head><meta charset="utf-8"><title>attnkit</title><link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font:15px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}

@@ -40,7 +40,7 @@ class ServeSettings:
     router: str | None = None
     workers: int = 1
     threads: int = 0
-    allow_swap: bool = True
+    allow_swap: bool = True  # PUT /v1/models/NAME (it also needs an API key)
     warmup_texts: list[str] = field(default_factory=lambda: ["warm up"])
 
     def __post_init__(self):
@@ -56,6 +56,9 @@ class ServeSettings:
         for key in ("max_wait_ms", "timeout_s", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"serve: --{key.replace('_', '-')} must be >= 0, got {getattr(self, key)}")
+        if self.max_texts > self.max_queue:
+            raise ConfigError(f"serve: --max-texts ({self.max_texts}) must be <= --max-queue ({self.max_queue}): a full "
+                              f"request would never fit in the queue")
         if self.timeout_s == 0:
             raise ConfigError("serve: --timeout-s must be > 0")
         if self.api_key is not None and len(self.api_key) < 8:

@@ -63,8 +63,18 @@ def test_bad_requests_get_one_json_error_naming_the_field(client, body, status, 
 
 
 def test_unknown_model_body_too_large_and_not_json(client):
-    r = client.post("/v1/models/nope/predict", json={"texts": ["x"]})
-    assert r.status_code == 404 and "sentiment" in r.json()["error"]["message"]
+    for i in range(3):
+        r = client.post(f"/v1/models/nope{i}/predict", json={"texts": ["x"]})
+        assert r.status_code == 404 and "sentiment" in r.json()["error"]["message"]
+    metrics = client.get("/metrics").text
+    assert 'model="unknown",status="404"} 3.0' in metrics and "nope" not in metrics  # no label per made-up name
+
+    def chunks():  # no Content-Length: the cap applies while the body streams in
+        for _ in range(10):
+            yield b" " * 1000
+    r = client.post("/v1/models/sentiment/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"] == {"type": "body_too_large", "field": "body",
+                                                          "message": "request body: more than 4096 bytes"}
     r = client.post("/v1/models/sentiment/predict", content=json.dumps({"texts": ["x" * 100] * 60}),
                     headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["type"] == "body_too_large"
@@ -97,8 +107,9 @@ def test_api_key_guards_everything_but_health(text_run):
     with make_client(models={"m": str(text_run)}, api_key="s3cret-key") as c:
         wait_ready(c)
         assert c.get("/health/live").status_code == 200
-        assert c.get("/metrics").status_code == 200
+        assert c.get("/health/ready").status_code == 200
         for method, path, body in (("get", "/v1/models", None), ("post", "/v1/models/m/predict", {"texts": ["x"]}),
+                                   ("get", "/metrics", None), ("post", "/v1/models/m/explain", {"texts": ["x"]}),
                                    ("put", "/v1/models/m", {"run": str(text_run)})):
             r = c.request(method, path, json=body)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -136,32 +147,39 @@ def test_a_run_that_cannot_load_makes_ready_fail_with_the_reason(tmp_path):
         assert r.status_code == 503 and r.json()["status"] == "failed" and "missing" in r.json()["detail"]
 
 
+def test_swap_needs_an_api_key(client, text_run):
+    r = client.put("/v1/models/sentiment", json={"run": str(text_run)})
+    assert r.status_code == 403 and "--api-key" in r.json()["error"]["message"]
+
+
 def test_swap_while_clients_send_fails_no_request(text_run, transformer_run):
-    with make_client(models={"m": str(text_run)}, max_wait_ms=2) as c:
+    key = {"Authorization": "Bearer swap-key-123"}
+    with make_client(models={"m": str(text_run)}, max_wait_ms=2, api_key="swap-key-123") as c:
         wait_ready(c)
         stop, codes = threading.Event(), []
 
         def hammer():
             while not stop.is_set():
-                codes.append(c.post("/v1/models/m/predict", json={"texts": TEXTS}).status_code)
+                codes.append(c.post("/v1/models/m/predict", json={"texts": TEXTS}, headers=key).status_code)
 
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for t in threads:
             t.start()
-        r = c.put("/v1/models/m", json={"run": str(transformer_run)})
+        r = c.put("/v1/models/m", json={"run": str(transformer_run)}, headers=key)
         assert r.status_code == 200, r.text
+        assert c.get("/v1/models", headers=key).json()["models"][0]["run"] == str(transformer_run)
         after = len(codes)
-        r = c.put("/v1/models/m", json={"run": str(text_run)})
+        r = c.put("/v1/models/m", json={"run": str(text_run)}, headers=key)
         assert r.status_code == 200
         stop.set()
         for t in threads:
             t.join()
         assert codes and set(codes) == {200}, f"failed requests across the swap: {sorted(set(codes))}"
         assert len(codes) > after > 0  # requests were answered between and after the swaps
-        assert 'attnkit_model_swaps_total{model="m"} 2.0' in c.get("/metrics").text
-        r = c.put("/v1/models/m", json={"run": "/no/such/run"})
+        assert 'attnkit_model_swaps_total{model="m"} 2.0' in c.get("/metrics", headers=key).text
+        r = c.put("/v1/models/m", json={"run": "/no/such/run"}, headers=key)
         assert r.status_code == 422 and r.json()["error"]["field"] == "run"
-        assert c.get("/v1/models").json()["models"][0]["run"] == str(text_run)  # the old run still serves
+        assert c.get("/v1/models", headers=key).json()["models"][0]["run"] == str(text_run)  # the old run serves
 
 
 def test_tagger_runs_serve_tags(tagger_run):
@@ -175,7 +193,7 @@ def test_tagger_runs_serve_tags(tagger_run):
 
 def test_a_full_queue_answers_503_with_retry_after(text_run, monkeypatch):
     gate = threading.Event()
-    with make_client(models={"m": str(text_run)}, max_queue=2, max_batch_size=1, max_wait_ms=0) as c:
+    with make_client(models={"m": str(text_run)}, max_queue=2, max_texts=2, max_batch_size=1, max_wait_ms=0) as c:
         wait_ready(c)
         served = c.app.state.pool.models["m"]
         real = served.predict_texts
@@ -196,3 +214,23 @@ def test_a_full_queue_answers_503_with_retry_after(text_run, monkeypatch):
             assert r.json()["error"]["type"] == "overloaded"
             gate.set()
             assert [p.result().status_code for p in pending] == [200, 200, 200]
+
+
+def test_an_unexpected_failure_is_a_json_500_and_the_others_in_its_batch_are_answered(text_run, monkeypatch):
+    with make_client(models={"m": str(text_run)}, max_wait_ms=300, max_batch_size=8) as c:
+        wait_ready(c)
+        served = c.app.state.pool.models["m"]
+        real = served.predict_texts
+
+        def fussy(texts, ks, precision):
+            if "poison" in texts:
+                raise RuntimeError("cannot encode this one")
+            return real(texts, ks, precision)
+
+        monkeypatch.setattr(served, "predict_texts", fussy)
+        with ThreadPoolExecutor(3) as ex:  # all three land in one micro-batch (300 ms wait)
+            answers = list(ex.map(lambda t: c.post("/v1/models/m/predict", json={"texts": [t]}),
+                                  ["fine", "poison", "good"]))
+        assert [a.status_code for a in answers] == [200, 500, 200]
+        assert answers[1].json()["error"]["type"] == "internal"
+        assert answers[0].json()["predictions"][0]["text"] == "fine"

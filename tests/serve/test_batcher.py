@@ -125,10 +125,14 @@ def test_a_failing_batch_fails_its_callers_and_the_loop_goes_on():
             return [{"text": t} for t in texts]
 
         with ThreadPoolExecutor(1) as ex:
-            b = _batcher(fn, ex, max_batch_size=1, max_wait_s=0.0)
+            b = _batcher(fn, ex, max_batch_size=8, max_wait_s=0.2)
+            good, bad, other = b.submit(["good"], 1), b.submit(["bad"], 1), b.submit(["other"], 1)
+            assert (await asyncio.gather(*good))[0]["text"] == "good"
+            assert (await asyncio.gather(*other))[0]["text"] == "other"
             with pytest.raises(ValueError):
-                await asyncio.gather(*b.submit(["bad"], 1))
-            assert (await asyncio.gather(*b.submit(["good"], 1)))[0]["text"] == "good"
+                await asyncio.gather(*bad)
+            assert calls[0] == ["good", "bad", "other"]  # one batch, then each alone
+            assert (await asyncio.gather(*b.submit(["next"], 1)))[0]["text"] == "next"
             await b.drain()
     asyncio.run(main())
 

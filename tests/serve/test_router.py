@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attnkit.errors import ConfigError
-from attnkit.evaluate.out_of_scope import area, curve, pick, tune_out_of_scope
+from attnkit.evaluate.out_of_scope import area, at_threshold, curve, pick, tune_out_of_scope
 from attnkit.run import train
 from attnkit.serve.router import Router, RoutingTable, bind_router, read_table
 from tests.fuzz.contract import invoke
@@ -45,12 +45,21 @@ def test_curve_matches_a_brute_force_count(n, c, seed):
         assert (acc, rec) == pytest.approx(brute(probs, gold, 0, t))
     # out-of-scope recall only grows with the threshold, in-scope accuracy only falls
     assert np.all(np.diff(rows[:, 2]) >= 0) and np.all(np.diff(rows[:, 1]) <= 0)
+    # the picks, from brute-force counts at every distinct confidence (never "hand off everything")
+    conf = probs.max(1)
+    candidates = [0.0, *sorted(set(conf.tolist()))]
+    sums = {t: sum(brute(probs, gold, 0, t)) for t in candidates}
     best = pick(rows, "balanced")
-    assert best[1] + best[2] == pytest.approx(max(a + r for _, a, r in rows))
+    assert best[1] + best[2] == pytest.approx(max(sums.values())) and best[0] <= conf.max()
     floor = float(np.median(rows[:, 1]))
     chosen = pick(rows, floor)
-    assert chosen[1] >= floor and chosen[2] == max(r for _, a, r in rows if a >= floor)
+    feasible = [brute(probs, gold, 0, t) for t in candidates if brute(probs, gold, 0, t)[0] >= floor]
+    assert chosen[1] >= floor and chosen[2] == pytest.approx(max(r for _, r in feasible))
     assert 0 <= area(rows) <= 1
+    # a threshold from other data, anywhere between the curve's points
+    for t in rng.uniform(0, 1, 25).tolist() + [0.0, float(conf.max()), float(conf.max()) + 1e-7]:
+        got = at_threshold(rows, t)
+        assert (got["in_scope_accuracy"], got["oos_recall"]) == pytest.approx(brute(probs, gold, 0, t))
 
 
 def test_pick_refuses_an_accuracy_no_threshold_reaches():
@@ -105,6 +114,8 @@ def test_tune_oos_saves_the_threshold_and_both_curves(intent_run):
     assert "test" in saved and saved["curves"]["test"]
     r = invoke(["tune-oos", str(intent_run), "--min-in-scope-accuracy", "0.5"])
     assert r.code == 0 and "threshold" in r.out
+    r = invoke(["tune-oos", str(intent_run), "--score", "energy"])
+    assert r.code == 2 and "energy" in r.err
 
 
 def test_tune_oos_refuses_runs_without_an_out_of_scope_label(text_run):
@@ -144,11 +155,38 @@ def test_route_without_a_table_is_404(client):
 
 
 def test_threshold_auto_reads_the_tuned_one(intent_run, tmp_path):
-    tuned = tune_out_of_scope(intent_run)["threshold"]
-    router = bind_router(RoutingTable(), intent_run, ["pay_bill", "book_flight", "oos"], "oos", "t")
-    assert router.threshold == tuned and router.threshold_source == "tuned on dev"
-    rec = {"text": "x", "label": "pay_bill", "scores": {"pay_bill": tuned - 1e-3}}
-    assert router.route(rec)["handoff"] is (tuned - 1e-3 < tuned)
+    tuned = tune_out_of_scope(intent_run, score="msp")["threshold"]
+    labels = ["pay_bill", "book_flight", "oos"]
+    router = bind_router(RoutingTable(), intent_run, labels, "oos", "t")
+    assert router.threshold == tuned and router.threshold_source == "tuned on dev" and router.score == "msp"
+    saved = json.loads((intent_run / "out_of_scope.json").read_text())
+    assert (saved["threshold"], saved["score"]) == (router.threshold, router.score)
+
+
+@pytest.mark.parametrize("score, p, handoff", [
+    # not_oos = 1 - p(oos): 0.6 here, under 0.7 although the top label's probability is 0.62
+    ("not_oos", {"pay_bill": 0.62, "book_flight": 0.0, "oos": 0.38}, True),
+    ("not_oos", {"pay_bill": 0.50, "book_flight": 0.45, "oos": 0.05}, False),
+    # margin = 0.62 - 0.38 = 0.24
+    ("margin", {"pay_bill": 0.62, "book_flight": 0.0, "oos": 0.38}, True),
+    ("msp", {"pay_bill": 0.72, "book_flight": 0.0, "oos": 0.28}, False),
+])
+def test_the_router_applies_the_score_the_threshold_was_tuned_for(tmp_path, score, p, handoff):
+    (tmp_path / "out_of_scope.json").write_text(json.dumps({"threshold": 0.7, "score": score}))
+    router = bind_router(RoutingTable(), tmp_path, ["pay_bill", "book_flight", "oos"], "oos", "t")
+    assert router.score == score
+    out = router.route({"text": "x", "label": max(p, key=p.get), "scores": p})
+    assert out["handoff"] is handoff and out["confidence"] == max(p.values())
+    if handoff:
+        assert out["reason"].startswith(f"low confidence ({score}")
+
+
+@pytest.mark.parametrize("content", ['{"threshold": NaN}', '{"threshold": 1.5}', '{"threshold": 0.5, "score": "x"}',
+                                     '[1]', 'not json'])
+def test_a_damaged_tuned_threshold_is_one_error(tmp_path, content):
+    (tmp_path / "out_of_scope.json").write_text(content)
+    with pytest.raises(ConfigError, match="damaged"):
+        bind_router(RoutingTable(), tmp_path, ["a", "oos"], "oos", "t")
 
 
 @pytest.mark.parametrize("data, match", [
@@ -156,6 +194,8 @@ def test_threshold_auto_reads_the_tuned_one(intent_run, tmp_path):
     ({"threshold": "sometimes"}, "threshold: 'auto' or a number"),
     ({"routes": {"a": ["x"], "b": ["x"]}}, "routes.b: intent 'x' is already routed to 'a'"),
     ({"rutes": {}}, "unknown key"),
+    ({"score": "energy"}, "score"),
+    ({"routes": {"a": "pay_bill"}}, "routes.a: expected a list"),
 ])
 def test_bad_tables_are_one_error_naming_the_key(tmp_path, data, match):
     p = tmp_path / "t.yaml"

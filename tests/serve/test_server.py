@@ -74,6 +74,7 @@ def test_sigterm_finishes_every_accepted_request(text_run):
     (["serve", "a=RUN", "a=RUN"], "model name 'a' given twice"),
     (["serve", "RUN", "--api-key", "short"], "at least 8 characters"),
     (["serve", "b a d=RUN"], "model name 'b a d'"),
+    (["serve", "RUN", "--max-queue", "4"], "--max-texts (64) must be <= --max-queue (4)"),
 ])
 def test_bad_serve_command_lines_are_one_error(text_run, argv, message):
     r = invoke([a.replace("RUN", str(text_run)) for a in argv])
