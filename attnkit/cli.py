@@ -431,6 +431,10 @@ def tune_oos(
                           f" out-of-scope recall {m['oos_recall']:.4f} (untuned {u['oos_recall']:.4f})",
                           highlight=False)
     console.print(f"wrote {Path(run) / 'out_of_scope.json'}", highlight=False)
+    if (Path(run) / "report.html").is_file():
+        from .report import write_report
+
+        console.print(f"updated {write_report(run)} (out-of-scope curve)", highlight=False)
 
 
 def _model_args(items: list[str]) -> dict[str, str]:

@@ -2,7 +2,8 @@
 no scripts or links), so it opens anywhere, offline.
 
 Sections: summary, config, training curves (``metrics.jsonl``), final metrics with the
-per-class table (``eval.json``), confusion matrix, a gallery of right and wrong dev examples
+per-class table (``eval.json``), confusion matrix, the out-of-scope threshold's curve
+(``out_of_scope.json``, written by ``attnkit tune-oos``), a gallery of right and wrong dev examples
 with their token heatmaps (attention and gradient x input) or saliency overlays (images), and
 the attention of one example per layer x head."""
 from __future__ import annotations
@@ -70,6 +71,44 @@ def curves_section(run: LoadedRun, metric: str) -> str:
     if shown:
         b.legend(fontsize=7)
     return _img(figure_uri(fig), "training curves")
+
+
+def out_of_scope_section(run: LoadedRun) -> str:
+    """In-scope accuracy against out-of-scope recall as the confidence threshold moves (dev and
+    test), with the tuned threshold marked; empty when the run has no ``out_of_scope.json``."""
+    import json
+
+    path = run.files.out_of_scope
+    if not path.is_file():
+        return ""
+    try:
+        oos = json.loads(path.read_text(encoding="utf-8"))
+        curves = {k: np.array(v) for k, v in oos["curves"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"<p class=muted>{html.escape(path.name)} is damaged: run attnkit tune-oos again</p>"
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for split, rows in curves.items():
+        if rows.ndim == 2 and len(rows):
+            ax.plot(rows[:, 2], rows[:, 1], "-", lw=1.5, label=split)
+    for split, marker in (("dev", "o"), ("test", "s")):
+        if split in oos:
+            m = oos[split]
+            ax.plot([m["oos_recall"]], [m["in_scope_accuracy"]], marker, ms=8,
+                    label=f"{split} at threshold {oos['threshold']:.3f}")
+            u = m.get("untuned")
+            if u:
+                ax.plot([u["oos_recall"]], [u["in_scope_accuracy"]], "x", ms=8, color="gray")
+    ax.set_xlabel("out-of-scope recall")
+    ax.set_ylabel("in-scope accuracy")
+    ax.set_title(f"confidence score {oos.get('score')}; x: untuned", fontsize=9)
+    ax.legend(fontsize=7)
+    rows = "".join(f"<tr><td>{split}</td><td>{oos[split]['in_scope_accuracy']:.4f}</td><td>{oos[split]['oos_recall']:.4f}"
+                   f"</td><td>{oos[split]['untuned']['in_scope_accuracy']:.4f}</td>"
+                   f"<td>{oos[split]['untuned']['oos_recall']:.4f}</td></tr>" for split in ("dev", "test") if split in oos)
+    table = ("<table><tr><th></th><th>in-scope accuracy</th><th>out-of-scope recall</th><th>untuned accuracy</th>"
+             f"<th>untuned recall</th></tr>{rows}</table>")
+    return "<h2>Out-of-scope threshold</h2>" + _img(figure_uri(fig), "out-of-scope curve") + table
 
 
 def _headline_keys(ev: dict) -> list[str]:
@@ -241,6 +280,7 @@ def write_report(run_dir: str | Path, examples: int = 6, sample: int = 200, seed
         "<h2>Training curves</h2>", curves_section(run, run.cfg.train.metric),
         "<h2>Final metrics</h2>", metrics_section(ev),
         "<h2>Confusion matrix (dev)</h2>", confusion_section(ev),
+        out_of_scope_section(run),
         "<h2>Dev examples</h2>", gallery,
         "<h2>Attention of one example</h2>", attention_section(first),
         "<h2>Config</h2>", f"<pre>{config}</pre>",

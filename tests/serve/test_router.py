@@ -112,8 +112,12 @@ def test_tune_oos_saves_the_threshold_and_both_curves(intent_run):
     d = saved["dev"]
     assert d["in_scope_accuracy"] + d["oos_recall"] >= d["untuned"]["in_scope_accuracy"] + d["untuned"]["oos_recall"]
     assert "test" in saved and saved["curves"]["test"]
+    from attnkit.report import write_report
+
+    html = write_report(intent_run).read_text()
+    assert "Out-of-scope threshold" in html and 'alt="out-of-scope curve"' in html
     r = invoke(["tune-oos", str(intent_run), "--min-in-scope-accuracy", "0.5"])
-    assert r.code == 0 and "threshold" in r.out
+    assert r.code == 0 and "threshold" in r.out and "updated" in r.out
     r = invoke(["tune-oos", str(intent_run), "--score", "energy"])
     assert r.code == 2 and "energy" in r.err
 
