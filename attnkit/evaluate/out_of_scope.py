@@ -76,7 +76,8 @@ def at_threshold(rows: np.ndarray, t: float) -> dict:
     return {"in_scope_accuracy": float(rows[i, 1]), "oos_recall": float(rows[i, 2])}
 
 
-def _probs(run, path) -> tuple[np.ndarray, np.ndarray]:
+def class_probabilities(run, path) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities ``[N, C]`` and gold ids of a labelled file, read as the run reads it."""
     task = get_task(run.cfg.task)
     data = task.encode(run.featurized, task.read_file(run.cfg, path))
     preds, gold, _ = predict_data(run.model, task, data)
@@ -105,24 +106,34 @@ def tune_out_of_scope(run_dir: str | Path, dev: str | Path | None = None, test: 
         raise ConfigError(f"tune-oos: {run_dir} has no dev file in its config: give --dev FILE")
     test = test or run.cfg.data.test
     k = labels.index(label)
-    p_dev, g_dev = _probs(run, dev)
+    p_dev, g_dev = class_probabilities(run, dev)
     if not (g_dev == k).any() or (g_dev == k).all():
         raise ConfigError(f"tune-oos: {dev} needs both out-of-scope ({label!r}) and in-scope examples")
+    p_test, g_test = class_probabilities(run, test) if test else (None, None)
+    out = {"label": label, **choose(p_dev, g_dev, k, criterion, score, p_test, g_test), "dev_file": str(dev)}
+    if test:
+        out["test_file"] = str(test)
+    write_json(run.files.out_of_scope, out)
+    return out
+
+
+def choose(p_dev: np.ndarray, g_dev: np.ndarray, k: int, criterion: str | float = "balanced",
+           score: str | None = None, p_test: np.ndarray | None = None, g_test: np.ndarray | None = None) -> dict:
+    """The threshold from dev probabilities ``[N, C]`` and gold ids (out-of-scope id ``k``):
+    ``score`` (default: the largest dev area), ``threshold``, dev (and test) metrics at it and
+    untuned, the dev areas of every score, the curves (thinned)."""
     curves = {name: curve(p_dev, g_dev, k, name) for name in CONFIDENCE.names()}
     areas = {name: round(area(c), 4) for name, c in curves.items()}
     score = score or max(areas, key=areas.get)
     chosen = pick(curves[score], criterion)
-    out = {"label": label, "score": score, "criterion": criterion, "threshold": float(chosen[0]),
-           "dev_file": str(dev), "dev": {"in_scope_accuracy": float(chosen[1]), "oos_recall": float(chosen[2]),
-                                         "untuned": at_threshold(curves[score], 0.0)},
+    out = {"score": score, "criterion": criterion, "threshold": float(chosen[0]),
+           "dev": {"in_scope_accuracy": float(chosen[1]), "oos_recall": float(chosen[2]),
+                   "untuned": at_threshold(curves[score], 0.0)},
            "dev_area_by_score": areas, "curves": {"dev": _thin(curves[score])}}
-    if test:
-        p_test, g_test = _probs(run, test)
+    if p_test is not None:
         test_curve = curve(p_test, g_test, k, score)
-        out["test_file"] = str(test)
         out["test"] = {**at_threshold(test_curve, out["threshold"]), "untuned": at_threshold(test_curve, 0.0)}
         out["curves"]["test"] = _thin(test_curve)
-    write_json(run.files.out_of_scope, out)
     return out
 
 
