@@ -242,7 +242,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             async with explaining:
                 found = await asyncio.wait_for(loop.run_in_executor(
-                    executor, lambda: explain(model.run, body.texts, body.method, target=body.target)),
+                    executor, lambda: explain(model.explain_run, body.texts, body.method, target=body.target)),
                     settings.timeout_s)
         except asyncio.TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s:g} s") from None

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..deploy import attach_engine, engine_name
@@ -56,6 +56,13 @@ class ServedModel:
             for i, record in zip(group, records):
                 out[i] = record
         return out
+
+    @property
+    def explain_run(self) -> LoadedRun:
+        """The run explanations use: always the PyTorch model (gradients, attention maps), also
+        when predictions run on ONNX Runtime."""
+        inner = getattr(self.run.model, "torch_model", None)
+        return self.run if inner is None else replace(self.run, model=inner)
 
     def describe(self) -> dict:
         """``GET /v1/models`` entry."""

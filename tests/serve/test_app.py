@@ -234,3 +234,21 @@ def test_an_unexpected_failure_is_a_json_500_and_the_others_in_its_batch_are_ans
         assert [a.status_code for a in answers] == [200, 500, 200]
         assert answers[1].json()["error"]["type"] == "internal"
         assert answers[0].json()["predictions"][0]["text"] == "fine"
+
+
+def test_an_exported_run_predicts_on_onnxruntime_and_explains_in_pytorch(text_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the deploy extra is not installed")
+    pytest.importorskip("onnx", reason="the deploy extra is not installed")
+    from attnkit.deploy import export_run
+
+    onnx_run = export_run(text_run, tmp_path / "onnx")
+    with make_client(models={"m": str(onnx_run)}) as c:
+        wait_ready(c)
+        assert c.get("/v1/models").json()["models"][0]["engine"] == "onnxruntime"
+        got = c.post("/v1/models/m/predict", json={"texts": TEXTS}).json()["predictions"]
+        want = predict(load_run(text_run), TEXTS)
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        for method in ("attention", "saliency"):
+            r = c.post("/v1/models/m/explain", json={"texts": TEXTS[:1], "method": method})
+            assert r.status_code == 200, r.text
+            assert len(r.json()["explanations"][0]["scores"]) == len(TEXTS[0].split())
