@@ -252,3 +252,30 @@ def test_an_exported_run_predicts_on_onnxruntime_and_explains_in_pytorch(text_ru
             r = c.post("/v1/models/m/explain", json={"texts": TEXTS[:1], "method": method})
             assert r.status_code == 200, r.text
             assert len(r.json()["explanations"][0]["scores"]) == len(TEXTS[0].split())
+
+
+def test_a_request_unanswered_in_time_gets_504_and_leaves_the_queue(text_run, monkeypatch):
+    gate = threading.Event()
+    with make_client(models={"m": str(text_run)}, timeout_s=0.3, max_batch_size=1, max_wait_ms=0) as c:
+        wait_ready(c)
+        served = c.app.state.pool.models["m"]
+        real, seen = served.predict_texts, []
+
+        def blocked(texts, ks, precision):
+            seen.append(list(texts))
+            gate.wait(10)
+            return real(texts, ks, precision)
+
+        monkeypatch.setattr(served, "predict_texts", blocked)
+        with ThreadPoolExecutor(2) as ex:
+            first = ex.submit(c.post, "/v1/models/m/predict", json={"texts": ["first"]})
+            for _ in range(200):
+                if seen:
+                    break
+                threading.Event().wait(0.01)
+            second = c.post("/v1/models/m/predict", json={"texts": ["second"]})  # queued behind the blocked one
+            assert second.status_code == 504 and second.json()["error"]["type"] == "timeout"
+            gate.set()
+            assert first.result().status_code == 504
+        c.post("/v1/models/m/predict", json={"texts": ["third"]})
+        assert ["second"] not in seen  # dropped from the queue, never run

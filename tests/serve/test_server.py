@@ -80,3 +80,28 @@ def test_bad_serve_command_lines_are_one_error(text_run, argv, message):
     r = invoke([a.replace("RUN", str(text_run)) for a in argv])
     assert r.code == 2, r
     assert message in r.err and "Traceback" not in r.err + r.out
+
+
+def test_sighup_reloads_the_models_from_their_run_directories(text_run, transformer_run, tmp_path):
+    link = tmp_path / "current"
+    link.symlink_to(text_run)
+    proc, url = start([f"m={link}"])
+    try:
+        before = httpx.get(f"{url}/v1/models").json()["models"][0]
+        link.unlink()
+        link.symlink_to(transformer_run)  # point the name at a new run, then signal
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            after = httpx.get(f"{url}/v1/models").json()["models"][0]
+            if after["loaded_at"] != before["loaded_at"]:
+                break
+            time.sleep(0.1)
+        assert after["loaded_at"] > before["loaded_at"]
+        r = httpx.post(f"{url}/v1/models/m/predict", json={"texts": ["a good film"]})
+        assert r.status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'attnkit_model_swaps_total{model="m"} 1.0' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
