@@ -107,12 +107,20 @@ class Server:
                 raise RuntimeError(f"{self.kind} exited: {Path(self.log.name).read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._all_ready():
                         return self
             except OSError:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"{self.kind} not ready in 120 s")
+
+    def _all_ready(self, n: int = 20) -> bool:
+        """Readiness is per worker process (--workers N): ask until n answers in a row are ready."""
+        for _ in range(n):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=1) as r:
+                if r.status != 200:
+                    return False
+        return True
 
     def __exit__(self, *exc):
         if self.proc.poll() is None:
