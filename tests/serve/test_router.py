@@ -214,3 +214,13 @@ def test_tables_naming_unknown_intents_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="'book_hotel'"):
         bind_router(RoutingTable(routes={"travel": ["book_hotel"]}), tmp_path, ["pay_bill", "oos"], "oos", "t.yaml")
     assert isinstance(bind_router(RoutingTable(threshold=0.3), tmp_path, ["a"], None, "t"), Router)
+
+
+def test_the_example_routing_table_reads_and_routes_every_clinc150_domain():
+    from pathlib import Path
+
+    table = read_table(Path(__file__).resolve().parents[2] / "examples" / "routing" / "intent_routes.yaml")
+    intents = [i for queue in table.routes.values() for i in queue]
+    assert table.threshold == "auto" and table.handoff == "human_agent"
+    assert len(intents) == len(set(intents)) >= 60 and set(table.routes) == {"banking", "cards", "travel_and_auto",
+                                                                              "hr_and_work"}
