@@ -508,6 +508,82 @@ def serve(
 
 
 @app.command()
+def monitor(
+    run: Annotated[Path, typer.Argument(help="A text classifier with positive and negative classes.")],
+    stream: Annotated[Path, typer.Option("--stream", help="Texts with a timestamp (CSV, TSV or JSON lines), "
+                                                          "optionally an entity and a source; may keep growing.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for state.sqlite, alerts.jsonl and "
+                                                           "dashboard.html (default: STREAM-monitor next to it).")]
+    = None,
+    state: Annotated[Path | None, typer.Option("--state", help="The SQLite state (default: OUT/state.sqlite).")]
+    = None,
+    period: Annotated[str, typer.Option("--period", help="hour, day or week.")] = "day",
+    detector: Annotated[str, typer.Option("--detector", help="cusum or zscore.")] = "cusum",
+    sensitivity: Annotated[float, typer.Option("--sensitivity", help="Higher: earlier alerts, more false ones.")]
+    = 1.0,
+    reference: Annotated[Path | None, typer.Option("--reference", help="Texts like the training data, for drift "
+                                                                       "(default: the run's dev data).")] = None,
+    positive: Annotated[str | None, typer.Option("--positive", help="The positive label (default: found by "
+                                                                    "name).")] = None,
+    negative: Annotated[str | None, typer.Option("--negative", help="The negative label.")] = None,
+    time_column: Annotated[str, typer.Option("--time-column")] = "timestamp",
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    entity_column: Annotated[str, typer.Option("--entity-column")] = "entity",
+    source_column: Annotated[str, typer.Option("--source-column")] = "source",
+    encoding: Annotated[str, typer.Option("--encoding", help="The stream's text encoding.")] = "utf-8",
+    follow: Annotated[bool, typer.Option("--follow", help="Keep watching the file for new lines (Ctrl-C stops; "
+                                                          "nothing scored is lost).")] = False,
+    poll_s: Annotated[float, typer.Option("--poll-s", help="Seconds between looks at the file with --follow.",
+                                          min=0.1)] = 5.0,
+):
+    """Score a stream of texts once, keep the state in SQLite, and write a sentiment index per
+    entity, change and drift alerts (explained) and an HTML dashboard (docs/monitoring.md)."""
+    import signal
+    import time
+
+    from .monitor import Columns, Monitor, MonitorSettings
+
+    settings = MonitorSettings(columns=Columns(time_column, text_column, entity_column, source_column),
+                               encoding=encoding, period=period, detector=detector, sensitivity=sensitivity,
+                               positive=positive, negative=negative, reference=reference)
+    mon = Monitor(run, stream, out, state, settings)
+    before = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # each scored batch is committed: stopping is safe
+    try:
+        while True:
+            summary = mon.step()
+            if summary.new_texts or summary.new_alerts or not follow:
+                _say_monitor(summary)
+            if not follow:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        console.print("stopped; everything scored is in the state", highlight=False)
+    finally:
+        mon.close()
+        signal.signal(signal.SIGTERM, before)
+
+
+def _say_monitor(summary) -> None:
+    """New texts, the latest index per entity, new alerts and the files written."""
+    console.print(f"{summary.new_texts:,} new text(s) scored ({summary.total_texts:,} in the state"
+                  + (f"; {summary.duplicates} already there" if summary.duplicates else "")
+                  + (f"; {summary.skipped} line(s) skipped" if summary.skipped else "") + ")", highlight=False)
+    for entity, points in sorted(summary.index.items()):
+        last = points[-1]
+        console.print(f"  {entity}: {last['period']} index {last['index']:+.3f} [{last['low']:+.3f}, "
+                      f"{last['high']:+.3f}] ({last['n']} texts)", highlight=False)
+    for a in summary.new_alerts:
+        if a["kind"] == "sentiment":
+            words = "; ".join(", ".join(t["words"]) for t in a["texts"][:3])
+            console.print(f"[red]alert[/] {a['entity']} {a['period']}: sentiment {a['direction']} since {a['since']} "
+                          f"({a['index_before']:+.2f} -> {a['index_since']:+.2f}); words: {words}", highlight=False)
+        else:
+            console.print(f"[red]drift[/] {a['period']}: " + ", ".join(f"{k} PSI {v['psi']:.2f}" for k, v in
+                                                                      a["features"].items()), highlight=False)
+    console.print("wrote " + ", ".join(summary.files.values()), highlight=False)
+
+
+@app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="A run directory written by `attnkit train`.")],
     examples: Annotated[int, typer.Option("--examples", help="Right and wrong dev examples shown (each).", min=0)]
