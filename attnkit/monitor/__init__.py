@@ -2,7 +2,7 @@
 period, change alerts explained by their texts, and model-health drift against the training
 data (``attnkit monitor``)."""
 from .detect import DETECTORS
-from .monitor import Monitor, MonitorSettings, Summary, monitor
+from .watcher import Monitor, MonitorSettings, Summary, monitor
 from .stream import Columns
 
 __all__ = ["DETECTORS", "Columns", "Monitor", "MonitorSettings", "Summary", "monitor"]

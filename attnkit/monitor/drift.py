@@ -31,8 +31,10 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 def binned(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts of ``values`` in the bins the inner ``edges`` make."""
-    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    """Counts of ``values`` in the bins the inner ``edges`` make, closed on the right
+    (``(-inf, e1], (e1, e2], ...``): a reference whose values are all 0 (no unknown words)
+    still tells 0 from more."""
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
 
 
 def compare(reference: dict, period: dict, labels: list[str], psi_limit: float = 0.25,

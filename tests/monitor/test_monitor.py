@@ -11,7 +11,7 @@ import pytest
 
 from attnkit.errors import AttnkitError
 from attnkit.monitor import Monitor, MonitorSettings, monitor
-from attnkit.monitor import monitor as monitor_module
+from attnkit.monitor import watcher as monitor_module
 from tests.fuzz.contract import invoke
 
 from .conftest import records, write_jsonl
@@ -130,11 +130,11 @@ def test_a_domain_change_is_flagged_as_drift_on_its_first_day(text_run, tmp_path
 
 def test_texts_out_of_order_and_unknown_entities_are_accepted_and_said(text_run, tmp_path, caplog):
     rows = records(days=3)
-    rows[5], rows[40] = rows[40], rows[5]
+    rows.insert(39, rows.pop(5))  # a late arrival: line 40 is older than the lines before it
     stream = write_jsonl(tmp_path / "s.jsonl", rows)
     with caplog.at_level("WARNING", logger="attnkit"):
         summary = monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False)
-    assert summary.out_of_order == 1 and "earlier than one before them (first at line 41)" in caplog.text
+    assert summary.out_of_order == 1 and "earlier than one before them (first at line 40)" in caplog.text
     write_jsonl(stream, [{"timestamp": "2026-01-04", "entity": "NEVER-SEEN", "text": "good"}], mode="a")
     assert "NEVER-SEEN" in monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False).index
 
@@ -152,8 +152,8 @@ def test_bad_lines_are_skipped_and_named_and_the_rest_is_scored(text_run, tmp_pa
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["--period", "month"], "--period: unknown 'month'"),
-    (["--detector", "magic"], "--detector: unknown 'magic'"),
+    (["--period", "month"], "--period: unknown period 'month'"),
+    (["--detector", "magic"], "--detector: unknown detector 'magic'"),
     (["--sensitivity", "0"], "--sensitivity 0.0: must be > 0"),
     (["--positive", "great"], "--positive 'great': not one of the run's labels (neg, pos)"),
 ])
@@ -188,7 +188,7 @@ def test_the_cli_prints_the_index_and_alerts_and_writes_its_files(text_run, tmp_
     folder = tmp_path / "news-monitor"
     assert {p.name for p in folder.iterdir()} >= {"state.sqlite", "alerts.jsonl", "dashboard.html"}
     again = invoke(["monitor", str(text_run), "--stream", str(stream)])
-    assert "0 new text(s) scored" in again.out and "alert" not in again.out
+    assert "0 new text(s) scored" in again.out and "alert ACME" not in again.out
 
 
 def test_times_are_bucketed_in_utc_by_the_chosen_period(text_run, tmp_path):
