@@ -1,6 +1,7 @@
 """Model health on the stream: each period's inputs and outputs compared with a reference (the
 run's dev data, scored by the same model) by the population stability index (PSI) and a
-two-sample test (Kolmogorov-Smirnov for the features, chi-square for the predicted-class mix).
+two-sample test (Kolmogorov-Smirnov for the features, within each predicted class;
+chi-square for the predicted-class mix).
 
 A period drifts when an input feature (length, unknown-word rate, word pieces per word, model
 confidence) has PSI >= ``psi_limit`` (0.25: the usual "major shift") and its test's p-value
@@ -41,13 +42,29 @@ def compare(reference: dict, period: dict, labels: list[str], psi_limit: float =
             p_limit: float = 1e-4) -> dict:
     """One period's drift against the reference: ``{feature: {psi, p}}``, the class mix's,
     ``n`` and ``drift`` (the features that drifted; empty when none or the period has fewer
-    than :data:`MIN_TEXTS` texts)."""
-    out: dict = {"n": len(period["label"]), "features": {}, "drift": []}
+    than :data:`MIN_TEXTS` texts).
+
+    Features are compared within each predicted class: the reference's histogram is the mix of
+    its per-class histograms in the period's class proportions, and the p-value is the
+    smallest per-class KS p-value times the classes tested (Bonferroni). A sentiment turn
+    changes the class mix, and with it length and confidence (negative news is written and
+    scored differently): compared as a whole, that would read as drift."""
+    ref_labels, now_labels = np.asarray(reference["label"]), np.asarray(period["label"])
+    out: dict = {"n": len(now_labels), "features": {}, "drift": []}
     for name in HEALTH:
         ref, now = np.asarray(reference[name], float), np.asarray(period[name], float)
         edges = bins(ref)
-        p = float(stats.ks_2samp(ref, now).pvalue) if len(now) else 1.0
-        out["features"][name] = {"psi": round(psi(binned(ref, edges), binned(now, edges)), 4), "p": p,
+        expected, pvalues = np.zeros(len(edges) + 1), []
+        for label in labels:
+            r, c = ref[ref_labels == label], now[now_labels == label]
+            if not len(c):
+                continue
+            if len(r):  # the reference's shape for this class, at the period's count
+                expected += binned(r, edges) / len(r) * len(c)
+            if len(r) >= 5 and len(c) >= 5:
+                pvalues.append(float(stats.ks_2samp(r, c).pvalue))
+        p = min(1.0, min(pvalues) * len(pvalues)) if pvalues else 1.0
+        out["features"][name] = {"psi": round(psi(expected, binned(now, edges)), 4), "p": p,
                                  "mean": round(float(now.mean()), 4) if len(now) else None,
                                  "reference_mean": round(float(ref.mean()), 4)}
     ref_mix = np.array([reference["label"].count(k) for k in labels], float)

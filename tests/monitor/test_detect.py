@@ -108,7 +108,32 @@ def test_compare_flags_a_changed_feature_and_not_a_same_distribution_period():
     longer["words"] = (np.asarray(longer["words"]) * 3).tolist()
     out = compare(ref, longer, ["neg", "pos", "neu"])
     assert out["drift"] == ["words"]
-    assert out["features"]["words"]["p"] == pytest.approx(stats.ks_2samp(ref["words"], longer["words"]).pvalue)
+    # the p-value: per predicted class, Bonferroni over the classes
+    shorter = reference(np.random.default_rng(3), 250)
+    shorter["words"] = (np.asarray(shorter["words"]) - 5).tolist()
+    ps = []
+    for c in ("neg", "pos", "neu"):
+        r = [w for w, lab in zip(ref["words"], ref["label"]) if lab == c]
+        n = [w for w, lab in zip(shorter["words"], shorter["label"]) if lab == c]
+        ps.append(stats.ks_2samp(r, n).pvalue)
+    got = compare(ref, shorter, ["neg", "pos", "neu"])["features"]["words"]["p"]
+    assert got == pytest.approx(min(1.0, 3 * min(ps)), rel=1e-9)
+
+
+def test_a_class_mix_change_with_class_dependent_features_is_not_drift():
+    # negative texts are longer and scored less confidently; a period that is mostly negative
+    # has longer, less confident texts without any change in what the inputs look like
+    def texts(n, neg_share, seed):
+        r = np.random.default_rng(seed)
+        lab = np.where(r.random(n) < neg_share, "neg", "pos")
+        return {"label": lab.tolist(), "words": np.where(lab == "neg", r.integers(25, 40, n), r.integers(8, 20, n)).tolist(),
+                "confidence": np.where(lab == "neg", r.uniform(0.5, 0.8, n), r.uniform(0.8, 1.0, n)).tolist(),
+                "unknown": r.uniform(0, 0.05, n).tolist(), "pieces": r.uniform(1.0, 1.3, n).tolist()}
+    ref = texts(2000, 0.2, 1)
+    turned = texts(300, 0.8, 2)
+    out = compare(ref, turned, ["neg", "pos"])
+    assert out["drift"] == [] and out["class_mix"]["psi"] > 1
+    assert out["features"]["words"]["psi"] < 0.1 and out["features"]["confidence"]["psi"] < 0.1
 
 
 def test_compare_does_not_alert_on_a_small_period_or_on_the_class_mix_alone():
