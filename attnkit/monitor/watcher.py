@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .stream import Columns, read_from, say_skipped
 log = logging.getLogger("attnkit")
 CHUNK = 512
 REFERENCE_TEXTS = 2000
+CACHE = 50_000  # scores of recent distinct texts kept in memory: a repost is not scored again
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Monitor:
         self.labels = labels
         self.polarity: Polarity = polarity(labels, self.settings.positive, self.settings.negative)
         self.state = State(Path(state) if state is not None else self.out / "state.sqlite")
+        self._cache: OrderedDict[str, dict] = OrderedDict()
         self.state.bind(str(self.run_dir.resolve()), labels)
 
     def close(self) -> None:
@@ -137,11 +140,19 @@ class Monitor:
         return counts
 
     def _score(self, fresh: list) -> list[dict]:
-        """Rows for the state: each distinct text scored once."""
-        texts = list(dict.fromkeys(r.text for _, r in fresh))
-        scored = dict(zip(texts, score_texts(self.run, texts, self.polarity, self.settings.batch_size))) if texts else {}
-        return [{"key": k, "stream": str(self.stream.resolve()), "line": r.line, "ts": r.ts, "entity": r.entity,
-                 "source": r.source, "text": r.text, **scored[r.text]} for k, r in fresh]
+        """Rows for the state: each distinct text scored once (recent ones from memory)."""
+        texts = [t for t in dict.fromkeys(r.text for _, r in fresh) if t not in self._cache]
+        if texts:
+            for text, scores in zip(texts, score_texts(self.run, texts, self.polarity, self.settings.batch_size)):
+                self._cache[text] = scores
+        rows = []
+        for k, r in fresh:
+            self._cache.move_to_end(r.text)
+            rows.append({"key": k, "stream": str(self.stream.resolve()), "line": r.line, "ts": r.ts,
+                         "entity": r.entity, "source": r.source, "text": r.text, **self._cache[r.text]})
+        while len(self._cache) > CACHE:
+            self._cache.popitem(last=False)
+        return rows
 
     # ------------------------------------------------------------------ the drift reference
     def reference(self) -> dict | None:

@@ -14,6 +14,8 @@ from attnkit.monitor import Monitor, MonitorSettings, monitor
 from attnkit.monitor import watcher as monitor_module
 from tests.fuzz.contract import invoke
 
+from tests.serve.test_server import CLI
+
 from .conftest import records, write_jsonl
 
 QUIET = MonitorSettings(dashboard=False)
@@ -200,3 +202,36 @@ def test_times_are_bucketed_in_utc_by_the_chosen_period(text_run, tmp_path):
     assert [p["period"] for p in hourly.index["(all)"]] == ["2026-03-02T01:00", "2026-03-02T05:00"]
     daily = monitor(text_run, stream, tmp_path / "d", settings=QUIET, progress=False)
     assert [(p["period"], p["n"]) for p in daily.index["(all)"]] == [("2026-03-02", 2)]
+
+
+def test_follow_scores_lines_as_they_are_appended_and_stops_cleanly_on_sigterm(text_run, tmp_path):
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    rows = records(days=4)
+    stream = write_jsonl(tmp_path / "s.jsonl", rows[:60])
+    proc = subprocess.Popen([*CLI, "monitor", str(text_run), "--stream", str(stream), "--out", str(tmp_path / "out"),
+                             "--follow", "--poll-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def wait_for(text):
+        deadline = time.time() + 120
+        while not any(text in x for x in lines) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        return any(text in x for x in lines)
+
+    try:
+        assert wait_for("60 new text(s) scored (60 in the state)"), lines
+        write_jsonl(stream, rows[60:], mode="a")
+        assert wait_for(f"{len(rows) - 60} new text(s) scored ({len(rows)} in the state)"), lines
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and not any("Traceback" in x for x in lines), lines
