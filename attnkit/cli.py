@@ -411,19 +411,29 @@ def tune_oos(
     test: Annotated[Path | None, typer.Option("--test", help="Labelled test file to report on (default: the "
                                                              "run's data.test).")] = None,
     min_in_scope_accuracy: Annotated[float | None, typer.Option(
-        "--min-in-scope-accuracy", help="Highest out-of-scope recall keeping dev in-scope accuracy >= this "
-                                        "(default: maximise their sum).", min=0, max=1)] = None,
+        "--min-in-scope-accuracy", help="Highest out-of-scope recall keeping dev in-scope accuracy >= this.",
+        min=0, max=1)] = None,
+    max_accuracy_drop: Annotated[float, typer.Option(
+        "--max-accuracy-drop", help="Highest out-of-scope recall costing at most this much dev in-scope accuracy "
+                                    "(the default criterion).", min=0, max=1)] = 0.02,
+    balanced: Annotated[bool, typer.Option("--balanced", help="Maximise dev in-scope accuracy + out-of-scope "
+                                                               "recall instead.")] = False,
     score: Annotated[str | None, typer.Option("--score", help="msp, margin or not_oos (default: the best on "
                                                               "dev).")] = None,
 ):
     """Tune the out-of-scope confidence threshold on dev and save it in RUN/out_of_scope.json
     (the router hands queries below it to a person)."""
+    from .errors import ConfigError
     from .evaluate.out_of_scope import tune_out_of_scope
 
-    out = tune_out_of_scope(run, dev, test, "balanced" if min_in_scope_accuracy is None else min_in_scope_accuracy,
-                            score)
-    console.print(f"score {out['score']} (dev area: " + ", ".join(f"{k} {v}" for k, v in out["dev_area_by_score"].items())
-                  + f"), threshold {out['threshold']:.4f}", highlight=False)
+    if balanced and min_in_scope_accuracy is not None:
+        raise ConfigError("tune-oos: --balanced and --min-in-scope-accuracy are two criteria; give one")
+    criterion = ("balanced" if balanced else min_in_scope_accuracy if min_in_scope_accuracy is not None
+                 else f"drop:{max_accuracy_drop:g}")
+    out = tune_out_of_scope(run, dev, test, criterion, score)
+    areas = ", ".join(f"{k} {v}" for k, v in out["dev_area_by_score"].items())
+    console.print(f"criterion {out['criterion']}; score {out['score']} (dev area: {areas}), threshold "
+                  f"{out['threshold']:.4f}", highlight=False)
     for split in ("dev", "test"):
         if split in out:
             m, u = out[split], out[split]["untuned"]

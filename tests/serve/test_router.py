@@ -55,6 +55,10 @@ def test_curve_matches_a_brute_force_count(n, c, seed):
     chosen = pick(rows, floor)
     feasible = [brute(probs, gold, 0, t) for t in candidates if brute(probs, gold, 0, t)[0] >= floor]
     assert chosen[1] >= floor and chosen[2] == pytest.approx(max(r for _, r in feasible))
+    untuned = brute(probs, gold, 0, 0.0)[0]
+    dropped = pick(rows, "drop:0.05")  # the default kind: at most 5 points below no threshold
+    feasible = [brute(probs, gold, 0, t) for t in candidates if brute(probs, gold, 0, t)[0] >= untuned - 0.05]
+    assert dropped[1] >= untuned - 0.05 - 1e-9 and dropped[2] == pytest.approx(max(r for _, r in feasible))
     assert 0 <= area(rows) <= 1
     # a threshold from other data, anywhere between the curve's points
     for t in rng.uniform(0, 1, 25).tolist() + [0.0, float(conf.max()), float(conf.max()) + 1e-7]:
@@ -109,8 +113,10 @@ def test_tune_oos_saves_the_threshold_and_both_curves(intent_run):
     assert saved["threshold"] == out["threshold"] and saved["label"] == "oos"
     assert set(saved["dev_area_by_score"]) == {"msp", "margin", "not_oos"}
     assert saved["score"] == max(saved["dev_area_by_score"], key=saved["dev_area_by_score"].get)
-    d = saved["dev"]
-    assert d["in_scope_accuracy"] + d["oos_recall"] >= d["untuned"]["in_scope_accuracy"] + d["untuned"]["oos_recall"]
+    d = saved["dev"]  # the default criterion: at most 2 points of dev in-scope accuracy for recall
+    assert saved["criterion"] == "drop:0.02"
+    assert d["in_scope_accuracy"] >= d["untuned"]["in_scope_accuracy"] - 0.02 - 1e-9
+    assert d["oos_recall"] >= d["untuned"]["oos_recall"]
     assert "test" in saved and saved["curves"]["test"]
     from attnkit.report import write_report
 
@@ -120,6 +126,14 @@ def test_tune_oos_saves_the_threshold_and_both_curves(intent_run):
     assert r.code == 0 and "threshold" in r.out and "updated" in r.out
     r = invoke(["tune-oos", str(intent_run), "--score", "energy"])
     assert r.code == 2 and "energy" in r.err
+    r = invoke(["tune-oos", str(intent_run), "--balanced"])
+    assert r.code == 0 and "criterion balanced" in r.out
+    balanced = json.loads((intent_run / "out_of_scope.json").read_text())["dev"]
+    assert balanced["in_scope_accuracy"] + balanced["oos_recall"] >= d["in_scope_accuracy"] + d["oos_recall"] - 1e-9
+    r = invoke(["tune-oos", str(intent_run), "--balanced", "--min-in-scope-accuracy", "0.5"])
+    assert r.kind == "clean_error" and "two criteria" in r.err
+    with pytest.raises(ConfigError, match="drop:D needs a number"):
+        pick(np.array([[0.0, 0.5, 0.1], [0.5, 0.4, 0.6], [1.0, 0.0, 1.0]]), "drop:x")
 
 
 def test_tune_oos_refuses_runs_without_an_out_of_scope_label(text_run):
