@@ -258,12 +258,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return {"model": name, "explanations": out}
 
     @app.post("/v1/route", response_model=RouteResponse, dependencies=[Depends(require_key)], tags=["router"])
-    async def route(body: RouteRequest):
+    async def route(body: RouteRequest, request: Request):
         """Intent, confidence and route of each customer query; out-of-scope or unsure ones go to a person."""
         router: Router | None = state["router"]
         if router is None and state["status"] == "ready":
             raise ApiError(404, "no_router", "this service has no routing table (start it with --router TABLE.yaml)")
         name = (router.table.model if router else None) or pool.default
+        request.scope["attnkit_model"] = name  # the metrics' model label (the path names none)
         model = served(name)
         check_texts(body.texts, settings.max_texts)
         # every label's probability: the router's confidence score may need more than the top one

@@ -59,7 +59,7 @@ class Guard:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
-            model = (scope.get("path_params") or {}).get("name", "")
+            model = (scope.get("path_params") or {}).get("name") or scope.get("attnkit_model", "")
             if model and model not in self.known_models():  # no label per made-up name: bounded metrics
                 model = "unknown"
             if endpoint not in ("/metrics", "/health/live", "/health/ready"):

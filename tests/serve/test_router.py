@@ -161,6 +161,8 @@ def test_route_endpoint_routes_hands_off_and_explains_why(intent_run, tmp_path):
         assert routes[0]["route"] == "billing" and not routes[0]["handoff"]
         assert routes[1]["route"] == "general" and routes[1]["reason"] == "default route"
         assert routes[2]["route"] == "human" and routes[2]["handoff"] and routes[2]["reason"] == "out of scope"
+        metrics = c.get("/metrics").text
+        assert 'attnkit_requests_total{endpoint="/v1/route",model="intents",status="200"} 1.0' in metrics
     with make_client(models={"intents": str(intent_run)}, router=str(_table(tmp_path, threshold=1.0))) as c:
         wait_ready(c)
         x = c.post("/v1/route", json={"texts": ["please pay my bill"]}).json()["routes"][0]
