@@ -80,7 +80,9 @@ def write_dashboard(path: Path, mon, summary) -> Path:
              f"{html.escape(str(mon.run_dir))}; index per {mon.settings.period}; detector {mon.settings.detector} "
              f"(sensitivity {mon.settings.sensitivity:g}); {len(sentiment)} sentiment alert(s), "
              f"{len(drift_alerts)} drift alert(s).</p>"]
-    entities = sorted(summary.index, key=lambda e: -sum(p["n"] for p in summary.index[e]))
+    entities = sorted(summary.index)  # by name; with more than fit, the largest by text count
+    if len(entities) > MAX_ENTITIES:
+        entities.sort(key=lambda e: -sum(p["n"] for p in summary.index[e]))
     parts.append("<h2>Sentiment index</h2>")
     for entity in entities[:MAX_ENTITIES]:
         fig = _index_figure(entity, summary.index[entity], [a for a in sentiment if a["entity"] == entity])

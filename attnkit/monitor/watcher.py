@@ -222,28 +222,29 @@ class Monitor:
         return [{"period": p, **compare(ref, d, self.labels, self.settings.psi_limit)} for p, d in periods.items()]
 
     def explain_alert(self, alert: dict) -> dict:
-        """The texts that drove an alert, explained (which words): for a sentiment turn, the
-        entity's texts since the change with the label in its direction, most confident first;
-        for drift, the period's least confident texts."""
+        """The texts that drove an alert, explained (which words: the three it attends to
+        most, punctuation left out): for a sentiment turn, the entity's distinct texts since
+        the change with the label in its direction, most confident first; for drift, the
+        period's least confident texts."""
         fmt = PERIODS.get(self.settings.period)
         if alert["kind"] == "sentiment":
             label = self.polarity.negative if alert["direction"] == "down" else self.polarity.positive
             entity = "" if alert["entity"] == "(all)" else alert["entity"]
             rows = self.state.db.execute(
-                "SELECT text, label, confidence, ts FROM texts WHERE entity = ? AND label = ? AND "
-                "strftime(?, ts, 'unixepoch') BETWEEN ? AND ? ORDER BY confidence DESC LIMIT ?",
+                "SELECT text, label, MAX(confidence) AS c, MAX(ts) FROM texts WHERE entity = ? AND label = ? AND "
+                "strftime(?, ts, 'unixepoch') BETWEEN ? AND ? GROUP BY text ORDER BY c DESC LIMIT ?",
                 (entity, label, fmt, alert["since"], alert["period"], self.settings.explain_texts)).fetchall()
         else:
             rows = self.state.db.execute(
-                "SELECT text, label, confidence, ts FROM texts WHERE strftime(?, ts, 'unixepoch') = ? "
-                "ORDER BY confidence ASC LIMIT ?", (fmt, alert["period"], self.settings.explain_texts)).fetchall()
+                "SELECT text, label, MIN(confidence) AS c, MAX(ts) FROM texts WHERE strftime(?, ts, 'unixepoch') = ? "
+                "GROUP BY text ORDER BY c ASC LIMIT ?", (fmt, alert["period"], self.settings.explain_texts)).fetchall()
         texts = []
         if rows:
             from ..explain import explain
 
             for (text, label, conf, ts), e in zip(rows, explain(self.run, [r[0] for r in rows], "attention")):
                 scores = np.asarray(e.scores, float)
-                top = [e.tokens[i] for i in np.argsort(-scores)[:3]]
+                top = [e.tokens[i] for i in np.argsort(-scores) if any(ch.isalnum() for ch in e.tokens[i])][:3]
                 texts.append({"text": text, "label": label, "confidence": round(conf, 4),
                               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)), "words": top,
                               "tokens": e.tokens, "scores": [round(float(v), 4) for v in scores]})
