@@ -475,7 +475,8 @@ def serve(
     engine: EngineOpt = None,
     precision: PrecisionOpt = "fp32",
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Texts per micro-batch at most.", min=1)] = 32,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest wait for a micro-batch to fill.",
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest wait for a micro-batch to fill "
+                                                                     "(only while requests come faster than this).",
                                                min=0)] = 5.0,
     no_batching: Annotated[bool, typer.Option("--no-batching", help="Run every request alone.")] = False,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Texts waiting at most per model; more get 503 "

