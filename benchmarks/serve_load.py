@@ -7,7 +7,9 @@
 * a soak of 20,000 requests: the server's resident memory after warm-up and at the end;
 * overload (a queue of 32 texts, 256 clients): 503s with Retry-After, not time-outs;
 * SIGTERM in the middle of a load: no request sent before it goes unanswered;
-* a property-based API fuzz (schemathesis) against the OpenAPI schema: no server errors.
+* a property-based API fuzz (schemathesis) against the OpenAPI schema: no server errors;
+* the customer-service router's model (MiniLM, CLINC150 queries), batching on and off, when
+  its run exists (``benchmarks/router_oos.py`` trains it).
 
 The model is the SST-2 BiLSTM + additive attention (examples/sst2_bilstm_attention.yaml,
 trained for one epoch here unless --run is given); every request is one SST-2 dev sentence.
@@ -228,6 +230,22 @@ def throughput(run, texts, rounds, clients_list, quick) -> dict:
     return results
 
 
+def router_model(run: Path, rounds: int, quick: bool) -> dict:
+    """Batching on and off for the customer-service router's model (MiniLM on CLINC150 queries),
+    at 1 and 32 clients, interleaved."""
+    data = json.loads((ROOT.parent / "shared" / "data" / "intents" / "data_full.json").read_text(encoding="utf-8"))
+    texts = [q for q, _ in data["val"][:1000]]
+    results: dict = {}
+    for r in range(rounds):
+        for name, extra in (("minilm_router_batching", []), ("minilm_router_no_batching", ["--no-batching"])):
+            with Server("attnkit", run, extra) as server:
+                for c in (1, 32):
+                    s = measure(server, texts, c, (100 if quick else 300) if c == 1 else (300 if quick else 1500))
+                    results.setdefault((name, c), []).append(s)
+                    print(f"round {r + 1} {name:30} clients {c:3}: {s}", flush=True)
+    return results
+
+
 def soak(run, texts, total) -> dict:
     with Server("attnkit", run) as server:
         asyncio.run(load(server.port, server.path, texts, 32, 1000))
@@ -303,6 +321,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--soak", type=int, default=20000)
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run; results to /tmp)")
+    ap.add_argument("--router-run", type=Path, default=Path("/tmp/attnkit-quality/clinc150-minilm"),
+                    help="the CLINC150 MiniLM run (benchmarks/router_oos.py trains it); skipped when missing")
     args = ap.parse_args()
     run = ensure_run(args.run)
     texts = dev_texts()
@@ -326,6 +346,19 @@ def main() -> None:
                                                               med[("attnkit_batching", 32)], 2), None, "higher", "x"))
     rows.append(row("threads_1_vs_default/clients_32", "ratio", round(med[("attnkit_batching_1_thread", 32)] /
                                                                    med[("attnkit_batching", 32)], 2), None, "higher", "x"))
+    if (args.router_run / "model.safetensors").is_file():
+        rm = router_model(args.router_run, args.rounds, args.quick)
+        for (name, c), runs in rm.items():
+            for key in ("rps", "p50_ms", "p99_ms"):
+                rows.append(row(f"{name}/clients_{c}", key, median_of(runs, key), None,
+                                "higher" if key == "rps" else "lower", "req/s" if key == "rps" else "ms", rounds=runs))
+        five += sum(r["5xx"] for runs in rm.values() for r in runs)
+        rows.append(row("minilm_router_batching_gain/clients_32", "ratio",
+                        round(median_of(rm[("minilm_router_batching", 32)], "rps") /
+                              median_of(rm[("minilm_router_no_batching", 32)], "rps"), 2), 3.0, "higher", "x"))
+    else:
+        print(f"{args.router_run}: missing, the router model's rows are skipped (python benchmarks/router_oos.py "
+              f"trains it)", flush=True)
     rows.append(row("all_throughput_runs", "5xx", five, 0, "lower"))
     s = soak(run, texts, args.soak if not args.quick else 3000)
     rows.append(row(f"soak_{s['requests']}_requests", "rss_growth_mb", s["growth_mb"], 50, "lower", "MB", **s))
@@ -340,7 +373,9 @@ def main() -> None:
              "dev sentence per request; model: SST-2 BiLSTM + additive attention (one epoch)",
              f"attnkit and LitServe both batch up to {BATCH} texts, waiting at most {WAIT_MS} ms; the same "
              f"attnkit.run.predict call runs inside both",
-             "medians over rounds; contenders interleaved (each round starts every server in turn)"]
+             "medians over rounds; contenders interleaved (each round starts every server in turn)",
+             "minilm_router rows: the customer-service router's model (examples/intent_routing.yaml, MiniLM) on CLINC150 "
+             "val queries, batching on and off"]
     path = write_results("serve", rows, notes, path="/tmp/serve-quick.json" if args.quick else None)
     print(f"wrote {path}")
 
