@@ -1,5 +1,7 @@
 """The sentiment index: per entity and period, the share of texts labelled positive minus the
-share labelled negative, with its count and a 95% band from the multinomial standard error."""
+share labelled negative, with its count and a 95% band from the multinomial standard error.
+The detectors standardise with their own variance (:mod:`attnkit.monitor.detect`); the band
+is for people."""
 from __future__ import annotations
 
 import math
@@ -8,11 +10,19 @@ from dataclasses import dataclass
 from ..registry import Registry
 from .state import State
 
+# each period: an SQLite time format and modifiers; a week is named by its Monday (a week
+# number would split the week across New Year into two short periods)
 PERIODS: Registry = Registry("period")
-PERIODS.register("hour")("%Y-%m-%dT%H:00")
-PERIODS.register("day")("%Y-%m-%d")
-PERIODS.register("week")("%Y-W%W")
+PERIODS.register("hour")(("%Y-%m-%dT%H:00", ()))
+PERIODS.register("day")(("%Y-%m-%d", ()))
+PERIODS.register("week")(("%Y-%m-%d", ("weekday 0", "-6 days")))
 ALL = "(all)"
+
+
+def period_sql(period: str) -> str:
+    """The SQL expression naming the period of column ``ts`` (UTC seconds)."""
+    fmt, mods = PERIODS.get(period, "--period")
+    return "strftime(" + ", ".join([f"'{fmt}'", "ts", "'unixepoch'", *(f"'{m}'" for m in mods)]) + ")"
 
 
 @dataclass
@@ -31,9 +41,12 @@ class Point:
 
     @property
     def se(self) -> float:
-        """Standard error of the index (difference of two multinomial shares)."""
-        p, q = self.positive / self.n, self.negative / self.n
-        return math.sqrt(max(p + q - (p - q) ** 2, 0.0) / self.n)
+        """Standard error of the index (difference of two multinomial shares), with one
+        pseudo-text of each kind (Agresti-Caffo style): a period of one positive text has a
+        wide band, not the zero-width one the plain formula gives."""
+        m = self.n + 3
+        p, q = (self.positive + 1) / m, (self.negative + 1) / m
+        return math.sqrt(max(p + q - (p - q) ** 2, 0.0) / m)
 
     def to_dict(self) -> dict:
         """JSON-ready, with the index and its 95% band."""
@@ -44,18 +57,11 @@ class Point:
 
 def series(state: State, period: str, positive: str, negative: str) -> dict[str, list[Point]]:
     """Per entity (``(all)`` for texts without one), its periods in time order."""
-    fmt = PERIODS.get(period, "--period")
     rows = state.db.execute(
-        "SELECT entity, strftime(?, ts, 'unixepoch') AS p, COUNT(*), SUM(label = ?), SUM(label = ?) "
-        "FROM texts GROUP BY entity, p ORDER BY entity, p", (fmt, positive, negative)).fetchall()
+        f"SELECT entity, {period_sql(period)} AS p, COUNT(*), SUM(label = ?), SUM(label = ?) "
+        "FROM texts GROUP BY entity, p ORDER BY entity, p", (positive, negative)).fetchall()
     out: dict[str, list[Point]] = {}
     for entity, p, n, pos, neg in rows:
         out.setdefault(entity or ALL, []).append(Point(p, n, pos, neg))
     return out
 
-
-def period_of(ts: float, period: str) -> str:
-    """The period key of a time, as :func:`series` names it."""
-    import time
-
-    return time.strftime(PERIODS.get(period, "--period"), time.gmtime(ts))

@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import DataError
+from .stream import file_head
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,18 +33,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 TEXT_FIELDS = ("stream", "line", "ts", "entity", "source", "text", "label", "positive", "negative", "confidence",
                "words", "unknown", "pieces")
-HEAD_BYTES = 4096
 
 
 def text_key(ts: float, entity: str, source: str, text: str) -> str:
     """The identity of a record: the same time, entity, source and text are one record."""
     return hashlib.sha256(json.dumps([round(ts, 3), entity, source, text], ensure_ascii=False).encode()).hexdigest()
-
-
-def file_head(path: Path) -> str:
-    """A fingerprint of a stream's first bytes: a rewritten file gets a new one."""
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
 
 
 class State:
@@ -52,10 +46,11 @@ class State:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
+            self.db.close()
             raise DataError(f"--state: {self.path} is not a monitor state database ({e}); give another --state "
                             f"or move it away") from None
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -95,7 +90,7 @@ class State:
         if row is None:
             return 0, 0, None
         offset, lines, head, last_ts = row
-        if stream.stat().st_size < offset or (offset and file_head(stream) != head):
+        if stream.stat().st_size < offset or (offset and file_head(stream, offset) != head):
             return 0, 0, last_ts
         return offset, lines, last_ts
 
@@ -108,9 +103,11 @@ class State:
                 f"SELECT key FROM texts WHERE key IN ({','.join('?' * len(part))})", part))
         return found
 
-    def commit_batch(self, stream: Path, rows: list[dict], offset: int, lines: int, last_ts: float | None) -> int:
-        """Store scored texts and the stream position after them in one transaction; returns
-        how many rows were new."""
+    def commit_batch(self, stream: Path, rows: list[dict], offset: int, lines: int, head: str,
+                     last_ts: float | None) -> int:
+        """Store scored texts and the stream position after them (``head``: the fingerprint
+        of the file's first bytes, taken as they were read) in one transaction; returns how
+        many rows were new."""
         with self.db:
             before = self.db.total_changes
             self.db.executemany(
@@ -119,8 +116,12 @@ class State:
                 [(r["key"], *(r[f] for f in TEXT_FIELDS)) for r in rows])
             added = self.db.total_changes - before
             self.db.execute("INSERT OR REPLACE INTO streams VALUES (?, ?, ?, ?, ?)",
-                            (str(stream.resolve()), offset, lines, file_head(stream), last_ts))
+                            (str(stream.resolve()), offset, lines, head, last_ts))
         return added
+
+    def entities(self) -> set[str]:
+        """The entities stored so far."""
+        return {e for (e,) in self.db.execute("SELECT DISTINCT entity FROM texts")}
 
     def count(self) -> int:
         """Texts stored."""

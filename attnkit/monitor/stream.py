@@ -8,6 +8,7 @@ the middle of it)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ from ..errors import DataError
 
 log = logging.getLogger("attnkit")
 FORMATS = ("csv", "tsv", "jsonl")
+HEAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Chunk:
     offset: int
     lines: int
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    head: str = ""  # fingerprint of the file's first bytes up to ``offset``, from the same open file
 
 
 def stream_format(path: Path) -> str:
@@ -63,20 +66,38 @@ def stream_format(path: Path) -> str:
                     f".jsonl (one JSON object per line)")
 
 
+LAST_SECOND = 253402300799.0  # 9999-12-31T23:59:59Z
+MILLISECONDS = (1e11, 1e14)  # a number here is milliseconds (as seconds it would be past the year 5000)
+
+
+def _epoch(v: float, shown) -> float:
+    """Seconds from a number: milliseconds converted, NaN, infinities and dates outside years
+    1970-9999 refused."""
+    if MILLISECONDS[0] <= v < MILLISECONDS[1]:
+        v = v / 1000.0
+    if not (0.0 <= v <= LAST_SECOND):  # also False for NaN
+        raise ValueError(f"timestamp {str(shown)[:40]!r} is not a time between 1970 and 9999 (seconds or "
+                         f"milliseconds since 1970)")
+    return v
+
+
 def parse_time(value) -> float:
     """Seconds since the epoch (UTC) from an ISO 8601 string (a date alone, or date and time;
-    without a zone: UTC) or a number of seconds. Raises ValueError with the reason."""
+    without a zone: UTC) or a number of seconds (or of milliseconds: numbers from 1e11 to 1e14
+    are read as such). Raises ValueError with the reason."""
     if isinstance(value, bool) or value is None:
         raise ValueError("no timestamp")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _epoch(float(value), value)
     text = str(value).strip()
     if not text:
         raise ValueError("empty timestamp")
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return _epoch(number, text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -95,7 +116,8 @@ def header_of(path: Path, fmt: str, encoding: str) -> list[str] | None:
         first = f.readline()
     if not first.endswith(b"\n"):
         return None  # not even a whole header line yet
-    return next(csv.reader([first.decode(encoding).rstrip("\r\n")], delimiter="\t" if fmt == "tsv" else ","))
+    text = first.decode(encoding).lstrip("\ufeff")  # a byte-order mark is not part of the first name
+    return next(csv.reader([text.rstrip("\r\n")], delimiter="\t" if fmt == "tsv" else ","))
 
 
 def check_columns(path: Path, header: list[str] | None, cols: Columns) -> None:
@@ -139,7 +161,21 @@ def read_from(path: Path, offset: int, line: int, cols: Columns, encoding: str =
                 skipped.append((line, str(e)))
                 continue
             records.append(rec)
-    return Chunk(records, offset, line, skipped)
+        f.seek(0)
+        head = head_fingerprint(f.read(min(offset, HEAD_BYTES)))
+    return Chunk(records, offset, line, skipped, head)
+
+
+def head_fingerprint(data: bytes) -> str:
+    """A fingerprint of a stream's first bytes (at most :data:`HEAD_BYTES`)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_head(path: Path, upto: int) -> str:
+    """The fingerprint of ``path``'s first ``min(upto, HEAD_BYTES)`` bytes: compared with the
+    one stored at ``upto``, it tells a file that grew from one that was rewritten."""
+    with open(path, "rb") as f:
+        return head_fingerprint(f.read(min(upto, HEAD_BYTES)))
 
 
 def _record(text: str, fmt: str, header: list[str] | None, cols: Columns, line: int) -> Record:
@@ -167,9 +203,9 @@ def _record(text: str, fmt: str, header: list[str] | None, cols: Columns, line: 
     return Record(line, ts, "" if entity is None else str(entity), "" if source is None else str(source), body)
 
 
-def say_skipped(path: Path, skipped: list[tuple[int, str]]) -> None:
-    """One warning per skipped line (the first 10), then a count."""
-    for line, why in skipped[:10]:
+def say_skipped(path: Path, skipped: list[tuple[int, str]], shown: int = 0, limit: int = 10) -> int:
+    """One warning per skipped line until ``limit`` have been shown in this pass (``shown`` so
+    far); returns the new count shown (the total is said at the end of the pass)."""
+    for line, why in skipped[:max(0, limit - shown)]:
         log.warning(f"{path}:{line}: skipped: {why}")
-    if len(skipped) > 10:
-        log.warning(f"{path}: skipped {len(skipped) - 10} more line(s)")
+    return min(limit, shown + len(skipped))

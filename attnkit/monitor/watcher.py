@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from ..files import atomic_write
 from ..rundir import LoadedRun, load_run
 from .detect import DETECTORS
 from .drift import compare
-from .index import PERIODS, series
+from .index import ALL, PERIODS, period_sql, series
 from .scoring import HEALTH, Polarity, polarity, score_texts
 from .state import State, text_key
 from .stream import Columns, read_from, say_skipped
@@ -89,9 +89,16 @@ class Monitor:
                               f"with sentiment classes")
         self.labels = labels
         self.polarity: Polarity = polarity(labels, self.settings.positive, self.settings.negative)
+        log.info(f"monitor: index = share of {self.polarity.positive!r} - share of {self.polarity.negative!r}")
         self.state = State(Path(state) if state is not None else self.out / "state.sqlite")
+        try:
+            self.state.bind(str(self.run_dir.resolve()), labels)
+        except Exception:
+            self.state.close()
+            raise
         self._cache: OrderedDict[str, dict] = OrderedDict()
-        self.state.bind(str(self.run_dir.resolve()), labels)
+        self._last: Summary | None = None
+        self._reference: dict | None = None
 
     def close(self) -> None:
         """Close the state database."""
@@ -99,38 +106,50 @@ class Monitor:
 
     # ------------------------------------------------------------------ reading and scoring
     def ingest(self, progress: bool = True) -> dict:
-        """Score what is new in the stream; returns counts (new, duplicates, skipped, out of order)."""
+        """Score what is new in the stream; returns counts (new, duplicates, skipped, out of
+        order, new entities). A stream that is missing for now (rotated) is waited for."""
+        counts = {"new": 0, "duplicates": 0, "skipped": 0, "out_of_order": 0, "new_entities": 0}
+        if not self.stream.is_file():
+            log.warning(f"{self.stream}: missing (rotated?); waiting for it")
+            return counts
         offset, lines, last_ts = self.state.position(self.stream)
         size = max(self.stream.stat().st_size, 1)
-        counts = {"new": 0, "duplicates": 0, "skipped": 0, "out_of_order": 0}
-        first_late = None
-        said = time.monotonic()
+        entities = self.state.entities()
+        first_late, shown, said = None, 0, time.monotonic()
         while True:
             chunk = read_from(self.stream, offset, lines, self.settings.columns, self.settings.encoding, CHUNK)
-            say_skipped(self.stream, chunk.skipped)
+            shown = say_skipped(self.stream, chunk.skipped, shown)
             counts["skipped"] += len(chunk.skipped)
             if not chunk.records and chunk.offset == offset:
                 break
-            for r in chunk.records:
-                if last_ts is not None and r.ts < last_ts:
-                    counts["out_of_order"] += 1
-                    first_late = first_late or r.line
-                last_ts = r.ts if last_ts is None else max(last_ts, r.ts)
             keys = [text_key(r.ts, r.entity, r.source, r.text) for r in chunk.records]
             known = self.state.known(keys)
             fresh, seen = [], set(known)
             for k, r in zip(keys, chunk.records):
                 if k in seen:
                     counts["duplicates"] += 1
-                else:
-                    seen.add(k)
-                    fresh.append((k, r))
+                    continue
+                seen.add(k)
+                fresh.append((k, r))
+                if last_ts is not None and r.ts < last_ts:  # only new records: a re-read is not late
+                    counts["out_of_order"] += 1
+                    first_late = first_late or r.line
+                last_ts = r.ts if last_ts is None else max(last_ts, r.ts)
+                if r.entity not in entities:
+                    entities.add(r.entity)
+                    counts["new_entities"] += 1
+                    if counts["new_entities"] <= 10:
+                        log.info(f"{self.stream}:{r.line}: new entity {r.entity or ALL!r}")
             rows = self._score(fresh)
-            counts["new"] += self.state.commit_batch(self.stream, rows, chunk.offset, chunk.lines, last_ts)
+            counts["new"] += self.state.commit_batch(self.stream, rows, chunk.offset, chunk.lines, chunk.head, last_ts)
             offset, lines = chunk.offset, chunk.lines
             if progress and time.monotonic() - said > 5:
                 log.info(f"{self.stream}: {counts['new']:,} new texts scored ({100 * offset / size:.0f}% of the file)")
                 said = time.monotonic()
+        if counts["skipped"] > shown:
+            log.warning(f"{self.stream}: skipped {counts['skipped'] - shown} more line(s)")
+        if counts["new_entities"] > 10:
+            log.info(f"{self.stream}: {counts['new_entities'] - 10} more new entities")
         if counts["out_of_order"]:
             log.warning(f"{self.stream}: {counts['out_of_order']} record(s) are earlier than one before them (first "
                         f"at line {first_late}); accepted: the index is by time, not by arrival")
@@ -158,15 +177,20 @@ class Monitor:
     def reference(self) -> dict | None:
         """The health features of reference texts (the run's dev data, or ``--reference``),
         scored once and kept in the state; None when there is none (drift is then off)."""
+        if self._reference is not None:
+            return self._reference or None  # {}: looked for and not found (said once)
         given = self.settings.reference
         stored = self.state.get("reference")
         if stored is not None and (given is None or stored.get("source") == str(given)):
+            log.info(f"monitor: drift reference: {stored['source']} ({stored['n']} texts, kept in the state)")
+            self._reference = stored
             return stored
         try:
             texts, source = self._reference_texts()
         except (DataError, ConfigError, OSError) as e:
             log.warning(f"monitor: no drift reference ({e}); give --reference FILE (texts like the training data) "
                         f"to compare the stream with")
+            self._reference = {}
             return None
         rng = np.random.default_rng(0)
         if len(texts) > REFERENCE_TEXTS:
@@ -174,6 +198,8 @@ class Monitor:
         rows = score_texts(self.run, texts, self.polarity, self.settings.batch_size)
         ref = {"source": source, "n": len(rows), **{k: [r[k] for r in rows] for k in (*HEALTH, "label")}}
         self.state.put("reference", ref)
+        log.info(f"monitor: drift reference: {source} ({len(rows)} texts)")
+        self._reference = ref
         return ref
 
     def _reference_texts(self) -> tuple[list[str], str]:
@@ -210,9 +236,8 @@ class Monitor:
         ref = self.reference()
         if ref is None:
             return []
-        fmt = PERIODS.get(self.settings.period)
         rows = self.state.db.execute(
-            f"SELECT strftime(?, ts, 'unixepoch') AS p, label, {', '.join(HEALTH)} FROM texts ORDER BY p", (fmt,))
+            f"SELECT {period_sql(self.settings.period)} AS p, label, {', '.join(HEALTH)} FROM texts ORDER BY p")
         periods: dict[str, dict] = {}
         for p, label, *vals in rows:
             d = periods.setdefault(p, {"label": [], **{k: [] for k in HEALTH}})
@@ -226,18 +251,18 @@ class Monitor:
         most, punctuation left out): for a sentiment turn, the entity's distinct texts since
         the change with the label in its direction, most confident first; for drift, the
         period's least confident texts."""
-        fmt = PERIODS.get(self.settings.period)
+        when = period_sql(self.settings.period)
         if alert["kind"] == "sentiment":
             label = self.polarity.negative if alert["direction"] == "down" else self.polarity.positive
-            entity = "" if alert["entity"] == "(all)" else alert["entity"]
+            entity = "" if alert["entity"] == ALL else alert["entity"]
             rows = self.state.db.execute(
                 "SELECT text, label, MAX(confidence) AS c, MAX(ts) FROM texts WHERE entity = ? AND label = ? AND "
-                "strftime(?, ts, 'unixepoch') BETWEEN ? AND ? GROUP BY text ORDER BY c DESC LIMIT ?",
-                (entity, label, fmt, alert["since"], alert["period"], self.settings.explain_texts)).fetchall()
+                f"{when} BETWEEN ? AND ? GROUP BY text ORDER BY c DESC LIMIT ?",
+                (entity, label, alert["since"], alert["period"], self.settings.explain_texts)).fetchall()
         else:
             rows = self.state.db.execute(
-                "SELECT text, label, MIN(confidence) AS c, MAX(ts) FROM texts WHERE strftime(?, ts, 'unixepoch') = ? "
-                "GROUP BY text ORDER BY c ASC LIMIT ?", (fmt, alert["period"], self.settings.explain_texts)).fetchall()
+                f"SELECT text, label, MIN(confidence) AS c, MAX(ts) FROM texts WHERE {when} = ? "
+                "GROUP BY text ORDER BY c ASC LIMIT ?", (alert["period"], self.settings.explain_texts)).fetchall()
         texts = []
         if rows:
             from ..explain import explain
@@ -253,26 +278,47 @@ class Monitor:
     # ------------------------------------------------------------------ one pass
     def step(self, progress: bool = True) -> Summary:
         """Read and score what is new, analyse everything, store and write new alerts, the
-        alerts file and the dashboard."""
+        alerts file and the dashboard. A pass that finds nothing new after the first one
+        writes nothing and returns the last summary with zero counts (``--follow`` polls)."""
         counts = self.ingest(progress)
+        if not counts["new"] and self._last is not None:
+            return replace(self._last, new_texts=0, duplicates=counts["duplicates"], skipped=counts["skipped"],
+                           out_of_order=0, new_alerts=[])
         index, drift, found = self.analyse()
-        raised = self.state.alert_ids()
-        new = [self.explain_alert(a) for a in found if (a["kind"], a["entity"], a["period"]) not in raised]
+        new = [self.explain_alert(a) for a in self._unraised(found)]
         if new:
             self.state.add_alerts(new)
         alerts = self.state.alerts()
         files = {"state": str(self.state.path), "alerts": str(self.out / "alerts.jsonl")}
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write(self.out / "alerts.jsonl", lambda f: f.write("".join(
-            json.dumps({k: v for k, v in a.items() if k not in ("tokens",)}, ensure_ascii=False) + "\n"
-            for a in alerts).encode("utf-8")))
+            json.dumps(a, ensure_ascii=False) + "\n" for a in alerts).encode("utf-8")))
         summary = Summary(counts["new"], counts["duplicates"], counts["skipped"], counts["out_of_order"],
                           self.state.count(), new, alerts, index, drift, files)
         if self.settings.dashboard:
             from .dashboard import write_dashboard
 
             files["dashboard"] = str(write_dashboard(self.out / "dashboard.html", self, summary))
+        self._last = summary
         return summary
+
+    def _unraised(self, found: list[dict]) -> list[dict]:
+        """The alerts found now that were not raised before. The whole history is analysed
+        each pass and the last period may be incomplete, so a turn seen yesterday can be dated
+        a period later today: a sentiment alert whose span (``since`` to ``period``) overlaps
+        a raised one of the same entity and direction is the same turn."""
+        raised = self.state.alerts()
+        ids = {(a["kind"], a["entity"], a["period"]) for a in raised}
+        out = []
+        for a in found:
+            if (a["kind"], a["entity"], a["period"]) in ids:
+                continue
+            if a["kind"] == "sentiment" and any(
+                    r["kind"] == "sentiment" and r["entity"] == a["entity"] and r["direction"] == a["direction"]
+                    and r["since"] <= a["period"] and a["since"] <= r["period"] for r in raised + out):
+                continue
+            out.append(a)
+        return out
 
 
 def monitor(run: str | Path | LoadedRun, stream: str | Path, out: str | Path | None = None,

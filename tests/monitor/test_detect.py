@@ -14,9 +14,12 @@ from attnkit.monitor.index import Point
 def test_point_index_and_band_follow_the_multinomial_formula():
     p = Point("2026-01-01", n=50, positive=20, negative=10)
     assert p.index == pytest.approx(0.2)
-    # Var(share+ - share-) = (p + q - (p - q)^2) / n for multinomial shares p, q
-    pp, qq = 0.4, 0.2
-    assert p.se == pytest.approx(math.sqrt((pp * (1 - pp) + qq * (1 - qq) + 2 * pp * qq) / 50))
+    # Var(share+ - share-) = (p(1-p) + q(1-q) + 2pq) / n for multinomial shares p, q, here with
+    # one pseudo-text of each kind (n + 3 texts)
+    pp, qq = 21 / 53, 11 / 53
+    assert p.se == pytest.approx(math.sqrt((pp * (1 - pp) + qq * (1 - qq) + 2 * pp * qq) / 53))
+    one = Point("x", n=1, positive=1, negative=0).to_dict()
+    assert one["low"] < 0.2 and one["high"] == 1.0  # one text: a wide band, not [1, 1]
     d = p.to_dict()
     assert d["low"] == pytest.approx(0.2 - 1.96 * p.se, abs=1e-4) and d["high"] == pytest.approx(0.2 + 1.96 * p.se,
                                                                                                    abs=1e-4)

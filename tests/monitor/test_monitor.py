@@ -92,6 +92,58 @@ def test_a_rewritten_stream_is_read_again_without_double_counting(text_run, tmp_
     write_jsonl(stream, [{"timestamp": "2025-12-31T00:00:00Z", "entity": "NEW", "text": "a good film"}, *rows])
     again = monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False)
     assert again.new_texts == 1 and again.duplicates == len(rows) and "NEW" in again.index
+    assert again.out_of_order == 1  # the new record is older than what was read; the re-read ones are not late
+
+
+def test_appends_to_a_small_file_are_read_once(text_run, tmp_path):
+    # the start-of-file fingerprint covers the bytes read so far, so a file under 4 KB that
+    # grows is not mistaken for a rewritten one
+    stream = tmp_path / "s.jsonl"
+    rows = records(days=2, per_day=3)
+    total = 0
+    for i, r in enumerate(rows):
+        write_jsonl(stream, [r], mode="a")
+        total += 1
+        got = monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False)
+        assert (got.new_texts, got.duplicates, got.out_of_order, got.total_texts) == (1, 0, 0, total), i
+    assert stream.stat().st_size < 4096
+
+
+def test_texts_and_their_position_are_committed_together(text_run, tmp_path):
+    stream = write_jsonl(tmp_path / "s.jsonl", records(days=2))
+    out = tmp_path / "out"
+    out.mkdir()
+    db = sqlite3.connect(out / "state.sqlite")
+    from attnkit.monitor.state import SCHEMA
+
+    db.executescript(SCHEMA)
+    db.execute("CREATE TRIGGER fail BEFORE INSERT ON streams BEGIN SELECT RAISE(ABORT, 'disk gone'); END")
+    db.commit()
+    db.close()
+    with pytest.raises(sqlite3.DatabaseError, match="disk gone"):
+        monitor(text_run, stream, out, settings=QUIET, progress=False)
+    db = sqlite3.connect(out / "state.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM texts").fetchone()[0] == 0  # the texts' insert was rolled back too
+    db.close()
+
+
+def test_weeks_are_named_by_their_monday_and_do_not_split_at_new_year(text_run, tmp_path):
+    stream = write_jsonl(tmp_path / "s.jsonl", [
+        {"timestamp": f"{d}T12:00:00Z", "text": "a good film"} for d in
+        ("2025-12-29", "2025-12-31", "2026-01-01", "2026-01-04", "2026-01-05")])
+    weekly = monitor(text_run, stream, tmp_path / "w", settings=MonitorSettings(period="week", dashboard=False),
+                     progress=False)
+    assert [(p["period"], p["n"]) for p in weekly.index["(all)"]] == [("2025-12-29", 4), ("2026-01-05", 1)]
+
+
+def test_a_new_entity_is_said_once(text_run, tmp_path, caplog):
+    stream = write_jsonl(tmp_path / "s.jsonl", records(days=1, entities=("ACME",)))
+    monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False)
+    write_jsonl(stream, [{"timestamp": "2026-01-02", "entity": "ZETA", "text": "good"},
+                         {"timestamp": "2026-01-02T01:00:00", "entity": "ZETA", "text": "bad"}], mode="a")
+    with caplog.at_level("INFO", logger="attnkit"):
+        monitor(text_run, stream, tmp_path / "out", settings=QUIET, progress=False)
+    assert caplog.text.count("new entity 'ZETA'") == 1 and f"{stream}:21: new entity 'ZETA'" in caplog.text
 
 
 def test_a_turn_raises_one_alert_with_its_texts_explained(text_run, tmp_path):
@@ -104,14 +156,26 @@ def test_a_turn_raises_one_alert_with_its_texts_explained(text_run, tmp_path):
     assert not [a for a in turns if a["entity"] == "ACME"]
     texts = beta[0]["texts"]
     assert texts and all(t["label"] == "neg" for t in texts)
+    assert all(beta[0]["since"] <= t["time"][:10] <= beta[0]["period"] for t in texts)
+    assert len({t["text"] for t in texts}) == len(texts)
     assert all(len(t["tokens"]) == len(t["scores"]) == len(t["text"].split()) for t in texts)
     assert all(set(t["words"]) <= set(t["tokens"]) for t in texts)
     lines = (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()
     assert [json.loads(x)["period"] for x in lines] == [a["period"] for a in summary.alerts]
     html = (tmp_path / "out" / "dashboard.html").read_text()
     assert "sentiment turned <b>down</b>" in html and html.count("<img") == 3  # 2 entities + drift
-    # alerts already raised are not raised again
+    # alerts already raised are not raised again, nor the same turn dated a period later
     assert monitor(text_run, stream, tmp_path / "out", progress=False).new_alerts == []
+    from attnkit.monitor import Monitor as M
+
+    m = M(text_run, stream, tmp_path / "out", settings=QUIET)
+    try:
+        later = {**beta[0], "period": "2026-02-01", "since": beta[0]["period"]}
+        assert m._unraised([later]) == []
+        other = {**beta[0], "direction": "up", "period": "2026-02-01", "since": "2026-02-01"}
+        assert m._unraised([other]) == [other]
+    finally:
+        m.close()
 
 
 def gibberish(rng: random.Random, positive: bool) -> str:

@@ -14,13 +14,17 @@ from attnkit.monitor.stream import Columns, parse_time, read_from, stream_format
     ("2026-11-30 09:15:00+01:00", datetime(2026, 11, 30, 8, 15, tzinfo=timezone.utc)),
     ("1764494100", datetime(2025, 11, 30, 9, 15, tzinfo=timezone.utc)),
     (1764494100.5, datetime(2025, 11, 30, 9, 15, 0, 500000, tzinfo=timezone.utc)),
+    (1764494100500, datetime(2025, 11, 30, 9, 15, 0, 500000, tzinfo=timezone.utc)),  # milliseconds
+    ("1764494100500", datetime(2025, 11, 30, 9, 15, 0, 500000, tzinfo=timezone.utc)),
 ])
 def test_parse_time_reads_iso_and_epoch_seconds(value, expected):
     assert parse_time(value) == pytest.approx(expected.timestamp())
 
 
 @pytest.mark.parametrize("value, says", [("", "empty"), ("yesterday", "neither ISO 8601"), (None, "no timestamp"),
-                                         ("2026-13-01", "neither ISO 8601")])
+                                         ("2026-13-01", "neither ISO 8601"), ("nan", "not a time between"),
+                                         (float("nan"), "not a time between"), ("inf", "not a time between"),
+                                         (-5, "not a time between"), (1e16, "not a time between")])
 def test_parse_time_says_what_is_wrong(value, says):
     with pytest.raises(ValueError, match=says):
         parse_time(value)
@@ -79,3 +83,9 @@ def test_a_csv_without_the_named_columns_is_one_clear_error(tmp_path):
 def test_unknown_stream_format_is_named(tmp_path):
     with pytest.raises(DataError, match="a stream is .csv, .tsv or .jsonl"):
         stream_format(tmp_path / "s.xlsx")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_bytes("timestamp,text\n2026-01-01,ok\n".encode("utf-8-sig"))
+    assert [r.text for r in read_from(p, 0, 0, Columns()).records] == ["ok"]
