@@ -342,6 +342,13 @@ def main() -> None:
                                                            med[("litserve_batching", 32)], 2), 1.2, "higher", "x",
                     p99_attnkit_ms=p99[("attnkit_batching", 32)], p99_litserve_ms=p99[("litserve_batching", 32)],
                     p99_no_worse=p99[("attnkit_batching", 32)] <= p99[("litserve_batching", 32)]))
+    # LitServe runs its model in an inference process beside its API server: the same process
+    # count as attnkit with two workers
+    rows.append(row("vs_litserve_two_processes_each/clients_32", "ratio",
+                    round(med[("attnkit_batching_2_workers", 32)] / med[("litserve_batching", 32)], 2), 1.2, "higher",
+                    "x", p99_attnkit_ms=p99[("attnkit_batching_2_workers", 32)],
+                    p99_litserve_ms=p99[("litserve_batching", 32)],
+                    p99_no_worse=p99[("attnkit_batching_2_workers", 32)] <= p99[("litserve_batching", 32)]))
     rows.append(row("workers_2_vs_1/clients_32", "ratio", round(med[("attnkit_batching_2_workers", 32)] /
                                                               med[("attnkit_batching", 32)], 2), None, "higher", "x"))
     rows.append(row("threads_1_vs_default/clients_32", "ratio", round(med[("attnkit_batching_1_thread", 32)] /
