@@ -78,3 +78,17 @@ def write_results(name: str, rows: list[dict], notes: list[str] | None = None, p
     }
     path.write_text(json.dumps(payload, indent=1) + "\n")
     return path
+
+
+def train_if_missing(run_dir: Path, config: Path) -> float | None:
+    """Train ``config`` (an example, data paths relative to the repository, which becomes the
+    working directory) into ``run_dir`` unless it holds a trained run; the seconds it took,
+    or None when it was there already."""
+    from attnkit.run import train
+
+    os.chdir(Path(__file__).resolve().parent.parent)
+    if (Path(run_dir) / "model.safetensors").is_file():
+        return None
+    t0 = time.perf_counter()
+    train(config, out=run_dir, progress=False)
+    return round(time.perf_counter() - t0, 1)

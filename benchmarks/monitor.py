@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import re
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import row, train_if_missing, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -127,20 +126,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/attnkit-monitor-bench"))
     ap.add_argument("--seeds", type=int, default=5, help="streams A drawn (the detectors are scored over all)")
     args = ap.parse_args()
-    os.chdir(ROOT)  # the example config's data paths are relative to the repository
     import torch
 
     from attnkit.monitor import DETECTORS, Monitor, MonitorSettings
     from attnkit.monitor.index import Point
     from attnkit.rundir import load_run
-    from attnkit.run import train
 
     torch.set_num_threads(2)
-    trained_s = None
-    if not (args.run / "model.safetensors").is_file():
-        t0 = time.perf_counter()
-        train(ROOT / "examples" / "financial_sentiment.yaml", out=args.run, progress=False)
-        trained_s = round(time.perf_counter() - t0, 1)
+    trained_s = train_if_missing(args.run, ROOT / "examples" / "financial_sentiment.yaml")
     run = load_run(args.run)
     test = run.task.read_splits(run.cfg)[2]
     pools = {k: [t for t, y in zip(test.texts, test.labels) if y == k] for k in ("negative", "neutral", "positive")}

@@ -10,13 +10,12 @@ Results in benchmarks/results/router_oos.json."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import row, train_if_missing, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,19 +24,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("/tmp/attnkit-quality/clinc150-minilm"))
     args = ap.parse_args()
-    os.chdir(ROOT)  # the example config's data paths are relative to the repository
     import torch
 
     from attnkit.evaluate.out_of_scope import CONFIDENCE, DEFAULT_CRITERION, choose, class_probabilities
     from attnkit.files import write_json
-    from attnkit.run import train
 
     torch.set_num_threads(2)
-    trained_s = None
-    if not (args.run / "model.safetensors").is_file():
-        t0 = time.perf_counter()
-        train(ROOT / "examples" / "intent_routing.yaml", out=args.run, progress=False)
-        trained_s = round(time.perf_counter() - t0, 1)
+    trained_s = train_if_missing(args.run, ROOT / "examples" / "intent_routing.yaml")
     from attnkit.rundir import load_run
 
     run = load_run(args.run)
