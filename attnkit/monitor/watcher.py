@@ -115,6 +115,7 @@ class Monitor:
         offset, lines, last_ts = self.state.position(self.stream)
         size = max(self.stream.stat().st_size, 1)
         entities = self.state.entities()
+        announce = bool(entities)  # on a first pass every entity is new: counted, not listed
         first_late, shown, said = None, 0, time.monotonic()
         while True:
             chunk = read_from(self.stream, offset, lines, self.settings.columns, self.settings.encoding, CHUNK)
@@ -138,7 +139,7 @@ class Monitor:
                 if r.entity not in entities:
                     entities.add(r.entity)
                     counts["new_entities"] += 1
-                    if counts["new_entities"] <= 10:
+                    if announce and counts["new_entities"] <= 10:
                         log.info(f"{self.stream}:{r.line}: new entity {r.entity or ALL!r}")
             rows = self._score(fresh)
             counts["new"] += self.state.commit_batch(self.stream, rows, chunk.offset, chunk.lines, chunk.head, last_ts)
@@ -148,7 +149,9 @@ class Monitor:
                 said = time.monotonic()
         if counts["skipped"] > shown:
             log.warning(f"{self.stream}: skipped {counts['skipped'] - shown} more line(s)")
-        if counts["new_entities"] > 10:
+        if not announce and counts["new_entities"]:
+            log.info(f"{self.stream}: {counts['new_entities']} entities")
+        elif counts["new_entities"] > 10:
             log.info(f"{self.stream}: {counts['new_entities'] - 10} more new entities")
         if counts["out_of_order"]:
             log.warning(f"{self.stream}: {counts['out_of_order']} record(s) are earlier than one before them (first "
