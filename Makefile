@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy,serve]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,pretrained,deploy,serve,tune]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -519,6 +519,45 @@ def serve(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="A run config with a tune: section (config path -> distribution).")],
+    trials: Annotated[int, typer.Option("--trials", help="Finished trials the study should have (all processes "
+                                                         "together).", min=1)] = 20,
+    study: Annotated[Path | None, typer.Option("--study", help="The SQLite study (default: OUT/study.sqlite); give "
+                                                               "the same file to several processes.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the trials' runs, trials.csv and best.yaml "
+                                                           "(default: runs/CONFIG-tune).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The TPE sampler's seed.")] = 0,
+    timeout_s: Annotated[float | None, typer.Option("--timeout-s", help="Stop starting trials after this long.",
+                                                    min=1)] = None,
+):
+    """Search hyperparameters with Optuna (TPE, median pruning on the dev metric, the study in
+    SQLite so a killed search resumes); writes OUT/trials.csv and OUT/best.yaml (docs/training.md)."""
+    from rich.table import Table
+
+    from .run.tune import tune as run_tune
+
+    res = run_tune(config, trials=trials, study=study, out=out, seed=seed, timeout_s=timeout_s)
+    metric = res["metric"]
+    params = list(res["best"]["params"])
+    table = Table(title=f"{len(res['trials'])} trials ({res['direction']} dev {metric})")
+    for name in ("trial", "state", metric, "epochs", *params):
+        table.add_column(name, justify="right" if name != "state" else "left")
+    key = (lambda r: -(r[metric] or float("-inf"))) if res["direction"] == "maximize" else \
+        (lambda r: r[metric] if r[metric] is not None else float("inf"))
+    for r in sorted(res["trials"], key=key):
+        table.add_row(*(("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r[c]))
+                        for c in ("trial", "state", metric, "epochs", *params)))
+    console.print(table)
+    b = res["best"]
+    console.print(f"best: trial {b['trial']}, dev {metric} {b['value']:.4f} ("
+                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items())
+                  + ")", highlight=False)
+    console.print(f"wrote {res['files']['trials']}, {res['files']['best']} (train it: attnkit train "
+                  f"{res['files']['best']})", highlight=False)
+
+
+@app.command()
 def monitor(
     run: Annotated[Path, typer.Argument(help="A text classifier with positive and negative classes.")],
     stream: Annotated[Path, typer.Option("--stream", help="Texts with a timestamp (CSV, TSV or JSON lines), "
@@ -626,5 +665,8 @@ def run() -> None:
     except AttnkitError as e:
         if _state["debug"]:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+
+        # escaped: a message may hold brackets ("[low, high]", "data.json#train") that are not markup
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)

@@ -39,6 +39,7 @@ def resolve_config(config: str | Path | dict | RunConfig, overrides=()) -> RunCo
     if isinstance(config, RunConfig):
         config = to_dict(config)
     raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config)
+    raw.pop("tune", None)  # the search space of `attnkit tune`; training trains the values written
     return run_config(apply_overrides(raw, list(overrides)))
 
 
@@ -49,8 +50,10 @@ def default_run_dir(config) -> Path:
 
 
 def train(config, out: str | Path | None = None, overrides=(), resume: bool = False,
-          progress: bool | None = None) -> TrainResult:
-    """Train a run end to end: config -> data -> model -> Trainer -> run directory."""
+          progress: bool | None = None, on_epoch=None) -> TrainResult:
+    """Train a run end to end: config -> data -> model -> Trainer -> run directory.
+    ``on_epoch(epoch, dev_metrics)`` is called after every epoch (``attnkit tune`` reports
+    to its pruner there; raising stops the run)."""
     cfg = resolve_config(config, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config)
     files = RunFiles(run_dir)
@@ -67,11 +70,11 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     torch.manual_seed(cfg.train.seed)
     with _no_half_written_run(run_dir):
         model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
-        return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher)
+        return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher, on_epoch)
 
 
 def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,
-         teacher=None) -> TrainResult:
+         teacher=None, on_epoch=None) -> TrainResult:
     files, fz = RunFiles(run_dir), prepared.featurized
     write_run_start(run_dir, cfg, prepared, model)
     trainable, n_params = count_parameters(model)
@@ -90,7 +93,7 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
         train_data = WithTeacher(prepared.train, teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train)))
         loss = distillation_loss(model, cfg.train.distill)
     trainer = Trainer(model, train_data, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
-                      minimize=task.minimize(cfg.train.metric), loss=loss)
+                      minimize=task.minimize(cfg.train.metric), loss=loss, on_epoch=on_epoch)
     trainer.fit(resume=resume)
     best = load_checkpoint(files.best_checkpoint)
     trainer.load_model_state(best["model"])

@@ -91,13 +91,15 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, train_data, dev_data, cfg: TrainConfig, run_dir: str | Path,
                  evaluate: Callable[[torch.nn.Module, object], dict], progress: bool | None = None,
                  on_checkpoint: Callable[[], None] | None = None, on_step: Callable[[dict], bool] | None = None,
-                 minimize: bool | None = None, loss: Callable[[dict, dict], torch.Tensor] | None = None):
+                 minimize: bool | None = None, loss: Callable[[dict, dict], torch.Tensor] | None = None,
+                 on_epoch: Callable[[int, dict], None] | None = None):
         self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
         self.loss = loss or model.loss  # (out, batch) -> loss; distillation mixes in its teacher
         self.metric = cfg.metric or "accuracy"  # a run config fills in its task's default
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
+        self.on_epoch = on_epoch  # (epoch, dev metrics) after each epoch; may raise to stop (tune's pruning)
         self.files = RunFiles(self.run_dir)
         self.evaluate = evaluate
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -183,6 +185,8 @@ class Trainer:
             if self.paused:  # resume() continues from the step after the pause
                 return {}
             self._end_epoch(log)  # also after a max_steps stop inside an epoch
+            if self.on_epoch is not None and st["history"]:
+                self.on_epoch(len(st["history"]), st["history"][-1].get("dev") or {})
             if cfg.patience and st["bad_epochs"] >= cfg.patience:
                 self._print(f"early stopping: no {self.metric} improvement in {cfg.patience} epochs")
                 break
