@@ -11,7 +11,8 @@ from .contract import check_cli
 # command lines are tested in tests/serve/test_server.py)
 TOKENS = ["train", "evaluate", "predict", "explain", "report", "merge", "demo", "backends", "inspect-data", "--dry-run",
           "tune-oos", "--min-in-scope-accuracy", "--max-accuracy-drop", "--balanced", "--score", "--dev",
-          "monitor", "--stream", "--period", "--detector", "--sensitivity", "--reference",
+          "monitor", "--stream", "--period", "--detector", "--sensitivity", "--reference", "tune", "--trials",
+          "--study",
           "--format", "--encoding", "--text-column", "--label-column", "--task", "klingon", "auto", "files", "*.x",
           "--out", "--set",
           "--resume", "--data", "--input", "--json", "--method", "--target", "--word", "--steps", "--html",
