@@ -101,6 +101,28 @@ def check_space(base: dict, space: dict) -> None:
                 raise ConfigError(f"tune.{path}: {value!r} does not make a valid config: {e}") from None
 
 
+def _open_study(optuna, path: Path, name: str, direction: str, seed: int, pruner):
+    """Create or load the study in SQLite. Processes started together race to create the
+    database's tables; the loser sees a constraint or lock error and tries again."""
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(10):
+        try:
+            storage = optuna.storages.RDBStorage(
+                f"sqlite:///{path.resolve()}", heartbeat_interval=30, grace_period=90,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction,
+                                       sampler=optuna.samplers.TPESampler(seed=seed),
+                                       pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3,
+                                                                                    n_warmup_steps=1))
+        except SQLAlchemyError as e:
+            if attempt == 9:
+                raise ConfigError(f"--study {path}: cannot open the study ({str(e).splitlines()[0]})") from None
+            time.sleep(0.2 + 0.3 * attempt)
+
+
 def tune(config: str | Path, trials: int = 20, study: str | Path | None = None, out: str | Path | None = None,
          seed: int = 0, timeout_s: float | None = None, pruner=None) -> dict:
     """Search the config's ``tune:`` space; returns ``{"best": {params, value, trial}, "trials":
@@ -123,13 +145,8 @@ def tune(config: str | Path, trials: int = 20, study: str | Path | None = None, 
     out = Path(out) if out is not None else Path("runs") / f"{config.stem}-tune"
     out.mkdir(parents=True, exist_ok=True)
     study_path = Path(study) if study is not None else out / "study.sqlite"
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{study_path.resolve()}", heartbeat_interval=30, grace_period=90,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = optuna.create_study(study_name=config.stem, storage=storage, load_if_exists=True, direction=direction,
-                             sampler=optuna.samplers.TPESampler(seed=seed),
-                             pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    st = _open_study(optuna, study_path, config.stem, direction, seed, pruner)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
     def objective(trial):
