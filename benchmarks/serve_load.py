@@ -338,17 +338,19 @@ def main() -> None:
     five = sum(r["5xx"] for runs in tp.values() for r in runs)
     rows.append(row("batching_gain/clients_32", "ratio", round(med[("attnkit_batching", 32)] /
                                                              med[("attnkit_no_batching", 32)], 2), 3.0, "higher", "x"))
-    rows.append(row("vs_litserve/clients_32", "ratio", round(med[("attnkit_batching", 32)] /
-                                                           med[("litserve_batching", 32)], 2), 1.2, "higher", "x",
-                    p99_attnkit_ms=p99[("attnkit_batching", 32)], p99_litserve_ms=p99[("litserve_batching", 32)],
-                    p99_no_worse=p99[("attnkit_batching", 32)] <= p99[("litserve_batching", 32)]))
+    def vs_litserve(name: str, ours: str) -> dict:
+        """attnkit's throughput over LitServe's at 32 clients; the target (>= 1.2x at no worse
+        p99) is met only when both halves are."""
+        r = row(name, "ratio", round(med[(ours, 32)] / med[("litserve_batching", 32)], 2), 1.2, "higher", "x",
+                p99_attnkit_ms=p99[(ours, 32)], p99_litserve_ms=p99[("litserve_batching", 32)],
+                p99_no_worse=p99[(ours, 32)] <= p99[("litserve_batching", 32)])
+        r["meets"] = r["meets"] and r["p99_no_worse"]
+        return r
+
+    rows.append(vs_litserve("vs_litserve/clients_32", "attnkit_batching"))
     # LitServe runs its model in an inference process beside its API server: the same process
     # count as attnkit with two workers
-    rows.append(row("vs_litserve_two_processes_each/clients_32", "ratio",
-                    round(med[("attnkit_batching_2_workers", 32)] / med[("litserve_batching", 32)], 2), 1.2, "higher",
-                    "x", p99_attnkit_ms=p99[("attnkit_batching_2_workers", 32)],
-                    p99_litserve_ms=p99[("litserve_batching", 32)],
-                    p99_no_worse=p99[("attnkit_batching_2_workers", 32)] <= p99[("litserve_batching", 32)]))
+    rows.append(vs_litserve("vs_litserve_two_processes_each/clients_32", "attnkit_batching_2_workers"))
     rows.append(row("workers_2_vs_1/clients_32", "ratio", round(med[("attnkit_batching_2_workers", 32)] /
                                                               med[("attnkit_batching", 32)], 2), None, "higher", "x"))
     rows.append(row("threads_1_vs_default/clients_32", "ratio", round(med[("attnkit_batching_1_thread", 32)] /
