@@ -127,15 +127,6 @@ class State:
         """Texts stored."""
         return self.db.execute("SELECT COUNT(*) FROM texts").fetchone()[0]
 
-    def rows(self, columns: str, where: str = "", args: tuple = ()) -> list[tuple]:
-        """``SELECT columns FROM texts [WHERE ...] ORDER BY ts``."""
-        return self.db.execute(f"SELECT {columns} FROM texts {'WHERE ' + where if where else ''} ORDER BY ts, id",
-                               args).fetchall()
-
-    def alert_ids(self) -> set[tuple[str, str, str]]:
-        """(kind, entity, period) of the alerts already raised."""
-        return set(self.db.execute("SELECT kind, entity, period FROM alerts"))
-
     def add_alerts(self, alerts: list[dict]) -> None:
         """Store new alerts (one transaction)."""
         with self.db:

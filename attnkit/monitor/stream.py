@@ -19,7 +19,6 @@ from pathlib import Path
 from ..errors import DataError
 
 log = logging.getLogger("attnkit")
-FORMATS = ("csv", "tsv", "jsonl")
 HEAD_BYTES = 4096
 
 

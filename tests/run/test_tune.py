@@ -3,7 +3,6 @@ per-epoch dev metric, a SQLite study that resumes and that two processes share, 
 table and a best config that trains."""
 import csv
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -14,8 +13,7 @@ from attnkit.errors import ConfigError  # noqa: E402
 from attnkit.run.training import resolve_config  # noqa: E402
 from attnkit.run.tune import tune  # noqa: E402
 from tests.fuzz.contract import invoke  # noqa: E402
-
-CLI = [sys.executable, "-c", "from attnkit.cli import run; run()"]
+from tests.serve.test_server import CLI  # noqa: E402
 
 
 def config(tmp_path, files, space=None, epochs=2):
