@@ -15,6 +15,13 @@ from .errors import AttnkitError
 app = typer.Typer(help="attnkit: programmable attention, models, training and deployment on PyTorch.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)  # long paths and messages stay on one line when piped
+
+
+def _escape(text: str) -> str:
+    """``text`` with rich markup characters escaped (titles and messages may hold brackets)."""
+    from rich.markup import escape
+
+    return escape(str(text))
 _state = {"debug": False}
 
 
@@ -253,6 +260,37 @@ def translate(
     if input_ is not None:
         items += read_texts(input_, encoding=encoding, fmt="lines", text_column="text")
     _print_predictions(loaded, items, as_json, "translate", "SENTENCE")
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="A recommendation run directory written by `attnkit train`.")],
+    user: Annotated[str, typer.Option("--user", help="The user's id, as in the ratings files.")],
+    top: Annotated[int, typer.Option("--top", help="How many items to list.", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+):
+    """The items a recommendation run ranks highest for a user (items the user rated are left
+    out), each with the rated item it attended to most."""
+    from .run.recommend import recommend as recommend_run
+
+    rec = recommend_run(run, user, top)
+    if as_json:
+        print(json.dumps(rec, ensure_ascii=False))
+        return
+    if rec["fallback"]:
+        console.print(f"[yellow]{_escape(rec['fallback'])}[/]", highlight=False)
+        for n, it in enumerate(rec["items"], 1):
+            console.print(f"{n:2d}. {_escape(it['title'])}  [dim](item {it['item']}, {it['ratings']} ratings)[/]",
+                          highlight=False)
+        return
+    console.print(f"user {rec['user']}: {rec['rated']} rated items; the {len(rec['items'])} unrated items ranked "
+                  f"highest", highlight=False)
+    for n, it in enumerate(rec["items"], 1):
+        why = it.get("because")
+        reason = (f" because you rated [italic]{_escape(why['title'])}[/] {why['rating']:g} (attention "
+                  f"{why['attention']:.2f})" if why else "")
+        console.print(f"{n:2d}. [bold]{_escape(it['title'])}[/] [dim](item {it['item']})[/] predicted "
+                      f"{it['rating']:.1f}{reason}", highlight=False)
 
 
 @app.command()

@@ -161,10 +161,13 @@ def open_run(run_dir: str | Path) -> tuple[RunConfig, dict, dict]:
         raise RunError(f"{files.config}: {e}") from None
     meta = read_meta(run_dir)
     vocabs = {}
+    types = dict(VOCAB_TYPES)
+    if any(name not in types for name in _vocab_files(meta)):  # a task's own files (a recommender's catalog)
+        types.update(get_task(cfg.task).vocab_types)
     for name in _vocab_files(meta):
         if not (run_dir / name).is_file():
             raise _not_a_run(run_dir, name, "missing (written by training, needed to encode inputs)")
-        cls = VOCAB_TYPES.get(name)
+        cls = types.get(name)
         if cls is not None:
             try:
                 vocabs[name] = cls.load(run_dir / name)

@@ -13,7 +13,7 @@ from .layouts import LAYOUTS
 from .readers import TABLE_FORMATS
 from .vocab import TOKENIZERS
 
-OTHER_FORMATS = ("conll", "mnist", "parallel", *LAYOUTS)  # read by the tagging, image and translation tasks, and the label-per-file layouts
+OTHER_FORMATS = ("conll", "mnist", "parallel", "ratings", *LAYOUTS)  # read by the tagging, image, translation and recommendation tasks, and the label-per-file layouts
 
 
 @dataclass
@@ -61,6 +61,13 @@ class DataConfig:
                                                             "from both sides of train (Hugging Face tokenizers)")
     subword_vocab: int = checked(8000, positive, doc="translation: subword vocabulary size, both languages "
                                                      "together")
+    items: str | None = checked(None, doc="recommendation: the item catalog (MovieLens `u.item`, `movies.dat` or a "
+                                          "`movies.csv` with movieId,title,genres); default: `u.item` beside "
+                                          "`data.train`")
+    holdout: Literal["random", "last"] = checked("random", doc="recommendation: how dev/test are held out of train "
+                                                              "when not given: `random` ratings (`dev_fraction`, "
+                                                              "`test_fraction`) or each user's `last` ratings by "
+                                                              "time (test: the last, dev: the one before)")
     on_error: Literal["raise", "skip"] = checked("raise", doc="`raise`: stop at the first bad line; `skip`: skip "
                                                               "bad lines, count them and log why")
     encoding: str = checked(AUTO, doc="`auto` (UTF-8, else Windows-1252 / Latin-1 / another code page, detected "

@@ -7,6 +7,7 @@ layer names a task. Adding a task is one module plus ``register_task("name", MyT
 from .base import Encoded, Featurized, Prepared, Task
 from .image_classification import ImageClassification
 from .inspection import DataReport, inspect_data, preflight
+from .recommendation import Recommendation
 from .prediction import predict_data, predict_encoded, run_batches, stack_batches
 from .registry import TASKS, get_task, register_task
 from .run_config import RunConfig, run_config
@@ -19,6 +20,7 @@ register_task("text_classification", TextClassification())
 register_task("token_classification", TokenClassification())
 register_task("image_classification", ImageClassification())
 register_task("translation", Translation())
+register_task("recommendation", Recommendation())
 
 
 def build_model(task: str, cfg, **sizes):

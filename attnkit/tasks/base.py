@@ -106,6 +106,9 @@ class Task:
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     #: why this task's model cannot be exported as one graph (``attnkit export``); None: it can
     export_refusal: ClassVar[str | None] = None
+    #: file name -> class with ``load(path)`` of what the featurizer saves besides the standard
+    #: vocabularies (``vocab.json``, ``labels.json`` ...): a run directory reloads them by it
+    vocab_types: ClassVar[dict] = {}
 
     name: str = ""
 
