@@ -46,6 +46,7 @@ class Ratings:
     skipped: int = 0
     skip_reasons: list[str] = field(default_factory=list)
     training: bool = False  # the training split (its examples get sampled negatives afresh)
+    also_known: Ratings | None = None  # ratings seen as history, never trained on (the dev split of a training split)
 
     def __len__(self) -> int:
         return len(self.users)

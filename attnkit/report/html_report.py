@@ -243,8 +243,11 @@ def gallery_section(run: LoadedRun, examples: int, sample: int, seed: int) -> tu
     return note + ("<div class=grid>" if task.inputs == "image" else "<div>") + "\n".join(parts) + "</div>", first
 
 
-def attention_section(e) -> str:
-    """Head x layer attention matrices (or the pooling weights) of one example."""
+def attention_section(e, aligned: bool = False) -> str:
+    """Head x layer attention matrices (or the pooling weights) of one example; ``aligned``:
+    the gallery drew each example's attention already (translation, recommendation)."""
+    if aligned:
+        return "<p class=muted>drawn with each example above: what it attended to</p>"
     if e is None or not e.attention:
         return "<p class=muted>this model computes no attention weights (no attention layer or pooler)</p>"
     out = []
@@ -282,7 +285,7 @@ def write_report(run_dir: str | Path, examples: int = 6, sample: int = 200, seed
         "<h2>Confusion matrix (dev)</h2>", confusion_section(ev),
         out_of_scope_section(run),
         "<h2>Dev examples</h2>", gallery,
-        "<h2>Attention of one example</h2>", attention_section(first),
+        "<h2>Attention of one example</h2>", attention_section(first, 'alt="alignment"' in gallery),
         "<h2>Config</h2>", f"<pre>{config}</pre>",
     ])
     path = run.files.report

@@ -4,8 +4,9 @@ Data: ratings files (``data.train``, optional ``dev``/``test``: MovieLens ``u1.b
 ``u1.test``, ``ratings.dat`` or a CSV with user, item, rating and timestamp columns) and
 an item catalog (``data.items``, default ``u.item`` beside train). Without a dev/test file,
 ``data.holdout`` holds out random ratings or each user's last ones (leave-last-out).
-Featurizer: the catalog (title words, genres, year) and every user's training ratings in
-time order, both saved with the run. Model: :class:`~attnkit.models.recommender.AttentiveRecommender`
+Featurizer: the catalog (title words, genres, year) and every user's known ratings in time
+order (train and dev: dev ratings are history the model reads, never targets it trains on),
+both saved with the run. Model: :class:`~attnkit.models.recommender.AttentiveRecommender`
 (attention over the user's history with the candidate as the query). Metrics: RMSE and MAE
 of the ratings, RMSE on cold items (5 or fewer training ratings), and HR@10 / NDCG@10 of each
 held-out item ranked among 100 items the user never rated (sampled, seeded).
@@ -14,6 +15,7 @@ A raw input is ``"USER ITEM"`` (ids as in the files): ``attnkit predict RUN "42 
 from __future__ import annotations
 
 import html
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +27,14 @@ from ..models.recommender import RATING_LEVELS, RECENCY_BUCKETS, AttentiveRecomm
 from .base import Encoded, Featurized, Task
 from .splits import SPLITS, data_path, holdout
 
+log = logging.getLogger("attnkit")
 ITEMS, KNOWN = "items.json", "known_ratings.json"
 NEGATIVES = 100  # sampled unrated items each held-out item is ranked among
 TOP_K = 10
 COLD = 5  # an item with at most this many training ratings is cold
 METRICS = ("rmse", "mae", "hr@10", "ndcg@10", "cold_rmse")
-PROTOCOL = (f"HR@{TOP_K}/NDCG@{TOP_K}: each held-out rating's item ranked among {NEGATIVES} items the user never "
-            f"rated (sampled uniformly, seeded); cold items: <= {COLD} training ratings")
+PROTOCOL = ("HR@{k}/NDCG@{k}: each held-out rating's item ranked among {n} items the user never rated (sampled "
+            "uniformly, seeded); cold items: <= {cold} training ratings")
 
 
 def catalog_path(c) -> Path:
@@ -89,15 +92,20 @@ class RatingData:
         return [min(len(self.known.items[u - 1]), self.max_history) if u else 0 for u in self.users.tolist()]
 
     def _fixed_negatives(self, raw: Ratings) -> np.ndarray:
-        """``NEGATIVES`` items per held-out rating that its user rated neither in train nor in
-        this split (seeded)."""
+        """Up to ``NEGATIVES`` items per held-out rating that its user rated neither in train nor
+        in this split (seeded); fewer, the same number for all, when a user left fewer unrated."""
         also: dict[int, set[int]] = {}
         for u, it in zip(self.users.tolist(), self.items.tolist()):
             also.setdefault(u, set()).add(it)
+        free = {u: int((~self.rated[u]).sum()) - sum(not self.rated[u, i] for i in held) for u, held in also.items()}
+        k = min([NEGATIVES, *free.values()])
+        if k < NEGATIVES:
+            log.warning(f"{raw.path}: a user left only {k} items unrated: held-out items are ranked among {k} "
+                        f"sampled items, not {NEGATIVES}")
         rng = np.random.default_rng(self.seed)
-        out = np.zeros((len(self), NEGATIVES), dtype=np.int64)
+        out = np.zeros((len(self), k), dtype=np.int64)
         for row, u in enumerate(self.users.tolist()):
-            out[row] = sample_unrated(rng, self.rated[u], NEGATIVES, also.get(u, ()))
+            out[row] = sample_unrated(rng, self.rated[u], k, also.get(u, ()))
         return out
 
     def collate(self, indices) -> dict:
@@ -196,6 +204,7 @@ class Recommendation(Task):
                           else holdout(len(train), c.dev_fraction, cfg.train.seed))
             train, dev = _keep_skips(train, keep), train.subset(held)
         train.training = True  # encoded with negatives sampled afresh each batch
+        train.also_known = dev  # dev ratings are history (each user's known ratings), never targets
         return train, dev, test
 
     def read_file(self, cfg, path):
@@ -205,7 +214,7 @@ class Recommendation(Task):
     def fit(self, cfg, train) -> Featurized:
         """The catalog and the training ratings (each user's history)."""
         cat = read_catalog(catalog_path(cfg.data), encoding=cfg.data.encoding, on_error=cfg.data.on_error)
-        known = KnownRatings.build(train, cat)
+        known = KnownRatings.build(train + train.also_known if train.also_known is not None else train, cat)
         values = np.asarray(train.values, dtype=np.float64)
         sizes = {"n_items": len(cat), "n_users": len(known), "n_words": len(cat.words),
                  "n_genres": max(len(cat.genre_names), 1), "mean_rating": round(float(values.mean()), 6),
@@ -232,6 +241,9 @@ class Recommendation(Task):
             if len(parts) != 2:
                 raise DataError(f"input {raw!r}: expected \"USER ITEM\" (two ids, e.g. \"42 50\")")
             user, item = known.user(parts[0]), cat.item(parts[1], f"input {raw!r}")
+            if not user:
+                log.warning(f"input {raw!r}: user {parts[0]!r} has no ratings in this run's training data: the rating "
+                            f"comes from the item alone")
             batch = history_batch(known, [user], max_history, float(fz.sizes["min_rating"]))
             batch.update(users=torch.tensor([user]), candidates=torch.tensor([[item]]))
             items, values = known.history(user)
@@ -253,12 +265,13 @@ class Recommendation(Task):
 
     def decode(self, model, out, batch):
         """Per example ``(rating, position of the rated item among the candidates or None,
-        item)``; gold ratings when the batch has them."""
+        item, number of other candidates)``; gold ratings when the batch has them."""
         rating = model.predict(out, batch).tolist()
         rank = out["rank"]
-        pos = ((rank[:, 1:] > rank[:, :1]).sum(1).tolist() if rank.shape[1] > 1 else [None] * len(rating))
+        others = rank.shape[1] - 1
+        pos = (rank[:, 1:] > rank[:, :1]).sum(1).tolist() if others else [None] * len(rating)
         items = batch["candidates"][:, 0].tolist()
-        preds = [(r, p, i) for r, p, i in zip(rating, pos, items)]
+        preds = [(r, p, i, others) for r, p, i in zip(rating, pos, items)]
         return preds, (batch["ratings"].tolist() if "ratings" in batch else None)
 
     def metric_names(self, cfg) -> list[str]:
@@ -279,7 +292,7 @@ class Recommendation(Task):
         if cold.any():
             out["cold_rmse"] = float(np.sqrt(np.mean(err[cold] ** 2)))
         out["n_cold"] = int(cold.sum())
-        out["protocol"] = PROTOCOL
+        out["protocol"] = PROTOCOL.format(k=TOP_K, n=min(x[3] for x in preds) if preds else NEGATIVES, cold=COLD)
         return out
 
     def prediction(self, fz, enc, pred, raw, top_k: int = 3) -> dict:

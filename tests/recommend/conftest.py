@@ -12,7 +12,7 @@ GENRES = ["unknown", "Action", "Comedy", "Drama", "Romance"]
 WORDS = ["star", "night", "love", "war", "city", "dream", "blue", "last", "king", "river", "ghost", "summer"]
 
 
-def write_movielens(folder: Path, users: int = 40, items: int = 60, per_user: int = 25, seed: int = 0) -> Path:
+def write_movielens(folder: Path, users: int = 60, items: int = 150, per_user: int = 30, seed: int = 0) -> Path:
     """``u.item``, ``u.genre``, ``u.data`` and a ``base``/``test`` split in ``folder``; a user's
     rating is 2 + 2 x (likes the item's first genre) + noise, rounded to 1..5."""
     rng = np.random.default_rng(seed)
@@ -39,7 +39,7 @@ def write_movielens(folder: Path, users: int = 40, items: int = 60, per_user: in
     return folder
 
 
-def run_config(folder: Path, epochs: int = 8, **extra) -> str:
+def run_config(folder: Path, epochs: int = 12, **extra) -> str:
     """A small recommendation config on ``write_movielens``'s files (YAML text)."""
     data = {"train": str(folder / "base"), "test": str(folder / "test"), **extra}
     items = ", ".join(f"{k}: {v}" for k, v in data.items())
@@ -56,7 +56,7 @@ def movielens(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def rec_run(movielens, tmp_path_factory) -> Path:
-    """A recommendation run trained on it (8 epochs, seconds)."""
+    """A recommendation run trained on it (12 epochs, seconds)."""
     from attnkit.run import train
 
     cfg = tmp_path_factory.mktemp("rec") / "rec.yaml"

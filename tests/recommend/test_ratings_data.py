@@ -11,12 +11,12 @@ from attnkit.errors import DataError
 def test_movielens_100k_files(movielens):
     r = read_ratings(movielens / "base")
     cat = read_catalog(movielens / "u.item")
-    assert len(r) == 800 and set(r.values) <= {1.0, 2.0, 3.0, 4.0, 5.0}
-    assert len(cat) == 60 and cat.genre_names[1] == "Action"
+    assert len(r) == 1440 and set(r.values) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert len(cat) == 150 and cat.genre_names[1] == "Action"
     assert "Café" in cat.titles[3]  # u.item is Latin-1
     assert all(len(g) == 1 for g in cat.genres) and cat.years[0] == 1950
     f = cat.features()
-    assert f["item_words"].shape == (61, 12) and f["item_genres"].sum() == 60 and f["item_years"][1] == 1950
+    assert f["item_words"].shape == (151, 12) and f["item_genres"].sum() == 150 and f["item_years"][1] == 1950
     assert f["item_words"][0].sum() == 0  # row 0 is padding
 
 
@@ -75,7 +75,7 @@ def test_a_rating_of_an_item_not_in_the_catalog_names_its_line(movielens, tmp_pa
     p = tmp_path / "r.tsv"
     p.write_text("1\t1\t5\t1\n1\t999\t4\t2\n", encoding="ascii")
     cat = read_catalog(movielens / "u.item")
-    with pytest.raises(DataError, match=r"r\.tsv:2: item '999' is not in the item catalog \(60 items, ids 1 \.\. 60\)"):
+    with pytest.raises(DataError, match=r"r\.tsv:2: item '999' is not in the item catalog \(150 items, ids 1 \.\. 150\)"):
         KnownRatings.build(read_ratings(p), cat)
 
 

@@ -26,7 +26,7 @@ def test_training_learns_the_structure(rec_run, movielens):
     test = read_ratings(movielens / "test").values
     mean = np.mean(read_ratings(movielens / "base").values)
     baseline = float(np.sqrt(np.mean((np.asarray(test) - mean) ** 2)))
-    assert ev["test"]["rmse"] < 0.8 * baseline, (ev["test"], baseline)
+    assert ev["test"]["rmse"] < 0.9 * baseline, (ev["test"], baseline)
     assert 0 <= ev["test"]["hr@10"] <= 1 and "protocol" in ev["test"] and ev["test"]["n"] == len(test)
 
 
@@ -38,13 +38,13 @@ def test_predict_a_rating(rec_run):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["predict", "RUN", "1 999"], "item '999' is not in the item catalog (60 items, ids 1 .. 60)"),
+    (["predict", "RUN", "1 999"], "item '999' is not in the item catalog (150 items, ids 1 .. 150)"),
     (["predict", "RUN", "1"], 'expected "USER ITEM"'),
     (["recommend", "RUN", "--user", "1", "--top", "0"], "--top"),
-    (["export", "RUN"], "recommendation runs predict on the torch engine"),
+    (["export", "RUN", "--out", "RUN-onnx"], "recommendation runs predict on the torch engine"),
 ])
 def test_bad_requests_get_one_clean_line(rec_run, argv, message):
-    out = invoke([str(rec_run) if a == "RUN" else a for a in argv])
+    out = invoke([a.replace("RUN", str(rec_run)) for a in argv])
     assert out.kind == "clean_error" and out.code == 2, (out.out, out.err)
     assert message in out.err.replace("\n", " ")
 
@@ -72,6 +72,13 @@ def test_unknown_user_falls_back_to_popular_items(rec_run, movielens):
     counts = [it["ratings"] for it in rec["items"]]
     r = read_ratings(movielens / "base")
     assert counts == sorted(counts, reverse=True) and counts[0] == max(r.items.count(i) for i in set(r.items))
+
+
+def test_predict_for_an_unknown_user_says_so(rec_run, caplog):
+    out = invoke(["predict", rec_run, "nobody 5", "--json"])
+    assert out.kind == "result", out.err
+    assert 1.0 <= json.loads(out.out.splitlines()[-1])["rating"] <= 5.0
+    assert "user 'nobody' has no ratings in this run's training data" in caplog.text + out.err
 
 
 def test_recommend_refuses_other_runs(text_run):

