@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -28,5 +29,7 @@ def print_metrics(console: Console, metrics: dict, title: str = "") -> None:
     keys = keys or [k for k, v in metrics.items() if isinstance(v, float) and k != "loss"]  # another task's scores
     head = [f"{k} {metrics[k]:.4f}" for k in [*keys, "loss"] if k in metrics]
     console.print(f"[bold]{title}[/] " + ", ".join(head) if title else ", ".join(head), highlight=False)
+    if isinstance(metrics.get("protocol"), str):  # how the scores were measured (a recommender's ranking)
+        console.print(f"  [dim]{escape(metrics['protocol'])}[/]", highlight=False)
     if 0 < len(metrics.get("per_class", {})) <= 30:
         console.print(metrics_table(metrics))
