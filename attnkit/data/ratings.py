@@ -213,6 +213,7 @@ def read_catalog(path: str | os.PathLike, encoding: str = "auto", on_error: str 
     path = existing_file(path)
     problems = Problems(path, on_error)
     ids, titles, genres, years = [], [], [], []
+    first_line: dict[str, int] = {}
     genre_names: list[str] = []
     header = None
     for number, raw in numbered_lines(path, encoding):
@@ -235,11 +236,7 @@ def read_catalog(path: str | os.PathLike, encoding: str = "auto", on_error: str 
                 continue
             item, title = parts[0], parts[1]
             tags = [g for g, f in zip(genre_names, flags) if f.strip() == "1"]
-            years.append(_year(title, parts[2]))
-            ids.append(item.strip())
-            titles.append(title.strip())
-            genres.append(tags)
-            continue
+            year = _year(title, parts[2])
         else:
             parts = next(csv.reader([text]))
             if header is None and _column(parts, ("title",)) is not None:
@@ -258,15 +255,17 @@ def read_catalog(path: str | os.PathLike, encoding: str = "auto", on_error: str 
                 continue
             item, title = parts[header[0]], parts[header[1]]
             tags = [g for g in parts[header[2]].split("|") if g and g != "(no genres listed)"] if header[2] is not None else []
-        ids.append(item.strip())
+            year = _year(title)
+        item = item.strip()
+        if item in first_line:
+            raise DataError(f"{path}:{number}: item id {item!r} appears again (first at line {first_line[item]})")
+        first_line[item] = number
+        ids.append(item)
         titles.append(title.strip())
         genres.append(tags)
-        years.append(_year(title))
+        years.append(year)
     if not ids:
         raise problems.nothing_left("items")
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise DataError(f"{path}: item id {dup!r} appears more than once")
     if not genre_names:
         genre_names = sorted({g for gs in genres for g in gs})
     return Catalog(ids, titles, genres, years, genre_names)

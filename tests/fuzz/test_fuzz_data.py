@@ -65,3 +65,24 @@ def test_any_conll_file_trains_or_names_file_and_line(tmp_path_factory, lines, s
            "train": {"epochs": 1, "batch_size": 8, "report": False}}
     (tmp / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     check_cli("train conll data", ["train", tmp / "c.yaml", "--out", tmp / "run"], out_dir=tmp / "run")
+
+
+RATINGS = st.sampled_from([b"1\t1\t5\t880000000", b"2\t3\t4\t880000001", b"1\t2\t2", b"", b"x\ty\tz\tw", b"1\t2",
+                           b"3\t99\t5\t1", b"4\t1\tnan\t2", b"1,2,3,4", b"userId,movieId,rating,timestamp",
+                           b"5::2::3::7", b"\xff\xfe\t1\t1\t1", b"6\t2\t4.5\t1e9", b"7\t3\t-1\t5"])
+ITEMS = st.sampled_from([b"3|Caf\xe9 (1992)|||x|1|1", b"6|F Film (1996)|||x|1|0",
+                         b"3|Dup (1993)|||x|0|1", b"4|Short|x", b"", b"movieId,title,genres", b"5,E (1994),Drama"])
+
+
+@given(lines=st.lists(RATINGS, min_size=1, max_size=10), items=st.lists(ITEMS, min_size=1, max_size=5),
+       on_error=st.sampled_from(["raise", "skip"]))
+def test_any_ratings_file_trains_or_names_file_and_line(tmp_path_factory, lines, items, on_error):
+    tmp = tmp_path_factory.mktemp("ratings")
+    (tmp / "u.data").write_bytes(b"\n".join([b"1\t1\t5\t10", b"2\t2\t3\t11", b"1\t2\t4\t12", *lines]) + b"\n")
+    (tmp / "u.item").write_bytes(b"\n".join([b"1|A Film (1990)|||x|0|1", b"2|B Film (1991)|||x|1|0", *items]) + b"\n")
+    cfg = {"task": "recommendation",
+           "data": {"train": str(tmp / "u.data"), "dev": str(tmp / "u.data"), "on_error": on_error},
+           "model": {"embedding": {"dim": 4}},
+           "train": {"epochs": 1, "batch_size": 8, "report": False}}
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    check_cli("train ratings data", ["train", tmp / "c.yaml", "--out", tmp / "run"], out_dir=tmp / "run")

@@ -61,7 +61,7 @@ def test_bad_rating_lines_are_named(tmp_path, line, problem):
 def test_bad_catalogs(tmp_path):
     p = tmp_path / "u.item"
     p.write_text("1|A (1990)|||x|0|1\n1|B (1991)|||x|1|0\n", encoding="ascii")
-    with pytest.raises(DataError, match="item id '1' appears more than once"):
+    with pytest.raises(DataError, match=r"u\.item:2: item id '1' appears again \(first at line 1\)"):
         read_catalog(p)
     p.write_text("1|A (1990)|||x|0|1\n2|B (1991)|||x|1\n", encoding="ascii")
     with pytest.raises(DataError, match=r"u\.item:2: expected 2 genre flags"):
