@@ -67,15 +67,42 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only read and check the data (as inspect-data does); "
                                                             "train nothing, write nothing.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel ranks on this machine (torchrun, gloo on "
+                                                       "CPU): each trains train.batch_size examples of every "
+                                                       "step.", min=1)] = 1,
 ):
     """Train a model from a config; writes a run directory and prints its evaluation. The data
     is checked against the config first; nothing is written until it passes."""
     from .run import train as train_run
+    from .train.distributed import launched_by_torchrun, world
 
     if dry_run:
         _print_data_report(config, set_ or [])
         return
-    _print_result(train_run(config, out=out, overrides=set_ or [], resume=resume))
+    if nproc > 1 and not launched_by_torchrun():
+        sys.exit(_torchrun(nproc))
+    result = train_run(config, out=out, overrides=set_ or [], resume=resume)
+    if world().main:
+        _print_result(result)
+
+
+def _torchrun(nproc: int) -> int:
+    """This very command line again under ``torchrun --standalone --nproc_per_node N``; its exit code."""
+    import subprocess
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if not a.startswith("--nproc="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "attnkit", *argv]
+    return subprocess.run(cmd, check=False).returncode
 
 
 def _print_result(result) -> None:

@@ -20,6 +20,7 @@ from ..run_files import RunFiles
 from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
 from ..tasks import RunConfig, get_task, prepare, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
+from ..train.distributed import World, barrier, init_from_env
 from .distill import open_teacher, teacher_log_probs
 
 log = logging.getLogger("attnkit")
@@ -57,10 +58,13 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     cfg = resolve_config(config, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config)
     files = RunFiles(run_dir)
-    check_new_run_dir(run_dir, resume)
+    world = init_from_env()  # a data-parallel run under torchrun (one rank of 1 otherwise)
+    check_new_run_dir(run_dir, resume)  # read-only: every rank checks before rank 0 writes anything
     if resume:  # the config and --set values given must make the very config the run started with
-        files.clean_leftovers()
         cfg = check_same_config(run_dir, cfg)
+    barrier(world)
+    if resume and world.main:
+        files.clean_leftovers()
     task = get_task(cfg.task)
     teacher = open_teacher(cfg, task) if cfg.train.distill.teacher else None  # before anything is read or written
     prepared = prepare(cfg)  # its splits and shuffles use their own seeded generators
@@ -68,19 +72,22 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     check_model_fits(task, cfg, fz.sizes)
     extra = task.initial_weights(fz)
     torch.manual_seed(cfg.train.seed)
-    with _no_half_written_run(run_dir):
+    with _no_half_written_run(run_dir) if world.main else contextlib.nullcontext():
         model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
-        return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher, on_epoch)
+        return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher, on_epoch, world)
 
 
 def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,
-         teacher=None, on_epoch=None) -> TrainResult:
-    files, fz = RunFiles(run_dir), prepared.featurized
-    write_run_start(run_dir, cfg, prepared, model)
+         teacher=None, on_epoch=None, world=None) -> TrainResult:
+    files, fz, world = RunFiles(run_dir), prepared.featurized, world or World()
+    if world.main:
+        write_run_start(run_dir, cfg, prepared, model)
+    barrier(world)
     trainable, n_params = count_parameters(model)
     share = f" ({trainable:,} trainable, {100 * trainable / n_params:.2f}%)" if trainable < n_params else ""
+    ranks = f"; {world.size} ranks x batch {cfg.train.batch_size}" if world.distributed else ""
     log.info(f"{cfg.task}: {len(prepared.train)} train / {len(prepared.dev)} dev examples; model "
-             f"{n_params:,} parameters{share}; run directory {run_dir}")
+             f"{n_params:,} parameters{share}; run directory {run_dir}{ranks}")
 
     def evaluate(m, d):
         return evaluate_model(m, d, fz.labels, cfg.train.eval_batch_size, task=task, featurized=fz)
@@ -95,6 +102,10 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
     trainer = Trainer(model, train_data, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
                       minimize=task.minimize(cfg.train.metric), loss=loss, on_epoch=on_epoch)
     trainer.fit(resume=resume)
+    if world.distributed:
+        barrier(world)  # rank 0's last checkpoint is written
+        if not world.main:  # rank 0 evaluates, saves and reports
+            return TrainResult(run_dir, {}, None)
     best = load_checkpoint(files.best_checkpoint)
     trainer.load_model_state(best["model"])
     averaged = _average_if_better(task, cfg, trainer, best.get("dev", {}), evaluate, prepared.dev)

@@ -22,6 +22,7 @@ from ..errors import AttnkitError
 from ..run_files import RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
+from .distributed import all_sum, gather_objects, no_sync, shard, world, wrap
 from .optim import build_optimizer, build_schedule, clip_grad_norm
 from .precision import choose_precision
 
@@ -82,6 +83,16 @@ def _better(a: float, b: float | None, minimize: bool) -> bool:
     return b is None or (a < b if minimize else a > b)
 
 
+class _NoLog:
+    """The metrics log of a rank other than 0: rank 0 writes it."""
+
+    def write(self, record: dict, step: int) -> None:
+        """Nothing (rank 0 logs)."""
+
+    def truncate_after(self, step: int) -> None:
+        """Nothing (rank 0 logs)."""
+
+
 class Trainer:
     """Trains ``model`` (a :class:`attnkit.models.TaskModel`) on ``train_data`` (``lengths``
     and ``collate(indices)``), evaluating ``evaluate(model, dev_data) -> metrics`` after every
@@ -99,14 +110,17 @@ class Trainer:
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
+        self.world = world()  # rank and size of a data-parallel run (rank 0 of 1 otherwise)
+        self.ddp = wrap(model, self.world)  # what training forwards through (the model itself on one rank)
         self.on_epoch = on_epoch  # (epoch, dev metrics) after each epoch; may raise to stop (tune's pruning)
         self.files = RunFiles(self.run_dir)
         self.evaluate = evaluate
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and self.world.main
         self.on_checkpoint = on_checkpoint
         self.on_step = on_step  # called after every optimiser step with the state; True = pause (checkpointed)
         self.paused = False
-        batches = len(self._batches(0)) if cfg.max_tokens else math.ceil(len(train_data) / cfg.batch_size)
+        batches = (len(self._batches(0)) if cfg.max_tokens
+                   else math.ceil(len(train_data) / (cfg.batch_size * self.world.size)))
         self.steps_per_epoch = math.ceil(batches / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps:
@@ -130,12 +144,17 @@ class Trainer:
         getattr(self.model, "load_trained_state", self.model.load_state_dict)(state)
 
     def _snapshot(self) -> dict:
+        rng = gather_objects(rng_state(), self.world)  # every rank's: a resumed rank draws what it would have
         return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
-                "schedule": self.sched.state_dict(), "trainer": dict(self.state), "rng": rng_state()}
+                "schedule": self.sched.state_dict(), "trainer": dict(self.state),
+                "rng": rng[0] if len(rng) == 1 else rng}
 
     def save(self) -> None:
-        """Atomically checkpoint the whole training state."""
-        save_checkpoint(self.files.last_checkpoint, self._snapshot())
+        """Atomically checkpoint the whole training state (every rank takes part; rank 0 writes)."""
+        snapshot = self._snapshot()
+        if not self.world.main:
+            return
+        save_checkpoint(self.files.last_checkpoint, snapshot)
         if self.on_checkpoint is not None:
             self.on_checkpoint()
 
@@ -146,16 +165,21 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["schedule"])
         self.state = ck["trainer"]
-        set_rng_state(ck["rng"])
+        rng = ck["rng"]
+        if isinstance(rng, list):  # saved by a data-parallel run: one state per rank
+            rng = rng[self.world.rank] if len(rng) == self.world.size else rng[0]
+        set_rng_state(rng)
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> list[list[int]]:
         # data without lengths (images) batch as a plain seeded shuffle
+        # several ranks: global batches of world x the batch size, each rank trains on its share
         lengths = getattr(self.train_data, "lengths", None) or [1] * len(self.train_data)
+        n = self.world.size
         if self.cfg.max_tokens:
-            return token_budget_batches(lengths, self.cfg.max_tokens, shuffle=True, seed=self.cfg.seed, epoch=epoch,
-                                        bucket_factor=self.cfg.bucket_factor)
-        return length_bucketed_batches(lengths, self.cfg.batch_size, shuffle=True,
+            return token_budget_batches(lengths, self.cfg.max_tokens * n, shuffle=True, seed=self.cfg.seed,
+                                        epoch=epoch, bucket_factor=self.cfg.bucket_factor)
+        return length_bucketed_batches(lengths, self.cfg.batch_size * n, shuffle=True,
                                        seed=self.cfg.seed, epoch=epoch, bucket_factor=self.cfg.bucket_factor)
 
     def _autocast(self):
@@ -175,8 +199,8 @@ class Trainer:
         if resume:
             self.resume()
         elif self.cfg.seed is not None:
-            torch.manual_seed(self.cfg.seed)
-        log = log or MetricsLog(self.run_dir)
+            torch.manual_seed(self.cfg.seed + self.world.rank)  # each rank its own dropout draws
+        log = log or (MetricsLog(self.run_dir) if self.world.main else _NoLog())
         log.truncate_after(self.state["step"])
         cfg, st = self.cfg, self.state
         self.paused = False
@@ -209,13 +233,16 @@ class Trainer:
         last_line = t0  # when the last progress line was written (no bar only)
         self.opt.zero_grad(set_to_none=True)
         while st["batch"] < len(batches):
-            idx = batches[st["batch"]]
+            idx, weight = self._share(batches[st["batch"]])
             batch = self.train_data.collate(idx)
-            with self._autocast():
-                out = self.model(batch)
-                loss = self.loss(out, batch)
-            self._check_finite(loss)
-            (loss / cfg.accumulate).backward()
+            sync = (st["batch"] + 1) % cfg.accumulate == 0 or st["batch"] + 1 == len(batches)
+            with no_sync(self.ddp, sync):
+                with self._autocast():
+                    out = self.ddp(batch)
+                    loss = self.loss(out, batch)
+                self._check_finite(loss)
+                (loss * (weight / cfg.accumulate)).backward()
+            idx = idx if weight else []  # a rank without a share counts nothing
             st["batch"] += 1
             st["loss_sum"] += loss.item() * len(idx)  # in the state: a resumed epoch reports the same mean
             st["seen"] += len(idx)
@@ -244,8 +271,20 @@ class Trainer:
                 self._progress_line(len(batches), now - t0, st["batch"] - batch_before, st["seen"] - seen_before)
         if bar is not None:
             bar.close()
-        self._epoch_train = {"loss": st["loss_sum"] / max(st["seen"], 1),
-                             "samples_per_s": (st["seen"] - seen_before) / (time.perf_counter() - t0)}
+        loss_sum, seen, new = st["loss_sum"], st["seen"], st["seen"] - seen_before
+        if self.world.distributed:  # the epoch's figures over every rank's share
+            loss_sum, seen, new = all_sum([loss_sum, seen, new], self.world)
+        self._epoch_train = {"loss": loss_sum / max(seen, 1), "samples_per_s": new / (time.perf_counter() - t0)}
+
+    def _share(self, indices: list[int]) -> tuple[list[int], float]:
+        """This rank's examples of a global batch and the weight of their mean loss (their share
+        of the batch x ranks: DDP's gradient mean is then the global batch's mean)."""
+        if not self.world.distributed:
+            return indices, 1.0
+        mine = shard(indices, self.world)
+        if not mine:  # fewer examples than ranks: run one with weight 0 (every rank must take part)
+            return indices[:1], 0.0
+        return mine, len(mine) * self.world.size / len(indices)
 
     def _progress_line(self, total: int, elapsed: float, batches_done: int, samples_done: int) -> None:
         """One log line on the epoch so far (output without a progress bar). The rates count
@@ -276,10 +315,10 @@ class Trainer:
         log.write({"kind": "epoch", **{k: v for k, v in record.items() if k not in ("train", "dev")},
                    **{f"train_{k}": v for k, v in record["train"].items()},
                    **{f"dev_{k}": v for k, v in record["dev"].items()}}, st["step"])
-        if improved:
+        if improved and self.world.main:
             save_checkpoint(self.files.best_checkpoint, {"model": self.model_state(), "epoch": st["epoch"],
                                                         "dev": record["dev"]})
-        if cfg.average_last:
+        if cfg.average_last and self.world.main:
             save_checkpoint(self.files.epoch_checkpoint(st["epoch"]), {"model": self.model_state()})
             self.files.epoch_checkpoint(st["epoch"] - cfg.average_last).unlink(missing_ok=True)
         self.save()
