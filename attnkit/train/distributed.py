@@ -110,17 +110,26 @@ def broadcast_object(obj, w: World):
     return box[0]
 
 
-def wrap(model: torch.nn.Module, w: World) -> torch.nn.Module:
-    """``model`` in ``DistributedDataParallel`` on a multi-rank run (itself otherwise). Models
-    whose blocks are not all used on every batch are allowed (``find_unused_parameters``)."""
-    if not w.distributed:
+def wrap(model: torch.nn.Module, w: World, probe=None) -> torch.nn.Module:
+    """``model`` in ``DistributedDataParallel`` on a multi-rank run (itself otherwise).
+    ``probe()`` (a loss on one batch) finds whether every trainable parameter gets a gradient;
+    if some do not (a block unused by this task), DDP is told to look for unused parameters on
+    every step, which costs a graph traversal, so only then."""
+    if not w.distributed or not any(p.requires_grad for p in model.parameters()):
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    trainable = any(p.requires_grad for p in model.parameters())
-    if not trainable:
-        return model
-    return DistributedDataParallel(model, find_unused_parameters=True)
+    unused = True
+    if probe is not None:
+        was = model.training
+        model.eval()  # no dropout draw, no running-statistics update
+        try:
+            probe().backward()
+            unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was)
+    return DistributedDataParallel(model, find_unused_parameters=unused)
 
 
 def no_sync(ddp: torch.nn.Module, sync: bool):

@@ -106,12 +106,12 @@ class Trainer:
                  on_epoch: Callable[[int, dict], None] | None = None):
         self.model, self.train_data, self.dev_data, self.cfg = model, train_data, dev_data, cfg
         self.loss = loss or model.loss  # (out, batch) -> loss; distillation mixes in its teacher
+        self.world = world()  # rank and size of a data-parallel run (rank 0 of 1 otherwise)
         self.metric = cfg.metric or "accuracy"  # a run config fills in its task's default
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
-        self.world = world()  # rank and size of a data-parallel run (rank 0 of 1 otherwise)
-        self.ddp = wrap(model, self.world)  # what training forwards through (the model itself on one rank)
+        self.ddp = wrap(model, self.world, self._probe_loss)  # what training forwards through (the model on one rank)
         self.on_epoch = on_epoch  # (epoch, dev metrics) after each epoch; may raise to stop (tune's pruning)
         self.files = RunFiles(self.run_dir)
         self.evaluate = evaluate
@@ -132,6 +132,11 @@ class Trainer:
             log.info(f"training in {self.precision}")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
                       "history": [], "loss_sum": 0.0, "seen": 0}
+
+    def _probe_loss(self) -> torch.Tensor:
+        """The loss of the first training example (DDP's check for parameters without gradients)."""
+        batch = self.train_data.collate([0])
+        return self.loss(self.model(batch), batch)
 
     # ------------------------------------------------------------------ checkpoints
     def model_state(self) -> dict:
