@@ -12,7 +12,6 @@ user's ratings in time order: the history the model attends over) are saved with
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 from ..errors import DataError
 from ..files import write_json
 from ._common import Problems, existing_file, numbered_lines
+from .vocab import read_kind_json
 
 USER_COLUMNS = ("user", "user_id", "userid")
 ITEM_COLUMNS = ("item", "item_id", "itemid", "movie", "movie_id", "movieid")
@@ -182,24 +182,11 @@ class Catalog:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Catalog:
         """Read a catalog written by :meth:`save`."""
-        obj = _read_kind(path, cls.kind)
+        obj = read_kind_json(path, cls.kind, "file")
         try:
             return cls(obj["ids"], obj["titles"], obj["genres"], obj["years"], obj["genre_names"], obj["words"])
         except (KeyError, TypeError) as e:
             raise DataError(f"{path}: not a valid item catalog ({e})") from None
-
-
-def _read_kind(path, kind: str) -> dict:
-    p = Path(path)
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: not a {kind} file ({e})") from None
-    if not isinstance(obj, dict) or obj.get("kind") != kind:
-        raise DataError(f"{p}: expected a {kind} file, found {obj.get('kind') if isinstance(obj, dict) else type(obj).__name__!r}")
-    return obj
 
 
 def _year(title: str, date: str = "") -> int | None:
@@ -328,7 +315,7 @@ class KnownRatings:
     @classmethod
     def load(cls, path: str | os.PathLike) -> KnownRatings:
         """Read ratings written by :meth:`save`."""
-        obj = _read_kind(path, cls.kind)
+        obj = read_kind_json(path, cls.kind, "file")
         try:
             return cls(obj["users"], obj["items"], obj["values"], obj["times"])
         except (KeyError, TypeError) as e:

@@ -43,17 +43,19 @@ def get_tokenizer(name: str) -> Callable[..., list[str]]:
     return TOKENIZERS.get(name, where="tokenizer")
 
 
-def _read_json(path: str | os.PathLike, kind: str) -> dict:
+def read_kind_json(path: str | os.PathLike, kind: str, what: str = "vocabulary") -> dict:
+    """A JSON object saved with ``"kind": kind`` (vocabularies, a recommender's catalog ...);
+    a missing, unreadable or other-kind file is one DataError naming it."""
     p = Path(path)
     try:
         obj = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{p}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{p}: not a vocabulary file ({e})") from None
+        raise DataError(f"{p}: not a {what} file ({e})") from None
     if not isinstance(obj, dict) or obj.get("kind") != kind:
         found = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
-        raise DataError(f"{p}: expected a {kind} vocabulary, found {found!r}")
+        raise DataError(f"{p}: expected a {kind} {what}, found {found!r}")
     return obj
 
 
@@ -146,7 +148,7 @@ class Vocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
         """Read a vocabulary written by :meth:`save`."""
-        obj = _read_json(path, cls.kind)
+        obj = read_kind_json(path, cls.kind)
         try:
             return cls(obj["itos"], lowercase=bool(obj["lowercase"]),
                        num_specials=int(obj["num_specials"]))
@@ -228,7 +230,7 @@ class LabelVocab:
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelVocab:
         """Read labels written by :meth:`save`."""
-        obj = _read_json(path, cls.kind)
+        obj = read_kind_json(path, cls.kind)
         if not isinstance(obj.get("itos"), list):
             raise DataError(f"{path}: not a valid label vocabulary (no 'itos' list)")
         return cls(obj["itos"])
