@@ -307,16 +307,16 @@ def recommend(
     if rec["fallback"]:
         console.print(f"[yellow]{_escape(rec['fallback'])}[/]", highlight=False)
         for n, it in enumerate(rec["items"], 1):
-            console.print(f"{n:2d}. {_escape(it['title'])}  [dim](item {it['item']}, {it['ratings']} ratings)[/]",
+            console.print(f"{n:2d}. {_escape(it['title'])}  [dim](item {_escape(it['item'])}, {it['ratings']} ratings)[/]",
                           highlight=False)
         return
-    console.print(f"user {rec['user']}: {rec['rated']} rated items; the {len(rec['items'])} unrated items ranked "
+    console.print(f"user {_escape(rec['user'])}: {rec['rated']} rated items; the {len(rec['items'])} unrated items ranked "
                   f"highest", highlight=False)
     for n, it in enumerate(rec["items"], 1):
         why = it.get("because")
         reason = (f" because you rated [italic]{_escape(why['title'])}[/] {why['rating']:g} (attention "
                   f"{why['attention']:.2f})" if why else "")
-        console.print(f"{n:2d}. [bold]{_escape(it['title'])}[/] [dim](item {it['item']})[/] predicted "
+        console.print(f"{n:2d}. [bold]{_escape(it['title'])}[/] [dim](item {_escape(it['item'])})[/] predicted "
                       f"{it['rating']:.1f}{reason}", highlight=False)
 
 

@@ -100,7 +100,7 @@ def read_ratings(path: str | os.PathLike, on_error: str = "raise", encoding: str
         try:
             value = float(parts[cols[2]])
             when = int(float(parts[cols[3]])) if cols[3] is not None else number
-        except ValueError:
+        except (ValueError, OverflowError):
             problems.bad(number, f"rating and timestamp must be numbers, got {parts[cols[2]]!r}"
                                  + (f" and {parts[cols[3]]!r}" if cols[3] is not None else ""))
             continue
@@ -194,26 +194,51 @@ def _year(title: str, date: str = "") -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _catalog_format(text: str) -> str | None:
+    """The catalog format its first line shows: ``dat`` (``::``), ``csv`` (a header naming a
+    title) or ``uitem`` (MovieLens 100K, ``|``-separated); None: none of them."""
+    if "::" in text:
+        return "dat"
+    if _column(next(csv.reader([text])), ("title",)) is not None:
+        return "csv"
+    return "uitem" if text.count("|") >= 5 else None
+
+
 def read_catalog(path: str | os.PathLike, encoding: str = "auto", on_error: str = "raise") -> Catalog:
     """An item catalog: MovieLens ``u.item`` (genre names from ``u.genre`` beside it),
-    ``movies.dat`` or a ``movies.csv`` with ``movieId,title,genres`` (see the module docstring)."""
+    ``movies.dat`` or a ``movies.csv`` with ``movieId,title,genres`` (see the module docstring).
+    The first line decides the format; each line after it is read in that format."""
     path = existing_file(path)
     problems = Problems(path, on_error)
     ids, titles, genres, years = [], [], [], []
     first_line: dict[str, int] = {}
     genre_names: list[str] = []
-    header = None
+    fmt = header = None
     for number, raw in numbered_lines(path, encoding):
         text = raw.rstrip("\r\n")
         if not text.strip():
             continue
-        if "::" in text:
+        if fmt is None:
+            fmt = _catalog_format(text)
+            if fmt is None:
+                raise DataError(f"{path}:{number}: expected MovieLens u.item (|-separated), movies.dat (::) or a CSV "
+                                f"with a header movieId,title,genres")
+            if fmt == "csv":
+                cells = next(csv.reader([text]))
+                header = (_column(cells, ("movieid", "id", *ITEM_COLUMNS)), _column(cells, ("title",)),
+                          _column(cells, ("genres", "genre")))
+                if header[0] is None:
+                    raise DataError(f"{path}:{number}: the header names a title but no item id column "
+                                    f"(movieId, item or id)")
+                continue
+        if fmt == "dat":
             parts = text.split("::")
             if len(parts) < 3:
                 problems.bad(number, f"expected id::title::genres, got {text[:60]!r}")
                 continue
             item, title, tags = parts[0], parts[1], [g for g in parts[2].split("|") if g]
-        elif text.count("|") >= 5:  # MovieLens 100K: id|title|date|video date|url|flags...
+            year = _year(title)
+        elif fmt == "uitem":  # MovieLens 100K: id|title|date|video date|url|flags...
             parts = text.split("|")
             flags = parts[5:]
             if not genre_names:
@@ -226,24 +251,17 @@ def read_catalog(path: str | os.PathLike, encoding: str = "auto", on_error: str 
             year = _year(title, parts[2])
         else:
             parts = next(csv.reader([text]))
-            if header is None and _column(parts, ("title",)) is not None:
-                header = (_column(parts, ("movieid", "item", "item_id", "id", *ITEM_COLUMNS)), _column(parts, ("title",)),
-                          _column(parts, ("genres", "genre")))
-                if header[0] is None:
-                    raise DataError(f"{path}:{number}: the header names a title but no item id column "
-                                    f"(movieId, item or id)")
-                continue
-            if header is None:
-                problems.bad(number, "expected MovieLens u.item (|-separated), movies.dat (::) or a CSV with a "
-                                     "header movieId,title,genres")
-                continue
             if len(parts) <= max(c for c in header if c is not None):
-                problems.bad(number, f"expected {len(header)} columns, got {len(parts)}")
+                problems.bad(number, f"expected {len([c for c in header if c is not None])} columns, got {len(parts)}")
                 continue
             item, title = parts[header[0]], parts[header[1]]
-            tags = [g for g in parts[header[2]].split("|") if g and g != "(no genres listed)"] if header[2] is not None else []
+            tags = ([g for g in parts[header[2]].split("|") if g and g != "(no genres listed)"]
+                    if header[2] is not None else [])
             year = _year(title)
         item = item.strip()
+        if not item:
+            problems.bad(number, "empty item id")
+            continue
         if item in first_line:
             raise DataError(f"{path}:{number}: item id {item!r} appears again (first at line {first_line[item]})")
         first_line[item] = number
@@ -274,20 +292,29 @@ class KnownRatings:
 
     kind = "known_ratings"
 
-    def __init__(self, users: list[str], items: list[list[int]], values: list[list[float]], times: list[list[int]]):
+    def __init__(self, users: list[str], items: list[list[int]], values: list[list[float]], times: list[list[int]],
+                 counts: dict[int, int] | None = None):
         self.users, self.items, self.values, self.times = users, items, values, times
         self.index = {u: i + 1 for i, u in enumerate(users)}  # 0: a user the run never saw
+        self.counts = counts  # training ratings per item index (None: every known rating counts)
 
     @classmethod
-    def build(cls, ratings: Ratings, catalog: Catalog) -> KnownRatings:
-        """From ratings (item ids looked up in ``catalog``), each user's sorted by time."""
+    def build(cls, ratings: Ratings, catalog: Catalog, counted: Ratings | None = None) -> KnownRatings:
+        """From ratings (item ids looked up in ``catalog``), each user's sorted by time;
+        ``counted``: the ratings that count as training ratings per item (default: all)."""
         per: dict[str, list[tuple[int, int, float]]] = {}
         for u, it, v, t, line in zip(ratings.users, ratings.items, ratings.values, ratings.times, ratings.lines):
             per.setdefault(u, []).append((t, catalog.item(it, f"{ratings.path}:{line}"), v))
         users = sorted(per, key=_natural)
         rows = [sorted(per[u], key=lambda r: r[0]) for u in users]
+        counts = None
+        if counted is not None:
+            counts = {}
+            for it in counted.items:
+                i = catalog.item(it)
+                counts[i] = counts.get(i, 0) + 1
         return cls(users, [[r[1] for r in rs] for rs in rows], [[r[2] for r in rs] for rs in rows],
-                   [[r[0] for r in rs] for rs in rows])
+                   [[r[0] for r in rs] for rs in rows], counts)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -307,18 +334,36 @@ class KnownRatings:
             np.add.at(counts, row, 1)
         return counts
 
+    def train_counts(self, n_items: int) -> np.ndarray:
+        """How many *training* ratings each item index (0..n_items) has (dev ratings are known
+        but not counted: "cold" means few training ratings)."""
+        if self.counts is None:
+            return self.item_counts(n_items)
+        out = np.zeros(n_items + 1, dtype=np.int64)
+        for i, c in self.counts.items():
+            out[int(i)] = c
+        return out
+
+    def rated_sets(self) -> list[set[int]]:
+        """Per user index (0: unknown, empty) the set of rated item indices."""
+        return [set()] + [set(row) for row in self.items]
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the ratings as JSON (atomically)."""
         write_json(path, {"kind": self.kind, "users": self.users, "items": self.items, "values": self.values,
-                          "times": self.times}, indent=None)
+                          "times": self.times,
+                          "counts": None if self.counts is None else {str(k): v for k, v in self.counts.items()}},
+                   indent=None)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> KnownRatings:
         """Read ratings written by :meth:`save`."""
         obj = read_kind_json(path, cls.kind, "file")
         try:
-            return cls(obj["users"], obj["items"], obj["values"], obj["times"])
-        except (KeyError, TypeError) as e:
+            counts = obj.get("counts")
+            return cls(obj["users"], obj["items"], obj["values"], obj["times"],
+                       None if counts is None else {int(k): int(v) for k, v in counts.items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"{path}: not a valid ratings file ({e})") from None
 
 

@@ -54,7 +54,7 @@ class HistoryConfig:
 class RankingConfig:
     """``model.head`` of a recommender."""
 
-    ranking_weight: float = checked(0.5, doc="weight of the BPR ranking loss next to the rating MSE (0: none)")
+    ranking_weight: float = checked(1.0, doc="weight of the BPR ranking loss next to the rating MSE (0: none)")
     negatives: int = checked(1, positive, doc="sampled unrated items per rating in training")
 
 

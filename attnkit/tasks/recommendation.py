@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from ..data.ratings import Catalog, KnownRatings, Ratings, read_catalog, read_ratings
 from ..errors import ConfigError, DataError
@@ -80,7 +81,7 @@ class RatingData:
         self.items = np.array([cat.item(it, f"{raw.path}:{line}") for it, line in zip(raw.items, raw.lines)],
                               dtype=np.int64)
         self.values = np.array(raw.values, dtype=np.float32)
-        self.rated = rated_matrix(known, self.n_items)
+        self.rated = known.rated_sets()
         self.fixed = None if train else self._fixed_negatives(raw)
 
     def __len__(self) -> int:
@@ -97,7 +98,7 @@ class RatingData:
         also: dict[int, set[int]] = {}
         for u, it in zip(self.users.tolist(), self.items.tolist()):
             also.setdefault(u, set()).add(it)
-        free = {u: int((~self.rated[u]).sum()) - sum(not self.rated[u, i] for i in held) for u, held in also.items()}
+        free = {u: self.n_items - len(self.rated[u] | held) for u, held in also.items()}
         k = min([NEGATIVES, *free.values()])
         if k < NEGATIVES:
             log.warning(f"{raw.path}: a user left only {k} items unrated: held-out items are ranked among {k} "
@@ -105,7 +106,7 @@ class RatingData:
         rng = np.random.default_rng(self.seed)
         out = np.zeros((len(self), k), dtype=np.int64)
         for row, u in enumerate(self.users.tolist()):
-            out[row] = sample_unrated(rng, self.rated[u], k, also.get(u, ()))
+            out[row] = sample_unrated(rng, self.n_items, self.rated[u] | also.get(u, set()), k)
         return out
 
     def collate(self, indices) -> dict:
@@ -116,7 +117,7 @@ class RatingData:
             neg = self.fixed[idx]
         else:
             rng = np.random.default_rng([self.seed, *idx[:8].tolist(), len(idx)])
-            neg = np.stack([sample_unrated(rng, self.rated[u], self.negatives) for u in users.tolist()])
+            neg = np.stack([sample_unrated(rng, self.n_items, self.rated[u], self.negatives) for u in users.tolist()])
         cand = np.concatenate([self.items[idx][:, None], neg], 1)
         batch = history_batch(self.known, users.tolist(), self.max_history, self.low)
         batch.update(users=torch.from_numpy(users), candidates=torch.from_numpy(cand),
@@ -124,23 +125,24 @@ class RatingData:
         return batch
 
 
-def rated_matrix(known: KnownRatings, n_items: int) -> np.ndarray:
-    """Bool ``[U+1, N+1]``: which items each user rated (row 0: an unknown user; column 0 is padding, never sampled)."""
-    m = np.zeros((len(known) + 1, n_items + 1), dtype=bool)
-    m[:, 0] = True
-    for u, row in enumerate(known.items, start=1):
-        m[u, row] = True
-    return m
-
-
-def sample_unrated(rng, rated_row: np.ndarray, k: int, also=()) -> np.ndarray:
-    """``k`` distinct items not in ``rated_row`` (a bool row) nor in ``also``."""
-    free = ~rated_row.copy()
-    free[list(also)] = False
-    pool = np.flatnonzero(free)
-    if len(pool) < k:
-        raise DataError(f"a user rated all but {len(pool)} items: cannot sample {k} unrated ones")
-    return rng.choice(pool, size=k, replace=False)
+def sample_unrated(rng, n_items: int, excluded: set[int], k: int) -> np.ndarray:
+    """``k`` distinct items of ``1..n_items`` not in ``excluded``: drawn uniformly and redrawn
+    when taken (memory stays per user, whatever the catalog's size); from the list of the
+    free ones when few are left."""
+    free = n_items - len(excluded)
+    if free < k:
+        raise DataError(f"a user rated all but {free} items: cannot sample {k} unrated ones")
+    if free < 4 * k:
+        pool = np.setdiff1d(np.arange(1, n_items + 1), np.fromiter(excluded, dtype=np.int64))
+        return rng.choice(pool, size=k, replace=False)
+    out: list[int] = []
+    taken = set(excluded)
+    while len(out) < k:
+        for i in rng.integers(1, n_items + 1, size=2 * (k - len(out))).tolist():
+            if i not in taken and len(out) < k:
+                taken.add(i)
+                out.append(i)
+    return np.asarray(out, dtype=np.int64)
 
 
 def history_batch(known: KnownRatings, users: list[int], max_history: int, low: float) -> dict:
@@ -214,7 +216,8 @@ class Recommendation(Task):
     def fit(self, cfg, train) -> Featurized:
         """The catalog and the training ratings (each user's history)."""
         cat = read_catalog(catalog_path(cfg.data), encoding=cfg.data.encoding, on_error=cfg.data.on_error)
-        known = KnownRatings.build(train + train.also_known if train.also_known is not None else train, cat)
+        known = KnownRatings.build(train + train.also_known if train.also_known is not None else train, cat,
+                                   counted=train)
         values = np.asarray(train.values, dtype=np.float64)
         sizes = {"n_items": len(cat), "n_users": len(known), "n_words": len(cat.words),
                  "n_genres": max(len(cat.genre_names), 1), "mean_rating": round(float(values.mean()), 6),
@@ -287,7 +290,7 @@ class Recommendation(Task):
         positions = [x[1] for x in preds]
         if positions and all(q is not None for q in positions):
             out.update(ranking_metrics(positions))
-        counts = _item_counts(fz.vocabs[KNOWN], int(fz.sizes["n_items"]))
+        counts = fz.vocabs[KNOWN].train_counts(int(fz.sizes["n_items"]))
         cold = counts[np.asarray([x[2] for x in preds], dtype=np.int64)] <= COLD
         if cold.any():
             out["cold_rmse"] = float(np.sqrt(np.mean(err[cold] ** 2)))
@@ -304,7 +307,8 @@ class Recommendation(Task):
 
     def render_prediction(self, record: dict) -> str:
         """``rating  user U · title``."""
-        return f"[bold]{record['rating']:.2f}[/]\tuser {record['user']} · {record['title']} (item {record['item']})"
+        return (f"[bold]{record['rating']:.2f}[/]\tuser {escape(str(record['user']))} · {escape(record['title'])} "
+                f"(item {escape(str(record['item']))})")
 
     def is_correct(self, pred, gold, fz) -> bool:
         """Within half a star."""
@@ -346,11 +350,6 @@ def _keep_skips(r: Ratings, keep: list[int]) -> Ratings:
     return out
 
 
-def _item_counts(known: KnownRatings, n_items: int) -> np.ndarray:
-    if getattr(known, "_counts", None) is None or len(known._counts) != n_items + 1:
-        known._counts = known.item_counts(n_items)
-    return known._counts
-
 
 def recommend(model, fz: Featurized, user_id: str, top: int = 10) -> dict:
     """The ``top`` items for ``user_id`` that the user has not rated, ranked by the model's
@@ -359,7 +358,7 @@ def recommend(model, fz: Featurized, user_id: str, top: int = 10) -> dict:
     items instead, and the record says so (``fallback``)."""
     cat, known = fz.vocabs[ITEMS], fz.vocabs[KNOWN]
     n_items = len(cat)
-    counts = _item_counts(known, n_items)
+    counts = known.train_counts(n_items)
     user = known.user(user_id)
     record = {"user": str(user_id), "rated": 0, "fallback": None, "items": []}
     if not user:

@@ -34,8 +34,10 @@ def test_csv_with_a_header_and_ml1m_format(tmp_path):
     dat = tmp_path / "ratings.dat"
     dat.write_text("1::10::5::978300760\n", encoding="utf-8")
     assert read_ratings(dat).items == ["10"]
-    known = KnownRatings.build(r, cat)
+    known = KnownRatings.build(r, cat, counted=r.subset([0]))
     assert known.history(known.user("7")) == ([2, 1], [3.0, 4.5])  # oldest first
+    assert known.train_counts(2).tolist() == [0, 1, 0] and known.item_counts(2).tolist() == [0, 2, 1]
+    assert KnownRatings(known.users, known.items, known.values, known.times).train_counts(2).tolist() == [0, 2, 1]
     assert known.user("nobody") == 0 and known.history(0) == ([], [])
 
 
@@ -71,6 +73,22 @@ def test_bad_catalogs(tmp_path):
         read_catalog(tmp_path / "items.csv")
 
 
+def test_movies_dat_and_a_csv_with_many_genres(tmp_path):
+    dat = tmp_path / "movies.dat"
+    dat.write_text("1::Toy Story (1995)::Animation|Children's|Comedy\n2::Heat (1995)::Action\n", encoding="latin-1")
+    cat = read_catalog(dat)
+    assert cat.years == [1995, 1995] and cat.genres[0] == ["Animation", "Children's", "Comedy"]
+    csv_ = tmp_path / "movies.csv"  # six genres: five '|' on a line that is still CSV
+    csv_.write_text("movieId,title,genres\n7,Rubber (2010),Action|Adventure|Comedy|Crime|Drama|Film-Noir\n"
+                    "8,Up (2009),Animation\n", encoding="utf-8")
+    cat = read_catalog(csv_)
+    assert cat.ids == ["7", "8"] and len(cat.genres[0]) == 6 and "Film-Noir" in cat.genre_names
+    r = tmp_path / "r.csv"
+    r.write_text("userId,movieId,rating,timestamp\n1,7,4,1e400\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"r\.csv:2: rating and timestamp must be numbers"):
+        read_ratings(r)
+
+
 def test_a_rating_of_an_item_not_in_the_catalog_names_its_line(movielens, tmp_path):
     p = tmp_path / "r.tsv"
     p.write_text("1\t1\t5\t1\n1\t999\t4\t2\n", encoding="ascii")
@@ -86,6 +104,6 @@ def test_saved_and_loaded(movielens, tmp_path):
     known.save(tmp_path / "known.json")
     cat2, known2 = Catalog.load(tmp_path / "items.json"), KnownRatings.load(tmp_path / "known.json")
     assert cat2.titles == cat.titles and cat2.words == cat.words and (cat2.features()["item_words"] == cat.features()["item_words"]).all()
-    assert known2.items == known.items and known2.values == known.values
+    assert known2.items == known.items and known2.values == known.values and known2.counts == known.counts
     with pytest.raises(DataError, match="expected a catalog file"):
         Catalog.load(tmp_path / "known.json")

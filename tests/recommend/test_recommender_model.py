@@ -11,7 +11,7 @@ import torch
 from attnkit.data.ratings import KnownRatings, Ratings
 from attnkit.models import ModelConfig
 from attnkit.models.recommender import AttentiveRecommender
-from attnkit.tasks.recommendation import history_batch, ranking_metrics, rated_matrix, sample_unrated
+from attnkit.tasks.recommendation import history_batch, ranking_metrics, sample_unrated
 
 
 def _model(seed: int = 0, dim: int = 8, score: str = "scaled_dot") -> AttentiveRecommender:
@@ -108,10 +108,14 @@ def test_ranking_metrics_by_hand():
     assert got["ndcg@10"] == pytest.approx((1 + 1 / math.log2(11) + 1 / math.log2(5)) / 4)
 
 
-def test_sampled_negatives_are_unrated_and_distinct():
-    rated = rated_matrix(_known(), 12)
+@pytest.mark.parametrize("n_items", [12, 5000])  # few free items (drawn from the list) and many (redrawn)
+def test_sampled_negatives_are_unrated_and_distinct(n_items):
+    rated = _known().rated_sets()
     rng = np.random.default_rng(0)
     for _ in range(20):
-        neg = sample_unrated(rng, rated[1], 5, also={4})
+        neg = sample_unrated(rng, n_items, rated[1] | {4}, 5)
         assert len(set(neg.tolist())) == 5 and not set(neg.tolist()) & {0, 2, 3, 4, 5, 7, 9}
+        assert neg.min() >= 1 and neg.max() <= n_items
+    with pytest.raises(Exception, match="cannot sample 8 unrated"):
+        sample_unrated(rng, 12, rated[1] | {4}, 8)
     assert Ratings  # the raw type the task reads (imported for the public surface)
