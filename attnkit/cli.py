@@ -80,29 +80,50 @@ def train(
         _print_data_report(config, set_ or [])
         return
     if nproc > 1 and not launched_by_torchrun():
-        sys.exit(_torchrun(nproc))
+        sys.exit(_torchrun(nproc, config, out, set_ or [], resume))
     result = train_run(config, out=out, overrides=set_ or [], resume=resume)
     if world().main:
         _print_result(result)
 
 
-def _torchrun(nproc: int) -> int:
-    """This very command line again under ``torchrun --standalone --nproc_per_node N``; its exit code."""
-    import subprocess
+def _torchrun(nproc: int, config: Path, out: Path | None, overrides: list[str], resume: bool) -> int:
+    """This very command line again under torchrun (``--standalone --nproc_per_node N``), after
+    the checks that would fail on every rank alike (config, run directory, data) ran once
+    here; the exit code (2 when a rank stopped on an attnkit error: it said why)."""
+    import logging
+    import shutil
 
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    from .run.training import check_before_launch, default_run_dir
+    from .run_files import RunFiles
+
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    created = not run_dir.exists()
+    check_before_launch(config, run_dir, overrides, resume)
     argv, skip = [], False
     for a in sys.argv[1:]:
         if skip:
             skip = False
-            continue
-        if a == "--nproc":
+        elif a == "--nproc":
             skip = True
-            continue
-        if not a.startswith("--nproc="):
+        elif not a.startswith("--nproc="):
             argv.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "attnkit", *argv]
-    return subprocess.run(cmd, check=False).returncode
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # its own notes on stopping ranks
+    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "--module", "attnkit", *argv])
+    try:
+        torchrun(args)
+    except ChildFailedError as e:
+        if created and not RunFiles(run_dir).last_checkpoint.exists():  # nothing trained: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        codes = {f.exitcode for f in e.failures.values()}
+        if codes != {2}:  # not an error a rank explained (killed, out of memory ...)
+            ranks = ", ".join(f"rank {r}: exit code {f.exitcode}" for r, f in sorted(e.failures.items()))
+            console.print(f"[red]error:[/] training stopped ({_escape(ranks)})", highlight=False)
+        return 2
+    return 0
 
 
 def _print_result(result) -> None:
@@ -732,6 +753,10 @@ def run() -> None:
             raise
         from rich.markup import escape
 
+        from .train.distributed import world
+
         # escaped: a message may hold brackets ("[low, high]", "data.json#train") that are not markup
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+        rank = world().rank
+        where = f"(rank {rank}) " if rank else ""  # a data-parallel rank other than 0 says which it is
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {where}{escape(str(e))}", highlight=False)
         sys.exit(2)

@@ -18,7 +18,7 @@ from ..models import count_parameters
 from ..report import write_report
 from ..run_files import RunFiles
 from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
-from ..tasks import RunConfig, get_task, prepare, run_config
+from ..tasks import RunConfig, get_task, preflight, prepare, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
 from ..train.distributed import World, barrier, init_from_env
 from .distill import open_teacher, teacher_log_probs
@@ -42,6 +42,17 @@ def resolve_config(config: str | Path | dict | RunConfig, overrides=()) -> RunCo
     raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config)
     raw.pop("tune", None)  # the search space of `attnkit tune`; training trains the values written
     return run_config(apply_overrides(raw, list(overrides)))
+
+
+def check_before_launch(config, run_dir: Path, overrides=(), resume: bool = False) -> None:
+    """What ``train --nproc`` checks once before it starts the ranks (each would stop on it
+    alike): the config, the run directory, the data files against the config."""
+    cfg = resolve_config(config, overrides)
+    check_new_run_dir(run_dir, resume)
+    if resume:
+        check_same_config(run_dir, cfg)
+    task = get_task(cfg.task)
+    preflight(task, cfg, *task.read_splits(cfg))
 
 
 def default_run_dir(config) -> Path:

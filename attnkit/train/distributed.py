@@ -1,4 +1,4 @@
-"""Data-parallel training on ``torch.distributed`` (DDP): gloo on CPU, NCCL where GPUs are.
+"""Data-parallel training on ``torch.distributed`` (DDP) over gloo: attnkit trains on the CPU.
 
 A run started by ``torchrun`` (or ``attnkit train --nproc N``, which starts torchrun) has
 ``WORLD_SIZE`` and ``RANK`` in its environment. Every rank builds the same batch list (a pure
@@ -53,17 +53,15 @@ def launched_by_torchrun() -> bool:
 
 
 def init_from_env() -> World:
-    """Join the process group the environment describes (torchrun's variables); gloo on CPU,
-    NCCL when CUDA is there. Each rank gets ``cpu cores / local ranks`` threads (at least 1)."""
+    """Join the process group the environment describes (torchrun's variables) over gloo: the
+    trainer keeps models and batches on the CPU, so NCCL (GPU tensors only) is not used even
+    where GPUs are. Each rank gets ``cpu cores / local ranks`` threads (at least 1)."""
     if not launched_by_torchrun():
         return World()
     if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group("gloo")
         local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     w = world()
     if not w.main:  # one voice: the other ranks log warnings only
         logging.getLogger("attnkit").setLevel(logging.WARNING)
@@ -75,6 +73,13 @@ def shard(indices: list[int], w: World) -> list[int]:
     n = len(indices)
     lo, hi = w.rank * n // w.size, (w.rank + 1) * n // w.size
     return indices[lo:hi]
+
+
+def any_rank(flag: bool, w: World) -> bool:
+    """Whether ``flag`` holds on at least one rank (every rank must call it)."""
+    if not w.distributed:
+        return flag
+    return all_sum([1.0 if flag else 0.0], w)[0] > 0
 
 
 def barrier(w: World) -> None:
@@ -118,6 +123,10 @@ def wrap(model: torch.nn.Module, w: World, probe=None) -> torch.nn.Module:
     if not w.distributed or not any(p.requires_grad for p in model.parameters()):
         return model
     from torch.nn.parallel import DistributedDataParallel
+
+    for m in model.modules():  # a backbone's sparse embedding gradient: DDP buckets it as dense, so keep it dense
+        if getattr(m, "sparse_embeddings", False):
+            m.sparse_embeddings = False
 
     unused = True
     if probe is not None:

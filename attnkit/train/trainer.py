@@ -22,7 +22,7 @@ from ..errors import AttnkitError
 from ..run_files import RunFiles
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
-from .distributed import all_sum, gather_objects, no_sync, shard, world, wrap
+from .distributed import all_sum, any_rank, gather_objects, no_sync, shard, world, wrap
 from .optim import build_optimizer, build_schedule, clip_grad_norm
 from .precision import choose_precision
 
@@ -131,7 +131,7 @@ class Trainer:
         if cfg.effective_precision != "fp32":
             log.info(f"training in {self.precision}")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
-                      "history": [], "loss_sum": 0.0, "seen": 0}
+                      "history": [], "loss_sum": 0.0, "seen": 0, "ranks": self.world.size}
 
     def _probe_loss(self) -> torch.Tensor:
         """The loss of the first training example (DDP's check for parameters without gradients)."""
@@ -150,8 +150,12 @@ class Trainer:
 
     def _snapshot(self) -> dict:
         rng = gather_objects(rng_state(), self.world)  # every rank's: a resumed rank draws what it would have
+        trainer = dict(self.state)
+        if self.world.distributed:  # the epoch's loss so far over every rank (rank 0 resumes with it, the others 0)
+            trainer["loss_sum"], trainer["seen"] = all_sum([self.state["loss_sum"], self.state["seen"]], self.world)
+            trainer["seen"] = int(trainer["seen"])
         return {"model": self.model_state(), "optimizer": self.opt.state_dict(),
-                "schedule": self.sched.state_dict(), "trainer": dict(self.state),
+                "schedule": self.sched.state_dict(), "trainer": trainer,
                 "rng": rng[0] if len(rng) == 1 else rng}
 
     def save(self) -> None:
@@ -166,14 +170,18 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``checkpoints/last.pt``."""
         ck = load_checkpoint(self.files.last_checkpoint)
+        ranks = ck["trainer"].get("ranks", 1)
+        if ranks != self.world.size:  # the batch list, the step count and the random draws depend on it
+            raise AttnkitError(f"{self.files.last_checkpoint}: this run trained on {ranks} rank(s) and can resume "
+                               f"only on as many (--nproc {ranks}); this is {self.world.size}")
         self.load_model_state(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["schedule"])
         self.state = ck["trainer"]
+        if not self.world.main:  # rank 0 carries the epoch's loss so far (summed over the ranks)
+            self.state["loss_sum"], self.state["seen"] = 0.0, 0
         rng = ck["rng"]
-        if isinstance(rng, list):  # saved by a data-parallel run: one state per rank
-            rng = rng[self.world.rank] if len(rng) == self.world.size else rng[0]
-        set_rng_state(rng)
+        set_rng_state(rng[self.world.rank] if isinstance(rng, list) else rng)  # a data-parallel run keeps one per rank
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> list[list[int]]:
@@ -191,11 +199,12 @@ class Trainer:
         return self.precision.autocast()
 
     def _check_finite(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
+        if any_rank(not bool(torch.isfinite(loss)), self.world):  # every rank stops together
             last = self.files.last_checkpoint
             kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+            value = loss.item() if not torch.isfinite(loss) else "not finite on another rank"
             raise TrainingDiverged(f"epoch {self.state['epoch'] + 1}, step {self.state['step'] + 1}: loss is "
-                                   f"{loss.item()}; training stopped{kept} (lower the learning rate or enable "
+                                   f"{value}; training stopped{kept} (lower the learning rate or enable "
                                    f"grad_clip)")
 
     def fit(self, resume: bool = False, log: MetricsLog | None = None) -> dict:

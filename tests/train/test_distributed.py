@@ -77,3 +77,26 @@ def test_a_killed_two_rank_run_resumes_exactly(tmp_path):
     assert a["dev"] == b["dev"]
     wa, wb = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "killed" / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_bad_launches_say_so_once_before_any_rank_starts(tmp_path):
+    cfg = _config(tmp_path)
+    bad = subprocess.run([*CMD, cfg, "--out", str(tmp_path / "r"), "--nproc", "2", "--set", "train.epochs=-1"],
+                         capture_output=True, text=True, env=ENV, check=False, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and "train.epochs" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "r").exists()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("keep", encoding="utf-8")
+    busy = subprocess.run([*CMD, cfg, "--out", str(tmp_path / "busy"), "--nproc", "2"], capture_output=True,
+                          text=True, env=ENV, check=False, timeout=120)
+    assert busy.returncode == 2 and busy.stderr.count("error:") == 1 and "Traceback" not in busy.stderr
+    assert (tmp_path / "busy" / "x").read_text() == "keep"
+
+
+def test_a_run_resumes_only_on_as_many_ranks(tmp_path):
+    cfg = _config(tmp_path)
+    _train(cfg, "--out", tmp_path / "one", "--set", "train.batch_size=16")
+    again = subprocess.run([*CMD, cfg, "--out", str(tmp_path / "one"), "--set", "train.batch_size=16", "--resume",
+                            "--nproc", "2"], capture_output=True, text=True, env=ENV, check=False, timeout=300)
+    assert again.returncode == 2 and "trained on 1 rank(s) and can resume only on as many" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr
