@@ -190,14 +190,22 @@ def evaluate(
     label_column: LabelColumnOpt = None,
     engine: EngineOpt = None,
     precision: PrecisionOpt = "fp32",
+    attack: Annotated[str | None, typer.Option("--attack", help="pgd: score under a PGD attack on the token "
+                                                                "embeddings (text models).")] = None,
+    epsilon: Annotated[float, typer.Option("--epsilon", help="--attack: L2 radius per example.", min=0.0)] = 1.0,
+    attack_steps: Annotated[int, typer.Option("--attack-steps", help="--attack: PGD steps.", min=1)] = 10,
 ):
     """Evaluate a trained run on labelled data (read with the run's data options unless given)."""
+    from .errors import ConfigError
     from .evaluate import print_metrics
     from .run import evaluate as evaluate_run
 
+    if attack not in (None, "pgd"):
+        raise ConfigError(f"evaluate --attack: unknown attack {attack!r}; known: pgd")
     metrics = evaluate_run(run, data, data_options=_data_options(fmt, encoding, text_column, label_column),
-                           engine=engine, precision=precision)
-    print_metrics(console, metrics, str(data))
+                           engine=engine, precision=precision,
+                           attack=(epsilon, attack_steps) if attack else None)
+    print_metrics(console, metrics, str(data) + (f" (under attack: {metrics['attack']})" if attack else ""))
 
 
 @app.command("inspect-data")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..deploy import attach_engine, engine_name
+from ..errors import ConfigError
 from ..files import write_json
 from ..rundir import load_run
 from ..tasks import TASKS, Featurized, Task, get_task, predict_data
@@ -30,15 +31,27 @@ def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, o
 
 
 def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 256,
-                 data_options: dict | None = None, engine: str | None = None, precision: str = "fp32") -> dict:
+                 data_options: dict | None = None, engine: str | None = None, precision: str = "fp32",
+                 attack: tuple[float, int] | None = None) -> dict:
     """Metrics of a trained run on labelled data, read with the run's data options (``data_options``:
     ``data:`` keys to change for this file, e.g. ``{"format": "csv", "encoding": "cp1252"}``);
     also written to ``RUN/eval-<file>.json``. ``engine``: as :func:`attnkit.deploy.attach_engine`;
-    ``precision``: fp32, bf16 or auto (:mod:`attnkit.train.precision`)."""
+    ``precision``: fp32, bf16 or auto (:mod:`attnkit.train.precision`); ``attack``: ``(epsilon,
+    steps)`` scores it under a PGD attack on the token embeddings instead (torch engine, fp32;
+    written to ``RUN/eval-<file>-pgd<epsilon>.json``)."""
     run = attach_engine(load_run(run_dir), engine)
     task = get_task(run.cfg.task)
     fz = run.featurized
     data = task.encode(fz, task.read_file(run.cfg.with_data(data_options), data_file))
+    if attack is not None:
+        if engine_name(run) != "torch":
+            raise ConfigError("evaluate --attack: the attack needs gradients: use --engine torch")
+        from .robustness import attacked_metrics
+
+        metrics = attacked_metrics(run.model, task, data, fz, *attack)
+        path = run.files.eval_of(data_file)
+        write_json(path.with_name(f"{path.stem}-pgd{attack[0]:g}.json"), metrics)
+        return metrics
     with inference_precision(precision, engine=engine_name(run)).autocast():
         metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from ..config import checked, non_negative, positive
 from ..errors import ConfigError
+from .adversarial import AdversarialConfig
 from .distill import DistillConfig
 from .optim import OptimizerConfig, ScheduleConfig
 from .precision import PRECISIONS
@@ -21,6 +22,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)  # FGM / PGD on the token embeddings
     grad_clip: float = checked(1.0, non_negative)  # max global grad norm; 0 = off
     accumulate: int = checked(1, positive)  # batches per optimiser step
     metric: str | None = None  # dev metric that picks the best checkpoint (default: the task's; accuracy, entity f1)

@@ -7,6 +7,7 @@ and a checkpoint stores the position inside the epoch plus every RNG state (drop
 resumed run replays the same batches with the same random draws."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import torch
 from ..data.batching import length_bucketed_batches, token_budget_batches
 from ..errors import AttnkitError
 from ..run_files import RunFiles
+from .adversarial import Adversary
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .distributed import all_sum, any_rank, gather_objects, no_sync, shard, world, wrap
@@ -111,6 +113,8 @@ class Trainer:
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
+        # train.adversarial: FGM / PGD on the embeddings (before DDP, which must see the dense embedding path)
+        self.adversary = Adversary(cfg.adversarial, model) if cfg.adversarial.on else None
         self.ddp = wrap(model, self.world, self._probe_loss)  # what training forwards through (the model on one rank)
         self.on_epoch = on_epoch  # (epoch, dev metrics) after each epoch; may raise to stop (tune's pruning)
         self.files = RunFiles(self.run_dir)
@@ -251,11 +255,15 @@ class Trainer:
             batch = self.train_data.collate(idx)
             sync = (st["batch"] + 1) % cfg.accumulate == 0 or st["batch"] + 1 == len(batches)
             with no_sync(self.ddp, sync):
-                with self._autocast():
+                with self._autocast(), self.adversary.probe() if self.adversary else contextlib.nullcontext():
                     out = self.ddp(batch)
                     loss = self.loss(out, batch)
                 self._check_finite(loss)
                 (loss * (weight / cfg.accumulate)).backward()
+                if self.adversary is not None:  # the loss at the embeddings moved against it, added
+                    with self._autocast():
+                        adv = self.adversary.loss(self.model, self.ddp, self.loss, batch)
+                    (adv * (cfg.adversarial.weight * weight / cfg.accumulate)).backward()
             idx = idx if weight else []  # a rank without a share counts nothing
             st["batch"] += 1
             st["loss_sum"] += loss.item() * len(idx)  # in the state: a resumed epoch reports the same mean
