@@ -12,7 +12,7 @@ from .contract import check_cli
 TOKENS = ["train", "evaluate", "predict", "explain", "report", "merge", "demo", "backends", "inspect-data", "--dry-run",
           "tune-oos", "--min-in-scope-accuracy", "--max-accuracy-drop", "--balanced", "--score", "--dev",
           "monitor", "--stream", "--period", "--detector", "--sensitivity", "--reference", "tune", "--trials",
-          "--study", "recommend", "--user", "--top",
+          "--study", "recommend", "--user", "--top", "--attack", "pgd", "--epsilon", "--attack-steps", "--nproc",
           "--format", "--encoding", "--text-column", "--label-column", "--task", "klingon", "auto", "files", "*.x",
           "--out", "--set",
           "--resume", "--data", "--input", "--json", "--method", "--target", "--word", "--steps", "--html",
