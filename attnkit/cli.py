@@ -15,14 +15,14 @@ from .errors import AttnkitError
 app = typer.Typer(help="attnkit: programmable attention, models, training and deployment on PyTorch.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)  # long paths and messages stay on one line when piped
+_state = {"debug": False}
 
 
-def _escape(text: str) -> str:
+def _escape(text) -> str:
     """``text`` with rich markup characters escaped (titles and messages may hold brackets)."""
     from rich.markup import escape
 
     return escape(str(text))
-_state = {"debug": False}
 
 
 def _version(value: bool):
@@ -759,12 +759,10 @@ def run() -> None:
     except AttnkitError as e:
         if _state["debug"]:
             raise
-        from rich.markup import escape
-
         from .train.distributed import world
 
         # escaped: a message may hold brackets ("[low, high]", "data.json#train") that are not markup
         rank = world().rank
         where = f"(rank {rank}) " if rank else ""  # a data-parallel rank other than 0 says which it is
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {where}{escape(str(e))}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {where}{_escape(e)}", highlight=False)
         sys.exit(2)

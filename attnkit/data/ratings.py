@@ -12,6 +12,7 @@ user's ratings in time order: the history the model attends over) are saved with
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -345,7 +346,12 @@ class KnownRatings:
         return out
 
     def rated_sets(self) -> list[set[int]]:
-        """Per user index (0: unknown, empty) the set of rated item indices."""
+        """Per user index (0: unknown, empty) the set of rated item indices (built once: every
+        split's batches sample unrated items from it)."""
+        return self._rated
+
+    @functools.cached_property
+    def _rated(self) -> list[set[int]]:
         return [set()] + [set(row) for row in self.items]
 
     def save(self, path: str | os.PathLike) -> None:

@@ -114,8 +114,7 @@ class Monitor:
             return counts
         offset, lines, last_ts = self.state.position(self.stream)
         size = max(self.stream.stat().st_size, 1)
-        entities = self.state.entities()
-        announce = bool(entities)  # on a first pass every entity is new: counted, not listed
+        entities = announce = None  # read when there is something new (a poll usually finds nothing)
         first_late, shown, said = None, 0, time.monotonic()
         while True:
             chunk = read_from(self.stream, offset, lines, self.settings.columns, self.settings.encoding, CHUNK)
@@ -123,6 +122,9 @@ class Monitor:
             counts["skipped"] += len(chunk.skipped)
             if not chunk.records and chunk.offset == offset:
                 break
+            if entities is None:
+                entities = self.state.entities()
+                announce = bool(entities)  # on a first pass every entity is new: counted, not listed
             keys = [text_key(r.ts, r.entity, r.source, r.text) for r in chunk.records]
             known = self.state.known(keys)
             fresh, seen = [], set(known)

@@ -3,6 +3,7 @@ directory -> evaluation -> report."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import shutil
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ from ..models import count_parameters
 from ..report import write_report
 from ..run_files import RunFiles
 from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
-from ..tasks import RunConfig, get_task, preflight, prepare, run_config
+from ..tasks import RunConfig, get_task, prepare, read_checked, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
-from ..train.distributed import World, barrier, init_from_env
+from ..train.distributed import barrier, init_from_env
 from .distill import open_teacher, teacher_log_probs
 
 log = logging.getLogger("attnkit")
@@ -39,20 +40,23 @@ def resolve_config(config: str | Path | dict | RunConfig, overrides=()) -> RunCo
     """A validated RunConfig from a YAML path, a mapping or a RunConfig, with ``--set`` overrides."""
     if isinstance(config, RunConfig):
         config = to_dict(config)
-    raw = load_yaml(config) if isinstance(config, (str, Path)) else dict(config)
+    raw = load_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)  # overrides change nested dicts
     raw.pop("tune", None)  # the search space of `attnkit tune`; training trains the values written
     return run_config(apply_overrides(raw, list(overrides)))
+
+
+def _checked_config(config, run_dir: Path, overrides, resume: bool) -> RunConfig:
+    """The run config, once the run directory may take it (read-only: nothing is written);
+    resuming, the config and ``--set`` values must make the very config the run started with."""
+    cfg = resolve_config(config, overrides)
+    check_new_run_dir(run_dir, resume)
+    return check_same_config(run_dir, cfg) if resume else cfg
 
 
 def check_before_launch(config, run_dir: Path, overrides=(), resume: bool = False) -> None:
     """What ``train --nproc`` checks once before it starts the ranks (each would stop on it
     alike): the config, the run directory, the data files against the config."""
-    cfg = resolve_config(config, overrides)
-    check_new_run_dir(run_dir, resume)
-    if resume:
-        check_same_config(run_dir, cfg)
-    task = get_task(cfg.task)
-    preflight(task, cfg, *task.read_splits(cfg))
+    read_checked(_checked_config(config, run_dir, overrides, resume))
 
 
 def default_run_dir(config) -> Path:
@@ -66,13 +70,10 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     """Train a run end to end: config -> data -> model -> Trainer -> run directory.
     ``on_epoch(epoch, dev_metrics)`` is called after every epoch (``attnkit tune`` reports
     to its pruner there; raising stops the run)."""
-    cfg = resolve_config(config, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config)
     files = RunFiles(run_dir)
     world = init_from_env()  # a data-parallel run under torchrun (one rank of 1 otherwise)
-    check_new_run_dir(run_dir, resume)  # read-only: every rank checks before rank 0 writes anything
-    if resume:  # the config and --set values given must make the very config the run started with
-        cfg = check_same_config(run_dir, cfg)
+    cfg = _checked_config(config, run_dir, overrides, resume)  # every rank checks before rank 0 writes anything
     barrier(world)
     if resume and world.main:
         files.clean_leftovers()
@@ -89,8 +90,8 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
 
 
 def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,
-         teacher=None, on_epoch=None, world=None) -> TrainResult:
-    files, fz, world = RunFiles(run_dir), prepared.featurized, world or World()
+         teacher, on_epoch, world) -> TrainResult:
+    files, fz = RunFiles(run_dir), prepared.featurized
     if world.main:
         write_run_start(run_dir, cfg, prepared, model)
     barrier(world)

@@ -29,7 +29,7 @@ import yaml
 
 from ..config import apply_overrides, load_yaml
 from ..errors import ConfigError
-from ..files import atomic_write
+from ..files import write_text
 from ..registry import Registry
 from ..tasks import get_task
 from .training import resolve_config, train
@@ -96,7 +96,7 @@ def check_space(base: dict, space: dict) -> None:
     for path, (kind, args) in space.items():
         for value in (args if kind == "choice" else args[:2]):
             try:
-                resolve_config(copy.deepcopy(base), _overrides({path: value}))
+                resolve_config(base, _overrides({path: value}))
             except ConfigError as e:
                 raise ConfigError(f"tune.{path}: {value!r} does not make a valid config: {e}") from None
 
@@ -138,7 +138,7 @@ def tune(config: str | Path, trials: int = 20, study: str | Path | None = None, 
     raw = load_yaml(config)
     space = read_space(raw, f"{config}: tune")
     base = {k: v for k, v in raw.items() if k != "tune"}
-    cfg = resolve_config(copy.deepcopy(base))
+    cfg = resolve_config(base)
     check_space(base, space)
     metric = cfg.train.metric
     direction = "minimize" if get_task(cfg.task).minimize(metric) else "maximize"
@@ -162,7 +162,7 @@ def tune(config: str | Path, trials: int = 20, study: str | Path | None = None, 
                     raise optuna.TrialPruned()
 
         log.info(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in params.items())}")
-        result = train(copy.deepcopy(base), out=run_dir, overrides=_overrides(params), progress=False,
+        result = train(base, out=run_dir, overrides=_overrides(params), progress=False,
                        on_epoch=report)
         value = float(result.dev[metric])
         log.info(f"trial {trial.number}: {metric} {value:.4f}")
@@ -180,15 +180,14 @@ def tune(config: str | Path, trials: int = 20, study: str | Path | None = None, 
     best = st.best_trial
     best_cfg = apply_overrides(copy.deepcopy(base), _overrides(best.params))
     files = {"study": str(study_path), "trials": str(out / "trials.csv"), "best": str(out / "best.yaml")}
-    atomic_write(out / "best.yaml", lambda f: f.write(
-        (f"# attnkit tune {config}: trial {best.number}, dev {metric} {best.value:.4f}\n"
-         + yaml.safe_dump(best_cfg, sort_keys=False)).encode("utf-8")))
+    write_text(out / "best.yaml", f"# attnkit tune {config}: trial {best.number}, dev {metric} {best.value:.4f}\n"
+               + yaml.safe_dump(best_cfg, sort_keys=False))
     buf = io.StringIO()
     names = list(dict.fromkeys(k for r in rows for k in r))
     writer = csv.DictWriter(buf, fieldnames=names)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(out / "trials.csv", lambda f: f.write(buf.getvalue().encode("utf-8")))
+    write_text(out / "trials.csv", buf.getvalue())
     return {"metric": metric, "direction": direction, "best": {"trial": best.number, "value": best.value,
                                                                "params": best.params},
             "trials": rows, "files": files}

@@ -30,11 +30,19 @@ def build_model(task: str, cfg, **sizes):
     return get_task(task).build_model(cfg, **sizes)
 
 
-def prepare(cfg: RunConfig) -> Prepared:
-    """Data sets and the featurizer of a run config, through its task."""
+def read_checked(cfg: RunConfig) -> tuple:
+    """``(train, dev, test)`` as the config's task reads them, checked against the config
+    (the pre-flight check: problems stop with one line)."""
     task = get_task(cfg.task)
     train, dev, test = task.read_splits(cfg)
     preflight(task, cfg, train, dev, test)
+    return train, dev, test
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Data sets and the featurizer of a run config, through its task."""
+    task = get_task(cfg.task)
+    train, dev, test = read_checked(cfg)
     fz = task.fit(cfg, train)
     return Prepared(task.encode(fz, train), task.encode(fz, dev), None if test is None else task.encode(fz, test), fz)
 
@@ -45,5 +53,5 @@ def list_tasks() -> list[str]:
 
 
 __all__ = ["TASKS", "DataReport", "Encoded", "Featurized", "Prepared", "RunConfig", "SingleLabel", "Task", "Translation", "build_model", "get_task",
-           "inspect_data", "list_tasks", "predict_data", "predict_encoded", "prepare", "register_task", "run_batches", "run_config",
+           "inspect_data", "list_tasks", "predict_data", "predict_encoded", "prepare", "read_checked", "register_task", "run_batches", "run_config",
            "stack_batches"]

@@ -52,16 +52,16 @@ def catalog_path(c) -> Path:
     return p
 
 
-def last_per_user(r: Ratings, rank: int) -> tuple[list[int], list[int]]:
-    """``(kept, held)``: each user's ``rank``-th latest rating (1: the last) is held out when
-    the user keeps at least two other ratings."""
+def last_per_user(r: Ratings) -> tuple[list[int], list[int]]:
+    """``(kept, held)``: each user's latest rating is held out when the user keeps at least two
+    other ratings."""
     per: dict[str, list[int]] = {}
     for i, u in enumerate(r.users):
         per.setdefault(u, []).append(i)
     held = set()
     for rows in per.values():
-        if len(rows) > rank + 1:
-            held.add(sorted(rows, key=lambda i: (r.times[i], r.lines[i]))[-rank])
+        if len(rows) > 2:
+            held.add(max(rows, key=lambda i: (r.times[i], r.lines[i])))
     return [i for i in range(len(r)) if i not in held], sorted(held)
 
 
@@ -71,9 +71,10 @@ class RatingData:
 
     def __init__(self, fz: Featurized, raw: Ratings, train: bool):
         cat, known = fz.vocabs[ITEMS], fz.vocabs[KNOWN]
-        self.known, self.train = known, train
-        self.max_history = recommender_options(fz.cfg.model)[1].max_history
-        self.negatives = recommender_options(fz.cfg.model)[3].negatives if train else NEGATIVES
+        self.known = known
+        _, history, _, head = recommender_options(fz.cfg.model)
+        self.max_history = history.max_history
+        self.negatives = head.negatives if train else NEGATIVES
         self.low = float(fz.sizes["min_rating"])
         self.n_items = int(fz.sizes["n_items"])
         self.seed = int(fz.cfg.train.seed)
@@ -169,6 +170,27 @@ def history_batch(known: KnownRatings, users: list[int], max_history: int, low: 
             "recency": torch.from_numpy(recency), "history_lengths": torch.from_numpy(lengths)}
 
 
+def user_batch(fz: Featurized, user: int, candidates: torch.Tensor) -> tuple[dict, list[int], list[float]]:
+    """One user's batch (``candidates [1, C]`` against the history the model reads) and that
+    history's items and ratings, oldest first."""
+    max_history = recommender_options(fz.cfg.model)[1].max_history
+    batch = history_batch(fz.vocabs[KNOWN], [user], max_history, float(fz.sizes["min_rating"]))
+    batch.update(users=torch.tensor([user]), candidates=candidates)
+    items, values = fz.vocabs[KNOWN].history(user)
+    return batch, items[-max_history:], values[-max_history:]
+
+
+def attention_forward(model, batch: dict) -> dict:
+    """The model's outputs with attention weights, in eval mode without gradients (restored after)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(batch, need_weights=True)
+    finally:
+        model.train(was)
+
+
 def ranking_metrics(positions: list[int]) -> dict:
     """HR@10 and NDCG@10 from each held-out item's 0-based position among its candidates."""
     pos = np.asarray(positions, dtype=np.float64)
@@ -198,11 +220,11 @@ class Recommendation(Task):
         train, dev, test = (None if data_path(getattr(c, k), k) is None else self.read_file(cfg, getattr(c, k))
                             for k in SPLITS)
         if test is None and (c.holdout == "last" or c.test_fraction):
-            keep, held = (last_per_user(train, 1) if c.holdout == "last"
-                          else _random(len(train), c.test_fraction, cfg.train.seed + 1))
+            keep, held = (last_per_user(train) if c.holdout == "last"
+                          else holdout(len(train), c.test_fraction, cfg.train.seed + 1))
             train, test = _keep_skips(train, keep), train.subset(held)
         if dev is None:
-            keep, held = (last_per_user(train, 1) if c.holdout == "last"
+            keep, held = (last_per_user(train) if c.holdout == "last"
                           else holdout(len(train), c.dev_fraction, cfg.train.seed))
             train, dev = _keep_skips(train, keep), train.subset(held)
         train.training = True  # encoded with negatives sampled afresh each batch
@@ -237,7 +259,6 @@ class Recommendation(Task):
     def encode_inputs(self, fz: Featurized, inputs) -> list[Encoded]:
         """``"USER ITEM"`` strings as one-example batches; the display units are the user's rated items."""
         cat, known = fz.vocabs[ITEMS], fz.vocabs[KNOWN]
-        max_history = recommender_options(fz.cfg.model)[1].max_history
         out = []
         for raw in inputs:
             parts = str(raw).replace("\t", " ").split()
@@ -247,10 +268,8 @@ class Recommendation(Task):
             if not user:
                 log.warning(f"input {raw!r}: user {parts[0]!r} has no ratings in this run's training data: the rating "
                             f"comes from the item alone")
-            batch = history_batch(known, [user], max_history, float(fz.sizes["min_rating"]))
-            batch.update(users=torch.tensor([user]), candidates=torch.tensor([[item]]))
-            items, values = known.history(user)
-            units = [f"{cat.title(i)}: {v:g}" for i, v in zip(items[-max_history:], values[-max_history:])]
+            batch, items, values = user_batch(fz, user, torch.tensor([[item]]))
+            units = [f"{cat.title(i)}: {v:g}" for i, v in zip(items, values)]
             out.append(Encoded(batch, units, list(range(len(units))), units))
         return out
 
@@ -316,11 +335,7 @@ class Recommendation(Task):
 
     def alignment(self, model, enc, pred, fz):
         """The candidate's attention over the user's history: the 15 most attended ratings."""
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            w = model(enc.batch, need_weights=True)["attention"]
-            model.train(was)
+        w = attention_forward(model, enc.batch)["attention"]
         if w is None or not enc.units:
             return None
         w = w[0, 0].float().numpy()
@@ -338,10 +353,6 @@ class Recommendation(Task):
         title = cat.title(int(pred[2]))
         return (f"<p><b>{html.escape(title)}</b>: rated <b>{float(gold):g}</b>, predicted <b>{float(pred[0]):.2f}</b> "
                 f"<span class=muted>(from {len(enc.units)} rated items; the attention over the most attended ones)</span></p>")
-
-
-def _random(n: int, fraction: float, seed: int):
-    return holdout(n, fraction, seed)
 
 
 def _keep_skips(r: Ratings, keep: list[int]) -> Ratings:
@@ -367,21 +378,12 @@ def recommend(model, fz: Featurized, user_id: str, top: int = 10) -> dict:
         order = np.argsort(-counts[1:], kind="stable")[:top] + 1
         record["items"] = [{"item": cat.ids[i - 1], "title": cat.title(int(i)), "ratings": int(counts[i])} for i in order]
         return record
-    items, values = known.history(user)
-    record["rated"] = len(items)
-    unrated = np.setdiff1d(np.arange(1, n_items + 1), np.asarray(items))
-    max_history = recommender_options(fz.cfg.model)[1].max_history
-    batch = history_batch(known, [user], max_history, float(fz.sizes["min_rating"]))
-    batch.update(users=torch.tensor([user]), candidates=torch.from_numpy(unrated)[None])
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(batch, need_weights=True)
-    finally:
-        model.train(was)
+    rated = known.history(user)[0]
+    record["rated"] = len(rated)
+    unrated = np.setdiff1d(np.arange(1, n_items + 1), np.asarray(rated))
+    batch, shown_items, shown_values = user_batch(fz, user, torch.from_numpy(unrated)[None])
+    out = attention_forward(model, batch)
     rank, rating = out["rank"][0], out["rating"][0].clamp(model.low, model.high)
-    shown_items, shown_values = items[-max_history:], values[-max_history:]
     for j in torch.argsort(rank, descending=True)[:top].tolist():
         i = int(unrated[j])
         entry = {"item": cat.ids[i - 1], "title": cat.title(i), "score": round(float(rank[j]), 4),

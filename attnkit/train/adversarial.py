@@ -22,9 +22,6 @@ import torch
 from ..config import checked, non_negative, positive
 from ..errors import ConfigError
 
-METHODS = ("none", "fgm", "pgd")
-
-
 @dataclass
 class AdversarialConfig:
     """``train.adversarial``: perturbations of the token embeddings while training."""

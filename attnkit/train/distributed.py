@@ -64,7 +64,7 @@ def init_from_env() -> World:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     w = world()
     if not w.main:  # one voice: the other ranks log warnings only
-        logging.getLogger("attnkit").setLevel(logging.WARNING)
+        log.setLevel(logging.WARNING)
     return w
 
 
@@ -104,15 +104,6 @@ def all_sum(values: list[float], w: World) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     torch.distributed.all_reduce(t)
     return t.tolist()
-
-
-def broadcast_object(obj, w: World):
-    """Rank 0's ``obj`` on every rank."""
-    if not w.distributed:
-        return obj
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def wrap(model: torch.nn.Module, w: World, probe=None) -> torch.nn.Module:
