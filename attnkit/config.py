@@ -92,6 +92,9 @@ def convert(value, tp, where: str):
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1 and dataclasses.is_dataclass(real[0]):  # an optional section: its own error, key path and all
+            return convert(value, real[0], where)
         for a in args:
             if a is type(None):
                 continue

@@ -78,6 +78,10 @@ class RunFiles:
         """``checkpoints/epoch-N.pt``: the weights after epoch N (kept for ``train.average_last``)."""
         return self.root / CHECKPOINTS / f"epoch-{epoch}.pt"
 
+    def part(self, name: str) -> Path:
+        """``tasks/NAME``: one task of a multi-task run, as a complete run directory of its own."""
+        return self.root / "tasks" / name
+
     def eval_of(self, data_file: str | Path) -> Path:
         """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""
         name = "".join("_" if ch in '*?[]<>:"|\\' else ch for ch in Path(data_file).name)  # a glob, Windows-safe

@@ -20,7 +20,7 @@ from .config import from_dict, load_yaml, save_yaml, to_dict
 from .data import CharVocab, LabelVocab, SubwordModel, Vocab
 from .errors import AttnkitError, ConfigError, WriteError, first_line
 from .files import atomic_write, write_json
-from .finetune.backbones import import_transformers, load_backbone
+from .finetune.backbones import import_transformers, load_backbone, saved_tokenizer
 from .models import count_parameters
 from .run_files import CHECKPOINTS, EVENTS, TOKENIZER, RunFiles
 from .tasks import Featurized, Prepared, RunConfig, Task, get_task
@@ -183,6 +183,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     extra = {}
     if cfg.model.pretrained is not None:
         vocabs["tokenizer"], extra["backbone"] = _run_backbone(run_dir, cfg, meta)
+    elif RunFiles(run_dir).tokenizer.is_dir():  # a model from blocks on its own (or its init_from run's) word pieces
+        vocabs["tokenizer"] = saved_tokenizer(RunFiles(run_dir).tokenizer)
     model = get_task(cfg.task).build_model(cfg.model, **meta["sizes"], **extra)
     if meta.get("pruned"):  # `attnkit prune` removed heads and neurons: the same shapes before loading
         from .finetune.pruning import apply_pruned_shapes
@@ -226,7 +228,7 @@ def _run_backbone(run_dir: Path, cfg: RunConfig, meta: dict):
     files = RunFiles(run_dir)
     if not files.tokenizer.is_dir() or not files.backbone.is_dir():
         raise RunError(f"{run_dir}: a fine-tuned run needs tokenizer/ and backbone/ (written by attnkit train)")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(files.tokenizer), local_files_only=True)
+    tokenizer = saved_tokenizer(files.tokenizer)
     if meta.get("weights") == "trained":
         return tokenizer, load_backbone(cfg.model.pretrained)[0]
     config = transformers.AutoConfig.from_pretrained(str(files.backbone), local_files_only=True)

@@ -57,10 +57,18 @@ class DataConfig:
     source_lang: str | None = checked(None, doc="translation: the source side's file suffix; `data.train: "
                                                 "multi30k/train` with `de` reads `multi30k/train.de`")
     target_lang: str | None = checked(None, doc="translation: the target side's file suffix (`en`)")
-    subwords: Literal["bpe", "unigram"] = checked("bpe", doc="translation: the joint subword model trained "
-                                                            "from both sides of train (Hugging Face tokenizers)")
-    subword_vocab: int = checked(8000, positive, doc="translation: subword vocabulary size, both languages "
-                                                     "together")
+    subwords: Literal["bpe", "unigram"] = checked("bpe", doc="translation, masked_lm: the subword model trained "
+                                                            "from train (translation: both sides jointly; "
+                                                            "Hugging Face tokenizers)")
+    subword_vocab: int = checked(8000, positive, doc="translation, masked_lm: subword vocabulary size "
+                                                     "(translation: both languages together)")
+    corpus: list[str | dict] | None = checked(None, doc="masked_lm: more unlabelled text files read with `train`, each a path "
+                                             "(its `text_column`) or `{path: FILE, text_column: NAME}`")
+    sequence_len: int = checked(128, positive, doc="masked_lm: word pieces per training sequence; longer texts "
+                                                   "are cut into several")
+    mask_fraction: float = checked(0.15, unit_interval, doc="masked_lm: share of the pieces masked and "
+                                                            "predicted (of those: 80% `<mask>`, 10% a random "
+                                                            "piece, 10% unchanged)")
     items: str | None = checked(None, doc="recommendation: the item catalog (MovieLens `u.item`, `movies.dat` or a "
                                           "`movies.csv` with movieId,title,genres); default: `u.item` beside "
                                           "`data.train`")
@@ -74,14 +82,20 @@ class DataConfig:
                                       "and logged) or a codec name: `utf-8`, `cp1252`, `latin-1`, `utf-16` ...")
 
     def validate(self, where: str = "data"):
-        """Exactly one source: ``builtin`` or ``train``."""
-        if (self.builtin is None) == (self.train is None):
-            raise ConfigError(f"{where}: give either builtin: NAME or train: FILE (and optionally dev/test)")
+        """Not both ``builtin`` and ``train``; known tokenizer, encoding and format. (That one of
+        them is given is the task's check, :meth:`require_source`: a multi-task run's data are per task.)"""
+        if self.builtin is not None and self.train is not None:
+            self.require_source(where)
         TOKENIZERS.get(self.tokenizer, where=f"{where}.tokenizer")
         check_encoding(self.encoding, f"{where}.encoding")
         known = [*TABLE_FORMATS.names(), *OTHER_FORMATS]
         if self.format is not None and self.format not in known:
             raise ConfigError(f"{where}.format: unknown format {self.format!r}; known: {', '.join(known)}")
+
+    def require_source(self, where: str = "data") -> None:
+        """Exactly one source: ``builtin`` or ``train``."""
+        if (self.builtin is None) == (self.train is None):
+            raise ConfigError(f"{where}: give either builtin: NAME or train: FILE (and optionally dev/test)")
 
 
 def check_encoding(encoding: str, where: str) -> None:

@@ -35,32 +35,7 @@ class SubwordModel:
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model: str = "bpe",
               min_frequency: int = 2) -> SubwordModel:
         """Learn a ``model`` (``bpe`` or ``unigram``) of about ``vocab_size`` pieces from ``texts``."""
-        from tokenizers import (
-            Tokenizer,
-            decoders,
-            models,
-            normalizers,
-            pre_tokenizers,
-            trainers,
-        )
-
-        if model not in KINDS:
-            raise ConfigError(f"data.subwords.model: unknown {model!r}; known: {', '.join(KINDS)}")
-        if vocab_size < len(SPECIALS) + 1:
-            raise ConfigError(f"data.subwords.vocab_size: must be > {len(SPECIALS)}, got {vocab_size}")
-        if model == "bpe":
-            tok = Tokenizer(models.BPE(unk_token="<unk>"))
-            trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                          special_tokens=SPECIALS, show_progress=False)
-        else:
-            tok = Tokenizer(models.Unigram())
-            trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>",
-                                              show_progress=False)
-        tok.normalizer = normalizers.NFKC()
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        tok.train_from_iterator(list(texts), trainer)
-        return cls(tok)
+        return cls(train_tokenizer(texts, vocab_size, model, min_frequency))
 
     def __len__(self) -> int:
         return self.tok.get_vocab_size()
@@ -109,3 +84,29 @@ class SubwordModel:
             if isinstance(e, DataError):
                 raise
             raise DataError(f"{p}: not a valid subword model ({type(e).__name__}: {e})") from None
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, model: str = "bpe", min_frequency: int = 2,
+                    specials: list[str] = SPECIALS, lowercase: bool = False):
+    """A Hugging Face ``tokenizers.Tokenizer`` (``model``: ``bpe`` or ``unigram``) of about
+    ``vocab_size`` pieces learnt from ``texts``; ``specials`` take the first ids, in order."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if model not in KINDS:
+        raise ConfigError(f"data.subwords.model: unknown {model!r}; known: {', '.join(KINDS)}")
+    if vocab_size < len(specials) + 1:
+        raise ConfigError(f"data.subword_vocab: must be > {len(specials)}, got {vocab_size}")
+    if model == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=list(specials), show_progress=False)
+    else:
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(specials), unk_token="<unk>",
+                                          show_progress=False)
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()]) if lowercase \
+        else normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts if isinstance(texts, list) else list(texts), trainer)
+    return tok

@@ -24,7 +24,15 @@ def metrics_table(metrics: dict, title: str = "") -> Table:
 
 
 def print_metrics(console: Console, metrics: dict, title: str = "") -> None:
-    """Print a headline line and the per-class table."""
+    """Print a headline line and the per-class table (a multi-task run's: each task's in turn)."""
+    tasks = list(dict.fromkeys(k.split("/", 1)[0] for k in metrics if "/" in k))
+    if tasks:  # NAME/METRIC keys: one block per task under the shared headline
+        head = {k: v for k, v in metrics.items() if "/" not in k}
+        print_metrics(console, head, title)
+        for name in tasks:
+            print_metrics(console, {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{name}/")},
+                          f"{title} {name}".strip())
+        return
     keys = [k for k in ("accuracy", "f1", "token_accuracy") if k in metrics]
     keys = keys or [k for k, v in metrics.items() if isinstance(v, float) and k != "loss"]  # another task's scores
     head = [f"{k} {metrics[k]:.4f}" for k in [*keys, "loss"] if k in metrics]

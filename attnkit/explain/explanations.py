@@ -252,6 +252,8 @@ def explain(run_or_model, inputs, method: str = "attention", *, target=None, wor
         black = 0.0
     else:
         run = run_or_model
+        if run.task.explain_refusal:
+            raise ExplainError(f"{run.cfg.task}: {run.task.explain_refusal}")
         model, names, encoded = run.model, run.meta["labels"], encode_inputs(run, inputs)
         black = black_level(run)
     return [explain_encoded(model, e, method, names, target, word, steps, black) for e in encoded]

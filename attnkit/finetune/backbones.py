@@ -62,6 +62,11 @@ def import_transformers():
     return transformers
 
 
+def saved_tokenizer(path) -> object:
+    """A tokenizer written by ``save_pretrained`` into ``path`` (a run's ``tokenizer/``)."""
+    return import_transformers().AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
 def load_tokenizer(name: str):
     """The tokenizer of a backbone (shortcut, local directory or hub id)."""
     return load_backbone(name, with_model=False)[1]

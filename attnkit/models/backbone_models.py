@@ -13,9 +13,8 @@ from ..finetune.backbones import load_backbone
 from ..finetune.encoder import BackboneEncoder
 from ..finetune.methods import FinetuneConfig, apply_method
 from ..nn import HEADS, POOLERS
-from ..nn.masking import padding_mask
 from .builder import build_block
-from .classifiers import TaskModel
+from .classifiers import TaskModel, word_starts
 
 FIRST_POSITION_POOLERS = ("cls", "first")
 
@@ -126,7 +125,5 @@ class PretrainedTokenTagger(PretrainedTaskModel):
 
     def forward(self, batch: dict, need_weights: bool = False) -> dict:
         """Word-level logits ``[B, W, K]`` and the word mask."""
-        h = self.encoder(batch["tokens"], batch["lengths"])
-        first = batch["first"]
-        words = h.gather(1, first.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-        return {"logits": self.head(words), "mask": padding_mask(batch["word_lengths"], first.shape[1])}
+        words, mask = word_starts(self.encoder(batch["tokens"], batch["lengths"]), batch)
+        return {"logits": self.head(words), "mask": mask}

@@ -33,6 +33,14 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def word_starts(h: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word-piece outputs ``h [B, P, D]`` at each word's first piece (``batch["first"] [B, W]``),
+    and the word mask ``[B, W]`` (from ``batch["word_lengths"]``)."""
+    first = batch["first"]
+    words = h.gather(1, first.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+    return words, padding_mask(batch["word_lengths"], first.shape[1])
+
+
 class TaskModel(nn.Module):
     """Shared head-facing API."""
 
@@ -82,7 +90,8 @@ class TextClassifier(TaskModel):
 
 
 class TokenTagger(TaskModel):
-    """``tokens [B, T] (+ chars [B, T, W]) -> embedding (+ char-CNN) -> encoder -> per-token head``."""
+    """``tokens [B, T] (+ chars [B, T, W]) -> embedding (+ char-CNN) -> encoder -> per-token head``;
+    on word pieces (``model.init_from``), the head reads each word's first piece."""
 
     target = "tags"
 
@@ -107,6 +116,9 @@ class TokenTagger(TaskModel):
         if self.chars is not None:
             x = torch.cat([x, self.chars(batch["chars"])], -1)
         h = self.encoder(x, lengths)
+        if "first" in batch:  # word pieces: one prediction per word
+            words, mask = word_starts(h, batch)
+            return {"logits": self.head(words), "mask": mask}
         return {"logits": self.head(h), "mask": padding_mask(lengths, tokens.shape[1])}
 
 

@@ -20,3 +20,4 @@ class ModelConfig:
     head: dict = field(default_factory=dict)
     pretrained: str | None = None  # a backbone: minilm, a local Hugging Face model folder or a hub id
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # with pretrained: how to train it
+    init_from: str | None = None  # a masked_lm run: its embedding and encoder (and tokenizer) start this model

@@ -186,6 +186,8 @@ def _gallery_item(run: LoadedRun, enc, gold, pred, klass: str) -> tuple[str, obj
     if align is not None:  # a translation: what each written word attended to
         head = task.example_html(enc, pred, gold, fz)
         return f'<div class="ex {klass}">{head}{_img(figure_uri(alignment_figure(*align)), "alignment")}</div>', None
+    if task.explain_refusal:  # the task's own heading only
+        return f'<div class="ex {klass}">{task.example_html(enc, pred, gold, fz)}</div>', None
     word = task.explain_word(pred, gold, fz)
     try:
         sal = explain_encoded(run.model, enc, "saliency", fz.labels, word=word, black=black_level(run))

@@ -23,6 +23,7 @@ from ..tasks import RunConfig, get_task, prepare, read_checked, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
 from ..train.distributed import barrier, init_from_env
 from .distill import open_teacher, teacher_log_probs
+from .init_from import load_pretrained_blocks, merge_pretrained_blocks
 
 log = logging.getLogger("attnkit")
 
@@ -42,7 +43,7 @@ def resolve_config(config: str | Path | dict | RunConfig, overrides=()) -> RunCo
         config = to_dict(config)
     raw = load_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)  # overrides change nested dicts
     raw.pop("tune", None)  # the search space of `attnkit tune`; training trains the values written
-    return run_config(apply_overrides(raw, list(overrides)))
+    return run_config(merge_pretrained_blocks(apply_overrides(raw, list(overrides))))
 
 
 def _checked_config(config, run_dir: Path, overrides, resume: bool) -> RunConfig:
@@ -86,6 +87,8 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     torch.manual_seed(cfg.train.seed)
     with _no_half_written_run(run_dir) if world.main else contextlib.nullcontext():
         model = task.build_model(cfg.model, **fz.sizes, **extra)  # before writing anything: bad configs leave no run
+        if cfg.model.init_from and not resume:  # a resumed run's checkpoint holds the weights
+            load_pretrained_blocks(model, cfg.model.init_from)
         return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher, on_epoch, world)
 
 
@@ -106,7 +109,11 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
 
     def evaluate_epoch(m, d):  # the dev score that picks the best epoch (a translation: greedy by default)
         with task.dev_evaluation(m):
-            return evaluate(m, d)
+            metrics = evaluate(m, d)
+        warning = task.progress_warning(metrics, fz)
+        if warning:
+            log.warning(warning)
+        return metrics
     train_data, loss = prepared.train, None
     if teacher is not None:
         train_data = WithTeacher(prepared.train, teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train)))
@@ -124,11 +131,33 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
     dev = evaluate(model, prepared.dev)
     save_weights(model, files.weights)
     test = evaluate(model, prepared.test) if _has_targets(prepared.test, task.target) else None
+    warning = task.progress_warning(dev, fz)
     write_json(files.eval, {"dev": dev, "test": test, "best_epoch": best.get("epoch"),
-                            "weights": "average of the last epochs" if averaged is not None else "best epoch"})
-    if cfg.train.report:
+                            "weights": "average of the last epochs" if averaged is not None else "best epoch",
+                            **({"warning": warning} if warning else {})})
+    parts = task.parts(cfg, prepared, model)
+    for name, (part_cfg, part_prepared, part_model) in parts.items():  # a multi-task run: one run per task
+        _write_part_run(files.part(name), part_cfg, part_prepared, part_model, cfg.train.report)
+    if cfg.train.report and not parts:
         write_report_safely(run_dir)
     return TrainResult(run_dir, dev, test)
+
+
+def _write_part_run(run_dir: Path, cfg: RunConfig, prepared, model, report: bool) -> None:
+    """One task of a multi-task run as a complete single-task run directory (its weights, its
+    dev/test scores, its report)."""
+    task = get_task(cfg.task)
+    write_run_start(run_dir, cfg, prepared, model)
+    save_weights(model, RunFiles(run_dir).weights)
+
+    def evaluate(data):
+        return evaluate_model(model, data, prepared.label_names, cfg.train.eval_batch_size, task=task,
+                              featurized=prepared.featurized)
+    test = evaluate(prepared.test) if _has_targets(prepared.test, task.target) else None
+    write_json(RunFiles(run_dir).eval, {"dev": evaluate(prepared.dev), "test": test,
+                                        "weights": "the multi-task run's best epoch"})
+    if report:
+        write_report_safely(run_dir)
 
 
 def _average_if_better(task, cfg: RunConfig, trainer, best_dev: dict, evaluate, dev_data) -> dict | None:

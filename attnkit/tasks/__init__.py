@@ -7,6 +7,8 @@ layer names a task. Adding a task is one module plus ``register_task("name", MyT
 from .base import Encoded, Featurized, Prepared, Task
 from .image_classification import ImageClassification
 from .inspection import DataReport, inspect_data, preflight
+from .masked_lm import MaskedLM
+from .multitask import MultiTask
 from .recommendation import Recommendation
 from .prediction import predict_data, predict_encoded, run_batches, stack_batches
 from .registry import TASKS, get_task, register_task
@@ -21,6 +23,8 @@ register_task("token_classification", TokenClassification())
 register_task("image_classification", ImageClassification())
 register_task("translation", Translation())
 register_task("recommendation", Recommendation())
+register_task("masked_lm", MaskedLM())
+register_task("multitask", MultiTask())
 
 
 def build_model(task: str, cfg, **sizes):
@@ -44,7 +48,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     task = get_task(cfg.task)
     train, dev, test = read_checked(cfg)
     fz = task.fit(cfg, train)
-    return Prepared(task.encode(fz, train), task.encode(fz, dev), None if test is None else task.encode(fz, test), fz)
+    return Prepared(task.training_view(task.encode(fz, train)), task.encode(fz, dev),
+                    None if test is None else task.encode(fz, test), fz)
 
 
 def list_tasks() -> list[str]:

@@ -33,6 +33,7 @@ class Featurized:
     labels: list[str]
     sizes: dict
     stats: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # a multi-task run's tasks while it trains (not saved)
 
     @property
     def pieces(self) -> bool:
@@ -106,6 +107,9 @@ class Task:
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     #: why this task's model cannot be exported as one graph (``attnkit export``); None: it can
     export_refusal: ClassVar[str | None] = None
+    #: why per-input explanations (``attnkit explain``, the report's saliency and attention per
+    #: example) do not apply to this task; None: they do
+    explain_refusal: ClassVar[str | None] = None
     #: file name -> class with ``load(path)`` of what the featurizer saves besides the standard
     #: vocabularies (``vocab.json``, ``labels.json`` ...): a run directory reloads them by it
     vocab_types: ClassVar[dict] = {}
@@ -130,6 +134,11 @@ class Task:
         """A raw split as a data set with ``__len__``, ``collate(indices)`` and, for
         length-bucketed batches, ``lengths``."""
         raise NotImplementedError
+
+    def training_view(self, data):
+        """What the trainer iterates of the encoded training split: the split itself by default
+        (``masked_lm`` masks anew for every batch, where its dev split keeps fixed masks)."""
+        return data
 
     def examples(self, raw) -> tuple[list, list]:
         """A raw split as ``(inputs, gold)``: what ``encode_inputs`` takes, and the gold
@@ -198,13 +207,24 @@ class Task:
         """The report's heading of one dev example (HTML)."""
         raise NotImplementedError
 
+    def parts(self, cfg, prepared: Prepared, model) -> dict:
+        """For a run made of several tasks: ``{name: (config, Prepared, model)}`` of each, which
+        training writes as a complete single-task run ``RUN/tasks/NAME``; none by default."""
+        return {}
+
+    def progress_warning(self, dev: dict, fz: Featurized) -> str | None:
+        """A warning after an epoch's dev metrics when they show training going nowhere (said
+        in the log and kept in ``eval.json``); None by default."""
+        return None
+
     def minimize(self, metric: str) -> bool:
         """Whether a lower value of ``metric`` is better."""
         return metric.endswith("loss") or metric in self.lower_is_better
 
     # ---------------------------------------------------------------- checks
     def check_config(self, cfg) -> None:
-        """Everything that can be checked before training (metric name ...)."""
+        """Everything that can be checked before training (a data source, the metric name ...)."""
+        cfg.data.require_source()
         known = self.metric_names(cfg)
         if cfg.train.metric not in known:
             raise ConfigError(f"train.metric: {cfg.train.metric!r} is not computed for task {self.name}; "

@@ -3,13 +3,15 @@ pretrained backbone's word pieces (its own tokenizer, saved with the run)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
 from .. import data as D
 from ..errors import DataError
-from ..finetune.backbones import load_tokenizer
+from ..finetune.backbones import load_tokenizer, saved_tokenizer
 from ..nn import read_vectors
+from ..run_files import RunFiles
 from .base import Encoded, Featurized
 
 log = logging.getLogger("attnkit")
@@ -26,13 +28,22 @@ def input_limit(fz: Featurized) -> str:
 
 
 def uses_pieces(cfg) -> bool:
-    """Whether the run reads word pieces of ``model.pretrained`` (else words)."""
-    return cfg.model.pretrained is not None
+    """Whether the run reads word pieces, of ``model.pretrained`` or of the masked-LM run it
+    starts from (``model.init_from``); else words."""
+    return cfg.model.pretrained is not None or cfg.model.init_from is not None
 
 
 def backbone_tokenizer(cfg):
-    """The tokenizer of ``model.pretrained``."""
+    """The tokenizer of ``model.pretrained``, or the one saved in the ``model.init_from`` run."""
+    if cfg.model.init_from is not None:
+        return saved_tokenizer(RunFiles(Path(cfg.model.init_from)).tokenizer)
     return load_tokenizer(cfg.model.pretrained)
+
+
+def piece_sizes(cfg, tokenizer) -> dict:
+    """Model sizes a word-piece featurizer adds: a model from blocks (``model.init_from``)
+    needs the vocabulary size; a backbone has its own."""
+    return {} if cfg.model.pretrained is not None else {"vocab_size": len(tokenizer)}
 
 
 def word_vocab(cfg, sentences) -> D.Vocab:

@@ -7,6 +7,7 @@ from ..config import from_dict, to_dict
 from ..data.data_config import DataConfig
 from ..models import ModelConfig
 from ..train import TrainConfig
+from .multitask_config import MultiTaskConfig
 from .registry import get_task
 
 
@@ -18,6 +19,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    multitask: MultiTaskConfig | None = None  # task: multitask: the tasks sharing the model's embedding and encoder
     name: str | None = None
 
     def with_data(self, options: dict | None) -> RunConfig:

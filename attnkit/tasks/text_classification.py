@@ -37,6 +37,7 @@ class TextClassification(SingleLabel, Task):
         sizes = {"num_classes": len(labels)}
         if F.uses_pieces(cfg):
             vocabs["tokenizer"] = F.backbone_tokenizer(cfg)
+            sizes = {**F.piece_sizes(cfg, vocabs["tokenizer"]), **sizes}
         else:
             tokenize = D.get_tokenizer(cfg.data.tokenizer)
             vocab = F.word_vocab(cfg, (tokenize(t) for t in train.texts))

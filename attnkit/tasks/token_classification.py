@@ -40,6 +40,7 @@ class TokenClassification(Task):
         sizes = {"num_classes": len(tags)}
         if F.uses_pieces(cfg):
             vocabs["tokenizer"] = F.backbone_tokenizer(cfg)
+            sizes = {**F.piece_sizes(cfg, vocabs["tokenizer"]), **sizes}
         else:
             vocab = F.word_vocab(cfg, train.sentences)
             chars = D.CharVocab.build(train.sentences) if cfg.model.chars is not None else None

@@ -123,7 +123,7 @@ class Trainer:
         self.on_checkpoint = on_checkpoint
         self.on_step = on_step  # called after every optimiser step with the state; True = pause (checkpointed)
         self.paused = False
-        batches = (len(self._batches(0)) if cfg.max_tokens
+        batches = (len(self._batches(0)) if cfg.max_tokens or hasattr(train_data, "epoch_batches")
                    else math.ceil(len(train_data) / (cfg.batch_size * self.world.size)))
         self.steps_per_epoch = math.ceil(batches / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -191,8 +191,11 @@ class Trainer:
     def _batches(self, epoch: int) -> list[list[int]]:
         # data without lengths (images) batch as a plain seeded shuffle
         # several ranks: global batches of world x the batch size, each rank trains on its share
-        lengths = getattr(self.train_data, "lengths", None) or [1] * len(self.train_data)
         n = self.world.size
+        plan = getattr(self.train_data, "epoch_batches", None)  # data with its own plan (multi-task: one task a batch)
+        if plan is not None:
+            return plan(epoch, self.cfg.batch_size * n, self.cfg.seed, self.cfg.bucket_factor)
+        lengths = getattr(self.train_data, "lengths", None) or [1] * len(self.train_data)
         if self.cfg.max_tokens:
             return token_budget_batches(lengths, self.cfg.max_tokens * n, shuffle=True, seed=self.cfg.seed,
                                         epoch=epoch, bucket_factor=self.cfg.bucket_factor)

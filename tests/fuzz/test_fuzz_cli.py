@@ -14,7 +14,7 @@ TOKENS = ["train", "evaluate", "predict", "explain", "report", "merge", "demo", 
           "monitor", "--stream", "--period", "--detector", "--sensitivity", "--reference", "tune", "--trials",
           "--study", "recommend", "--user", "--top", "--attack", "pgd", "--epsilon", "--attack-steps", "--nproc",
           "--format", "--encoding", "--text-column", "--label-column", "--task", "klingon", "auto", "files", "*.x",
-          "--out", "--set",
+          "--out", "--set", "task=masked_lm", "task=multitask", "model.init_from=runs/none", "multitask.sampling=x",
           "--resume", "--data", "--input", "--json", "--method", "--target", "--word", "--steps", "--html",
           "--examples", "--debug", "--version", "--help", "ig", "attention", "saliency", "x", "-1", "0", "1e9",
           "nope.yaml", "/", "train.epochs=2", "=", "a=b", "", "runs/none", "--", "-", "é"]

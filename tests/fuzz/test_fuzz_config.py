@@ -19,13 +19,16 @@ KEYS = ["task", "data.builtin", "data.tokenizer", "data.max_len", "data.dev_frac
         "model.embedding.dim", "model.embedding.dropout", "model.encoder.type", "model.encoder.hidden",
         "model.pooler.type", "model.pooler.score", "model.pooler.hiden", "model.head.dropout", "train.epochs",
         "train.batch_size", "train.optimizer.lr", "train.optimizer.name", "train.schedule.name", "train.metric",
-        "train.grad_clip", "train.seed", "train.patience", "trian.epochs", "model.encodr", "extra"]
+        "train.grad_clip", "train.seed", "train.patience", "trian.epochs", "model.encodr", "extra",
+        "model.init_from", "multitask", "multitask.tasks", "multitask.sampling", "data.corpus", "data.sequence_len",
+        "data.mask_fraction"]
 SIZES = {"model.embedding.dim", "model.encoder.hidden", "data.max_len", "train.batch_size"}
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12), st.sampled_from([0, 1, -1, 2**63, 10**30]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["1e-3", "1e400", "-0", "nan", ".inf", "3"]),
     st.text(max_size=12), st.sampled_from(["lstm", "gru", "transformer", "attention", "mean", "adam", "f1",
-                                           "accuracy", "whitespace", "token_classification", "mnist", "conll"]),
+                                           "accuracy", "whitespace", "token_classification", "mnist", "conll",
+                                           "masked_lm", "multitask", "mean_score"]),
     st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.sampled_from(["type", "x", "hidden"]),
                                                                st.integers(-2, 8), max_size=2))
 
