@@ -58,7 +58,8 @@ def mask_tokens(tokens: torch.Tensor, lengths: torch.Tensor, mask_id: int, vocab
 class MaskedTextData:
     """Sequences of piece ids for the ``masked_lm`` task. ``collate(indices)`` pads them and
     masks anew on every call (``fixed_seed`` set: the same masks every time, for a dev score
-    that can be compared between epochs); it gives ``tokens``, ``lengths`` and ``targets``."""
+    that can be compared between epochs); it gives ``tokens``, ``lengths``, ``targets`` and
+    ``predict`` (1 where a piece is to be predicted; 0 elsewhere, padding included)."""
 
     def __init__(self, sequences: list[list[int]], mask_id: int, vocab_size: int, first_ordinary: int,
                  fraction: float = 0.15, fixed_seed: int | None = None):
@@ -88,4 +89,4 @@ class MaskedTextData:
             inputs, targets = torch.zeros_like(tokens), torch.full_like(tokens, IGNORE)
             for k, (x, y) in enumerate(parts):
                 inputs[k, :x.shape[1]], targets[k, :y.shape[1]] = x[0], y[0]
-        return {"tokens": inputs, "lengths": lengths, "targets": targets}
+        return {"tokens": inputs, "lengths": lengths, "targets": targets, "predict": (targets != IGNORE).long()}

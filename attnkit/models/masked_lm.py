@@ -41,9 +41,12 @@ class MaskedLanguageModel(TaskModel):
 
     target = "targets"
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, mask_id: int, **_):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, mask_id: int, first_ordinary: int = 0, **_):
         super().__init__()
         self.mask_id = mask_id
+        # ids below first_ordinary (padding, <mask> ...) are never the answer: their logits are -inf, so
+        # the tied table's padding row gets no gradient through the head and stays zero
+        self.register_buffer("never", torch.arange(vocab_size) < first_ordinary, persistent=False)
         self.embedding = build_block(EMBEDDINGS, _embedding_options(cfg, None), "model.embedding", vocab_size)
         self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", self.embedding.out_dim,
                                    default_type="transformer")
@@ -53,7 +56,10 @@ class MaskedLanguageModel(TaskModel):
         self.head = MLMHead(self.encoder.out_dim, vocab_size, tied)
 
     def predicted_positions(self, batch: dict) -> torch.Tensor:
-        """``[B, T]`` bool: where the model predicts (targets given, else the mask pieces)."""
+        """``[B, T]`` bool: where the model predicts (``predict``; else where targets are given,
+        else at the mask pieces)."""
+        if "predict" in batch:
+            return batch["predict"].bool()
         if "targets" in batch:
             return batch["targets"] != IGNORE
         return batch["tokens"] == self.mask_id
@@ -64,15 +70,20 @@ class MaskedLanguageModel(TaskModel):
         h = self.encoder(self.embedding(tokens), lengths, need_weights=need_weights) if need_weights \
             else self.encoder(self.embedding(tokens), lengths)
         where = self.predicted_positions(batch)
-        return {"logits": self.head(h[where]), "where": where}
+        logits = self.head(h[where])
+        if bool(self.never.any()):
+            logits = logits.masked_fill(self.never, float("-inf"))
+        return {"logits": logits, "where": where}
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        """Mean cross-entropy over the predicted pieces."""
+        """Mean cross-entropy over the predicted pieces that have a target (a ``<mask>`` typed
+        by a user has none)."""
         gold = batch["targets"][out["where"]]
-        if gold.numel() == 0:
-            return out["logits"].sum() * 0.0
         logits = out["logits"]
-        return F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, gold)
+        if not bool((gold != IGNORE).any()):
+            return logits.nan_to_num(0.0, 0.0, 0.0).sum() * 0.0
+        logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        return F.cross_entropy(logits, gold, ignore_index=IGNORE)
 
     def predict(self, out: dict, batch: dict | None = None) -> torch.Tensor:
         """The most likely piece id at each predicted position ``[N]``."""

@@ -40,6 +40,16 @@ class MultiTaskModel(TaskModel):
             raise ConfigError(f"multitask.tasks.{names[0]}: its model has no encoder to share")
         self.models = nn.ModuleDict(models)
 
+    @property
+    def embedding(self):
+        """The shared embedding (``model.init_from`` loads into it; None without one)."""
+        return getattr(self.models[next(iter(self.models))], "embedding", None)
+
+    @property
+    def encoder(self):
+        """The shared encoder."""
+        return self.models[next(iter(self.models))].encoder
+
     def forward(self, batch: dict, need_weights: bool = False) -> dict:
         """Each part through its task's model."""
         return {"parts": [(name, self.models[name](b, need_weights=need_weights)) for name, b in batch["parts"]]}

@@ -52,21 +52,25 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """``(x [B, T, D], lengths) -> [B, T, dim]``; ``attention`` is an AttentionSpec or its dict
     (``{score: scaled_dot, heads: 4, mods: [alibi]}``). ``last_weights`` keeps each layer's
-    attention after a call with ``need_weights=True``."""
+    attention after a call with ``need_weights=True``. ``input_scale`` multiplies the input before
+    the positions are added: sinusoidal positions have norm ~sqrt(dim / 2), attnkit's word vectors
+    start near 0.1 sqrt(dim), so at 1.0 the positions dominate; sqrt(dim) (16 at 256) is the
+    scaling of Vaswani et al. (2017), which masked-LM pretraining needs to get past guessing by
+    piece frequency (benchmarks/pretrain.py)."""
 
     def __init__(self, in_dim: int, dim: int = 128, layers: int = 2, ff_dim: int | None = None,
                  attention: AttentionSpec | dict | None = None, dropout: float = 0.1, norm: str = "pre",
-                 positions: str = "sinusoidal", max_len: int = 512):
+                 positions: str = "sinusoidal", max_len: int = 512, input_scale: float = 1.0):
         super().__init__()
         if norm not in ("pre", "post"):
             raise ConfigError(f"encoder.norm: must be 'pre' or 'post', got {norm!r}")
         if positions not in ("sinusoidal", "learned", "none"):
             raise ConfigError(f"encoder.positions: must be sinusoidal, learned or none, got {positions!r}")
-        require_positive("encoder", dim=dim, layers=layers, max_len=max_len)
+        require_positive("encoder", dim=dim, layers=layers, max_len=max_len, input_scale=input_scale)
         spec = attention if isinstance(attention, AttentionSpec) else AttentionSpec.from_dict(
             {"heads": 4, **(attention or {})}, where="encoder.attention")
         self.proj = nn.Linear(in_dim, dim) if in_dim != dim else nn.Identity()
-        self.positions, self.max_len = positions, max_len
+        self.positions, self.max_len, self.input_scale = positions, max_len, input_scale
         if positions == "learned":
             self.pos = nn.Embedding(max_len, dim)
         elif positions == "sinusoidal":
@@ -81,6 +85,8 @@ class TransformerEncoder(nn.Module):
         """Encodes; padded positions are zero in the output and masked as keys."""
         t = x.shape[1]
         x = self.proj(x)
+        if self.input_scale != 1.0:  # Vaswani et al.'s sqrt(dim): token identity not drowned by the positions
+            x = x * self.input_scale
         if self.positions != "none":
             if t > self.max_len:
                 raise ConfigError(f"encoder.max_len: input length {t} exceeds max_len={self.max_len} "

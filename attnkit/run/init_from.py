@@ -48,7 +48,7 @@ def merge_pretrained_blocks(raw: dict) -> dict:
         model[key] = {**getattr(pre.model, key), **mine}
     enc, finetune = model["encoder"], model.get("finetune") or {}
     positions = enc.get("max_len", 512) if enc.get("positions", "sinusoidal") != "none" else None
-    if not isinstance(finetune, dict) or positions is None:
+    if not isinstance(finetune, dict) or not isinstance(positions, int):  # bad types: the config check names them
         return raw
     if "max_len" not in finetune:  # word pieces read per text: as many as the encoder has positions, up to 128
         model["finetune"] = {**finetune, "max_len": min(128, positions)}

@@ -107,6 +107,9 @@ class Task:
     lower_is_better: ClassVar[tuple[str, ...]] = ()
     #: why this task's model cannot be exported as one graph (``attnkit export``); None: it can
     export_refusal: ClassVar[str | None] = None
+    #: whether the task's model is embedding -> text encoder -> its own head, so a multi-task run can
+    #: share the embedding and encoder with other such tasks
+    shares_text_encoder: ClassVar[bool] = False
     #: why per-input explanations (``attnkit explain``, the report's saliency and attention per
     #: example) do not apply to this task; None: they do
     explain_refusal: ClassVar[str | None] = None

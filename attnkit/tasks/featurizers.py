@@ -19,7 +19,10 @@ INPUT_MAX_WORDS = 10_000  # words read from one raw input when data.max_len sets
 
 
 def input_limit(fz: Featurized) -> str:
-    """The stated length limit of one raw input, in words or word pieces."""
+    """The stated length limit of one raw input, in words or word pieces (a task may state its
+    own in ``stats["input_limit"]``)."""
+    if fz.stats.get("input_limit"):
+        return str(fz.stats["input_limit"])
     if fz.pieces:
         return f"model.finetune.max_len = {fz.cfg.model.finetune.max_len} word pieces"
     if fz.cfg.data.max_len:

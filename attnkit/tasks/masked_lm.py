@@ -32,14 +32,14 @@ from ..errors import ConfigError, DataError
 from ..models import MaskedLanguageModel
 from .base import Encoded, Featurized, Task
 from .featurizers import check_texts
-from .splits import data_path, holdout, read_table_file, subset_table
+from .splits import data_path, hold_out_tables, read_table_file
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
 MASK = "<mask>"
 FIRST_ORDINARY = len(SPECIALS)  # ids below are special pieces, never masked or drawn at random
 TOP_K = 5
 STATS_SAMPLE = 20_000  # texts whose pieces estimate the unigram yardstick
-METRICS = ("mlm_loss", "perplexity", "masked_accuracy", "uniform_loss", "unigram_loss")
+METRICS = ("mlm_loss", "perplexity", "masked_accuracy")
 
 
 def hf_tokenizer(tok):
@@ -95,6 +95,18 @@ class MaskedLM(Task):
     export_refusal = ("a masked_lm run is a pretrained encoder, not a model to deploy: start a classifier or tagger "
                       "from it (model.init_from: RUN), train it, and export that")
 
+    def check_config(self, cfg) -> None:
+        """The encoder defaults to a transformer (written into the config, so a run that starts
+        from this one builds the same blocks); sequences must fit its positions."""
+        super().check_config(cfg)
+        enc = cfg.model.encoder
+        enc.setdefault("type", "transformer")
+        if enc["type"] == "transformer" and enc.get("positions", "sinusoidal") != "none":
+            limit = enc.get("max_len", 512)
+            if isinstance(limit, int) and cfg.data.sequence_len > limit:
+                raise ConfigError(f"data.sequence_len: {cfg.data.sequence_len} pieces, more than "
+                                  f"model.encoder.max_len = {limit} positions; lower it or raise max_len")
+
     # ---------------------------------------------------------------- data
     def read_splits(self, cfg):
         """Texts of ``data.train`` + ``data.corpus``; dev and test from their files or held out."""
@@ -105,10 +117,7 @@ class MaskedLM(Task):
                         + [_texts(c, p, col, f"corpus[{i}]") for i, (p, col) in enumerate(_corpus_files(c))])
         dev = _texts(c, c.dev, c.text_column, "dev") if c.dev else None
         test = _texts(c, c.test, c.text_column, "test") if c.test else None
-        if dev is None:
-            tr, dv = holdout(len(train.texts), c.dev_fraction, cfg.train.seed)
-            train, dev = subset_table(train, tr, skips=True), subset_table(train, dv)
-        return train, dev, test
+        return hold_out_tables(cfg, train, dev, test)
 
     def read_file(self, cfg, path):
         """One file's texts."""
@@ -129,8 +138,10 @@ class MaskedLM(Task):
         counts = Counter(i for ids in tok(sample, add_special_tokens=False)["input_ids"] for i in ids)
         total = sum(counts.values())
         entropy = -sum(n / total * math.log(n / total) for n in counts.values()) if total else 0.0
-        stats = {"unigram_loss": entropy, "uniform_loss": math.log(len(tok) - FIRST_ORDINARY)}
-        return Featurized(cfg, {"tokenizer": tok}, [], {"vocab_size": len(tok), "mask_id": tok.mask_token_id}, stats)
+        stats = {"unigram_loss": entropy, "uniform_loss": math.log(len(tok) - FIRST_ORDINARY),
+                 "input_limit": f"data.sequence_len = {c.sequence_len} word pieces"}
+        sizes = {"vocab_size": len(tok), "mask_id": tok.mask_token_id, "first_ordinary": FIRST_ORDINARY}
+        return Featurized(cfg, {"tokenizer": tok}, [], sizes, stats)
 
     def encode(self, fz: Featurized, raw):
         """Texts as sequences of ``data.sequence_len`` pieces, masked the same way every time
@@ -152,22 +163,27 @@ class MaskedLM(Task):
 
     def encode_inputs(self, fz: Featurized, inputs) -> list[Encoded]:
         """A text with ``<mask>`` where pieces are to be predicted; a text without one gets
-        ``data.mask_fraction`` of its pieces masked (seeded by the text) and predicted back."""
+        ``data.mask_fraction`` of its pieces masked (seeded by the text) and predicted back.
+        Every batch has the same keys (``predict`` marks the positions), so inputs of both
+        kinds and any lengths stack into one batch."""
         tok = fz.vocabs["tokenizer"]
         out = []
+        limit = fz.cfg.data.sequence_len
         for text in check_texts(inputs):
-            enc = tok(text, add_special_tokens=False, truncation=True, max_length=fz.cfg.data.sequence_len)
-            ids = enc["input_ids"] or [tok.unk_token_id]
+            every = tok(text, add_special_tokens=False)["input_ids"]
+            ids = every[:limit] or [tok.unk_token_id]
             tokens, lengths = torch.tensor([ids]), torch.tensor([len(ids)])
-            batch = {"tokens": tokens, "lengths": lengths}
-            if tok.mask_token_id not in ids:
+            if tok.mask_token_id in ids:  # the user's masks: predicted, nothing to compare with
+                targets = torch.full_like(tokens, IGNORE)
+                predict = tokens == tok.mask_token_id
+            else:
                 seed = zlib.crc32(text.encode("utf-8"))  # the same text is masked the same way every time
-                inputs_, targets = mask_tokens(tokens, lengths, tok.mask_token_id, len(tok), FIRST_ORDINARY,
-                                               fz.cfg.data.mask_fraction, torch.Generator().manual_seed(seed))
-                batch = {"tokens": inputs_, "lengths": lengths, "targets": targets}
-            pieces = tok.convert_ids_to_tokens(batch["tokens"][0].tolist())
-            out.append(Encoded(batch, pieces, list(range(len(ids))), pieces,
-                               truncated=len(tok(text, add_special_tokens=False)["input_ids"]) > len(ids)))
+                tokens, targets = mask_tokens(tokens, lengths, tok.mask_token_id, len(tok), FIRST_ORDINARY,
+                                              fz.cfg.data.mask_fraction, torch.Generator().manual_seed(seed))
+                predict = targets != IGNORE
+            batch = {"tokens": tokens, "lengths": lengths, "targets": targets, "predict": predict.long()}
+            pieces = tok.convert_ids_to_tokens(tokens[0].tolist())
+            out.append(Encoded(batch, pieces, list(range(len(ids))), pieces, truncated=len(every) > len(ids)))
         return out
 
     # ---------------------------------------------------------------- model and scores
@@ -180,33 +196,38 @@ class MaskedLM(Task):
 
     def decode(self, model, out, batch):
         """Per example: the top pieces and their probabilities at each predicted position;
-        with targets, the gold pieces and their log-probabilities (the loss)."""
+        with targets, the gold pieces (-100 where a user typed the mask) and their
+        log-probabilities (the loss)."""
         where = out["where"]
         logp = torch.log_softmax(out["logits"].float(), -1)
         top = logp.topk(min(TOP_K, logp.shape[-1]), -1)
-        owner = where.nonzero()[:, 0]
-        n = where.shape[0]
-        preds = [{"ids": top.indices[owner == b], "probs": top.values[owner == b].exp()} for b in range(n)]
+        counts = where.sum(1).tolist()
+        preds = [{"ids": i, "probs": p.exp()} for i, p in zip(top.indices.split(counts), top.values.split(counts))]
         if "targets" not in batch:
             return preds, None
         gold_ids = batch["targets"][where]
-        gold_logp = logp.gather(1, gold_ids[:, None])[:, 0]
-        gold = [{"ids": gold_ids[owner == b], "logprob": gold_logp[owner == b]} for b in range(n)]
+        gold_logp = logp.gather(1, gold_ids.clamp(min=0)[:, None])[:, 0]
+        gold = [{"ids": i, "logprob": lp} for i, lp in zip(gold_ids.split(counts), gold_logp.split(counts))]
         for p, g in zip(preds, gold):
             p["gold"] = g["ids"]  # kept with the prediction: the report's right/wrong needs no gold from the text
         return preds, gold
 
     def metric_names(self, cfg) -> list[str]:
-        """The loss and the yardsticks."""
+        """The loss, perplexity and accuracy (the yardsticks are reported, not chosen by)."""
         return ["loss", *METRICS]
 
     def score(self, preds, gold, fz: Featurized) -> dict:
-        """Per-piece loss, perplexity and top-1 accuracy over every predicted piece."""
-        n = sum(len(g["ids"]) for g in gold)
-        nll = -sum(float(g["logprob"].sum()) for g in gold)
-        right = sum(int((p["ids"][:, 0] == g["ids"]).sum()) for p, g in zip(preds, gold) if len(g["ids"]))
-        loss = nll / max(n, 1)
-        return {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "masked_accuracy": right / max(n, 1),
+        """Per-piece loss, perplexity and top-1 accuracy over every predicted piece that has a
+        target; NaN when there is none (never the best epoch)."""
+        n, nll, right = 0, 0.0, 0
+        for p, g in zip(preds, gold):
+            known = g["ids"] != IGNORE
+            n += int(known.sum())
+            nll -= float(g["logprob"][known].sum())
+            right += int((p["ids"][:, 0][known] == g["ids"][known]).sum())
+        loss = nll / n if n else float("nan")
+        return {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0)) if n else float("nan"),
+                "masked_accuracy": right / n if n else float("nan"),
                 "uniform_loss": fz.stats.get("uniform_loss", float("nan")),
                 "unigram_loss": fz.stats.get("unigram_loss", float("nan")), "predicted_pieces": n}
 
@@ -226,9 +247,13 @@ class MaskedLM(Task):
         return None
 
     def is_correct(self, pred, gold, fz) -> bool:
-        """Every masked piece predicted right (as first guess)."""
+        """Every masked piece with a known original predicted right (as first guess); False
+        when there is none to compare with."""
         truth = pred.get("gold")
-        return truth is not None and bool((pred["ids"][:, 0] == truth).all())
+        if truth is None or not bool((truth != IGNORE).any()):
+            return False
+        known = truth != IGNORE
+        return bool((pred["ids"][:, 0][known] == truth[known]).all())
 
     # ---------------------------------------------------------------- showing results
     def prediction(self, fz, enc, pred, raw, top_k: int = 3) -> dict:
@@ -242,8 +267,9 @@ class MaskedLM(Task):
         for k, pos in enumerate(where):
             filled[pos] = int(pred["ids"][k][0])
         record = {"text": raw, "filled": tok.decode(filled), "masks": masks}
-        if "targets" in enc.batch:
-            record["original"] = [tok.convert_ids_to_tokens(int(enc.batch["targets"][0, p])) for p in where]
+        originals = [int(enc.batch["targets"][0, p]) for p in where] if "targets" in enc.batch else []
+        if originals and all(t != IGNORE for t in originals):
+            record["original"] = tok.convert_ids_to_tokens(originals)
         return record
 
     def render_prediction(self, record: dict) -> str:
@@ -259,7 +285,8 @@ class MaskedLM(Task):
         parts = []
         for k, pos in enumerate(_predicted(enc, tok.mask_token_id)):
             guess = tok.convert_ids_to_tokens(int(pred["ids"][k][0]))
-            truth = tok.convert_ids_to_tokens(int(enc.batch["targets"][0, pos])) if "targets" in enc.batch else "?"
+            gold = int(enc.batch["targets"][0, pos]) if "targets" in enc.batch else IGNORE
+            truth = tok.convert_ids_to_tokens(gold) if gold != IGNORE else "?"
             parts.append(f"{html.escape(truth)} &rarr; <b>{html.escape(guess)}</b>")
         return f"<p>masked pieces (true &rarr; predicted): {', '.join(parts) or 'none'}</p>"
 
@@ -267,7 +294,7 @@ class MaskedLM(Task):
 def _predicted(enc: Encoded, mask_id: int) -> list[int]:
     """Positions the model predicts for one encoded input (as :class:`MaskedLanguageModel` picks them)."""
     batch = enc.batch
-    where = batch["targets"][0] != IGNORE if "targets" in batch else batch["tokens"][0] == mask_id
+    where = batch["predict"][0].bool() if "predict" in batch else batch["tokens"][0] == mask_id
     return where.nonzero()[:, 0].tolist()
 
 

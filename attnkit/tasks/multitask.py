@@ -26,7 +26,7 @@ from .base import Featurized, Prepared, Task
 from .inspection import preflight
 from .registry import get_task
 
-PART_MODEL_KEYS = ("pooler", "head", "chars")
+PART_MODEL_KEYS = ("pooler", "head")
 TO_A_PART = ("a multi-task run works through its tasks' runs: use RUN/tasks/NAME (written when training ends) "
              "with predict, evaluate, explain, report, serve and export")
 
@@ -50,7 +50,7 @@ class Part:
 
 def part_configs(cfg) -> dict:
     """Each task's single-task RunConfig: its data over the run's, the run's model with its own
-    pooler/head/chars, the run's training options with its own dev metric."""
+    pooler/head, the run's training options with its own dev metric."""
     from .run_config import RunConfig
 
     out = {}
@@ -92,8 +92,13 @@ class MultiTask(Task):
         if cfg.data.train is not None or cfg.data.builtin is not None:
             raise ConfigError("data.train: a multi-task run reads each task's data (multitask.tasks.NAME.data); "
                               "data: holds the options they share")
+        if cfg.model.chars is not None:
+            raise ConfigError("model.chars: not in a multi-task run (the shared encoder reads the word embedding "
+                              "alone); remove it")
+        if cfg.train.max_tokens:
+            raise ConfigError("train.max_tokens: a multi-task run batches by train.batch_size; set max_tokens to 0")
         for name, part in _parts(cfg).items():
-            if part.task.inputs != "text" or part.task.writes_text or isinstance(part.task, MultiTask):
+            if not part.task.shares_text_encoder:
                 raise ConfigError(f"multitask.tasks.{name}.task: {part.cfg.task} cannot share a text encoder "
                                   f"(text classification and tagging can)")
             if part.task.minimize(part.cfg.train.metric):
@@ -112,7 +117,8 @@ class MultiTask(Task):
                                          for m in p.task.metric_names(p.cfg))]
 
     def minimize(self, metric: str) -> bool:
-        """As the task named in ``NAME/METRIC`` says (``mean_score``: higher is better)."""
+        """``mean_score``: higher is better; ``NAME/METRIC``: lower only for losses (the tasks
+        that share an encoder, classification and tagging, have no other lower-is-better metric)."""
         if metric == "mean_score":
             return False
         _, _, own = metric.partition("/")
@@ -172,22 +178,25 @@ class MultiTask(Task):
         return MultiTaskData({name: fz.parts[name].task.encode(fz.parts[name].fz, r) for name, r in raw.items()},
                              fz.cfg.multitask.sampling, fz.cfg.multitask.temperature)
 
-    def training_view(self, data):
-        """Each task's training view (the schedule is the data set's ``epoch_batches``)."""
-        return data
+    def initial_weights(self, fz: Featurized) -> dict:
+        """Word vectors for the shared embedding (``model.embedding.vectors``)."""
+        return F.word_vectors(fz)
 
     def encode_inputs(self, fz, inputs):
         """Not for a multi-task run (see ``TO_A_PART``)."""
         raise DataError(TO_A_PART)
 
     # ---------------------------------------------------------------- model and scores
-    def build_model(self, model_cfg, tasks: dict | None = None, **_):
-        """Every task's model, sharing the first one's embedding and encoder."""
+    def build_model(self, model_cfg, tasks: dict | None = None, pretrained_vectors=None, **_):
+        """Every task's model, sharing the first one's embedding (with word vectors, if any)
+        and encoder."""
         if not tasks:
             raise ConfigError("multitask: no tasks to build a model for")
-        models = {name: get_task(spec["task"]).build_model(from_dict(ModelConfig, spec["model"], "model"),
-                                                           **spec["sizes"])
-                  for name, spec in tasks.items()}
+        models = {}
+        for name, spec in tasks.items():
+            extra = {"pretrained_vectors": pretrained_vectors} if not models and pretrained_vectors is not None else {}
+            models[name] = get_task(spec["task"]).build_model(from_dict(ModelConfig, spec["model"], "model"),
+                                                              **spec["sizes"], **extra)
         return MultiTaskModel(models, {name: spec["task"] for name, spec in tasks.items()})
 
     def decode(self, model, out, batch):

@@ -1,20 +1,22 @@
 """The ``multitask:`` section of a run config (``task: multitask``)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import checked, positive
 from ..errors import ConfigError
 
-PART_KEYS = ("task", "data", "pooler", "head", "chars", "metric")
+PART_KEYS = ("task", "data", "pooler", "head", "metric")
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # a task's name is also its folder: RUN/tasks/NAME
 
 
 @dataclass
 class MultiTaskConfig:
-    """``tasks``: name -> ``{task, data, pooler, head, chars, metric}``: each a single-task run
+    """``tasks``: name -> ``{task, data, pooler, head, metric}``: each a single-task run
     whose ``data`` keys are laid over the run's ``data:`` and whose model is the run's
-    ``model:`` (embedding and encoder shared by all) with its own ``pooler``/``head``/``chars``;
+    ``model:`` (embedding and encoder shared by all) with its own ``pooler``/``head``;
     ``metric``: its dev metric (default: its task's). ``sampling``: which task each training
     batch comes from (``proportional``, ``temperature``, ``round_robin``; see
     :mod:`attnkit.data.multitask_data`)."""
@@ -36,5 +38,6 @@ class MultiTaskConfig:
                 raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(PART_KEYS)}")
             if not isinstance(part.get("task"), str) or part["task"] == "multitask":
                 raise ConfigError(f"{at}.task: required, a single task such as text_classification")
-            if "/" in str(name):
-                raise ConfigError(f"{at}: a task name may not contain '/'")
+            if not NAME.fullmatch(str(name)):
+                raise ConfigError(f"{at}: a task name is letters, digits, _ and - only (it names the folder "
+                                  f"RUN/tasks/NAME)")

@@ -80,7 +80,13 @@ def read_table_splits(cfg) -> tuple[D.TableData, D.TableData, D.TableData | None
         splits = D.builtin_dataset(c.builtin, seed=seed)
         return splits["train"], splits["dev"], splits.get("test")
 
-    train, dev, test = read_split_files(c, read_table_file)
+    return hold_out_tables(cfg, *read_split_files(c, read_table_file))
+
+
+def hold_out_tables(cfg, train: D.TableData, dev: D.TableData | None, test: D.TableData | None) -> tuple:
+    """``(train, dev, test)`` with test (``data.test_fraction``) and then dev (``data.dev_fraction``)
+    held out of train, seeded, where their files are not given."""
+    c, seed = cfg.data, cfg.train.seed
     if test is None and c.test_fraction > 0:  # held out first, as a fraction of all of train
         tr, ts = holdout(len(train.texts), c.test_fraction, seed + 1)
         n = len(train.texts)

@@ -21,6 +21,7 @@ class TextClassification(SingleLabel, Task):
     """One label per text."""
 
     inputs = "text"
+    shares_text_encoder = True
 
     def read_splits(self, cfg):
         """Tables for train/dev/test."""

@@ -24,6 +24,7 @@ class TokenClassification(Task):
     inputs = "text"
     default_metric = "f1"
     data_format = "conll"
+    shares_text_encoder = True
 
     def read_splits(self, cfg):
         """CoNLL train/dev/test."""
@@ -76,7 +77,9 @@ class TokenClassification(Task):
             batch = WordPieceTaggingData.encode(fz.vocabs["tokenizer"], [words], None,
                                                 fz.cfg.model.finetune.max_len).collate([0])
             ids = batch["tokens"][0].tolist()
-            first = batch["first"][0].tolist() + [len(ids) - 1]  # the last word ends before [SEP]
+            tokenizer = fz.vocabs["tokenizer"]
+            end = len(ids) - 1 if ids[-1] in tokenizer.all_special_ids else len(ids)  # before a closing [SEP]
+            first = batch["first"][0].tolist() + [end]
             unit_of: list[int | None] = [None] * len(ids)
             for w in range(len(words)):
                 for p in range(first[w], first[w + 1]):

@@ -43,6 +43,20 @@ def test_sinusoidal_positions_are_added_to_the_input():
     torch.testing.assert_close(with_pos(x, lengths), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [4.0, 0.5])
+def test_input_scale_multiplies_the_input_before_the_positions(scale):
+    """``input_scale`` s: the same weights without positions on ``s x + PE``."""
+    torch.manual_seed(1)
+    kw = dict(dim=8, layers=1, dropout=0.0, max_len=10, attention={"heads": 2})
+    scaled = TransformerEncoder(8, positions="sinusoidal", input_scale=scale, **kw).double().eval()
+    plain = TransformerEncoder(8, positions="none", **kw).double().eval()
+    plain.load_state_dict(scaled.state_dict())
+    x = torch.randn(2, 7, 8, dtype=torch.float64)
+    lengths = torch.tensor([7, 3])
+    torch.testing.assert_close(scaled(x, lengths), plain(scale * x + table_reference(7, 8), lengths),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_checkpoints_do_not_store_the_sinusoidal_table():
     """The table is recomputed, not saved: weights load into an encoder with another max_len."""
     a = TransformerEncoder(8, dim=8, layers=1, max_len=16, attention={"heads": 2})
@@ -87,7 +101,7 @@ def test_transformer_defaults():
         enc(torch.randn(1, 513, 8), torch.tensor([513]))
 
 
-@pytest.mark.parametrize("key", ["dim", "layers", "max_len"])
+@pytest.mark.parametrize("key", ["dim", "layers", "max_len", "input_scale"])
 def test_transformer_rejects_non_positive_sizes(key):
     with pytest.raises(ConfigError, match=rf"^encoder\.{key}: must be > 0, got 0$"):
         TransformerEncoder(8, **{key: 0})

