@@ -92,3 +92,28 @@ def train_if_missing(run_dir: Path, config: Path) -> float | None:
     t0 = time.perf_counter()
     train(config, out=run_dir, progress=False)
     return round(time.perf_counter() - t0, 1)
+
+
+def timed_train(config, out: Path, overrides=(), reuse: bool = False) -> float:
+    """Train ``config`` (a path or a mapping; data paths relative to the repository root, the
+    working directory meanwhile) into ``out`` without its report; the wall time in seconds, also
+    kept in ``out/train_seconds.txt``. With ``reuse``, a finished run there is kept and its
+    recorded time returned."""
+    import shutil
+
+    from attnkit.run import train
+
+    timing = Path(out) / "train_seconds.txt"
+    if reuse and (Path(out) / "eval.json").is_file() and timing.is_file():
+        return float(timing.read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    try:
+        t = time.perf_counter()
+        train(config, out=out, overrides=[*overrides, "train.report=false"], progress=False)
+        seconds = time.perf_counter() - t
+    finally:
+        os.chdir(here)
+    timing.write_text(f"{seconds:.1f}\n")
+    return seconds

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import row, timed_train, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "sst2_bilstm_attention.yaml"
@@ -25,26 +24,9 @@ DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
 
 
 def train_run(out: Path, overrides: list[str], reuse: bool = False) -> float:
-    """Train the example with ``overrides`` (from the repository root); the wall time (with
-    ``reuse``, a run already in ``out`` is kept and its recorded time returned)."""
-    import os
-
-    from attnkit.run import train
-
-    timing = out / "train_seconds.txt"
-    if reuse and (out / "eval.json").is_file() and timing.is_file():
-        return float(timing.read_text())
-    shutil.rmtree(out, ignore_errors=True)
-    here = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        t = time.perf_counter()
-        train(str(CONFIG), out=out, overrides=[*overrides, "train.report=false"], progress=False)
-        seconds = time.perf_counter() - t
-        timing.write_text(f"{seconds:.1f}\n")
-        return seconds
-    finally:
-        os.chdir(here)
+    """Train the example with ``overrides``; the wall time (with ``reuse``, a run already in
+    ``out`` is kept and its recorded time returned)."""
+    return timed_train(str(CONFIG), out, overrides, reuse)
 
 
 def main() -> None:

@@ -15,36 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import row, timed_train, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "multitask_sentiment.yaml"
-
-
-def timed(config, out: Path, reuse: bool, overrides=()) -> float:
-    """Train ``config`` (a path or mapping) into ``out`` from the repository root; seconds."""
-    from attnkit.run import train
-
-    timing = out / "train_seconds.txt"
-    if reuse and (out / "eval.json").is_file() and timing.is_file():
-        return float(timing.read_text())
-    shutil.rmtree(out, ignore_errors=True)
-    here = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        t = time.perf_counter()
-        train(config, out=out, overrides=[*overrides, "train.report=false"], progress=False)
-        seconds = time.perf_counter() - t
-    finally:
-        os.chdir(here)
-    timing.write_text(f"{seconds:.1f}\n")
-    return seconds
 
 
 def main() -> None:
@@ -62,13 +40,13 @@ def main() -> None:
     single = {}
     for name, cfg in parts.items():
         out = args.work / f"single-{name}"
-        seconds = timed(to_dict(cfg), out, args.reuse)
+        seconds = timed_train(to_dict(cfg), out, reuse=args.reuse)
         single[name] = {**json.loads((out / "eval.json").read_text()), "seconds": seconds}
         print(f"single {name}: dev {single[name]['dev']['accuracy']:.4f} ({seconds / 60:.1f} min)", flush=True)
     rows = []
     for sampling in args.sampling:
         out = args.work / f"multi-{sampling}"
-        seconds = timed(str(CONFIG), out, args.reuse, [f"multitask.sampling={sampling}"])
+        seconds = timed_train(str(CONFIG), out, [f"multitask.sampling={sampling}"], args.reuse)
         print(f"multi-task ({sampling}): {seconds / 60:.1f} min", flush=True)
         for name in parts:
             ev = json.loads((out / "tasks" / name / "eval.json").read_text())
@@ -88,6 +66,8 @@ def main() -> None:
     notes = ["same model and training options for every run (the multi-task run's per-task configs); 4 epochs "
              "each; proportional sampling gives each task the same examples as alone",
              "no target in the issue: the rows report each task's score multi-task vs alone"]
+    if args.reuse:
+        notes.append("--reuse: runs already in --work were kept (their training time recorded when they trained)")
     print(f"wrote {write_results('multitask', rows, notes)}")
 
 

@@ -15,40 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, write_results
+from _common import row, timed_train, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAIN = ROOT / "examples" / "pretrain_mlm.yaml"
 FINETUNE = ROOT / "examples" / "sst2_pretrained_transformer.yaml"
 SCRATCH_REFERENCE = 0.8222  # examples/sst2_transformer.yaml, benchmarks/results/quality.json
-
-
-def timed_train(config: Path, out: Path, overrides: list[str], reuse: bool) -> float:
-    """Train ``config`` into ``out`` from the repository root; its wall time in seconds (with
-    ``reuse``, a finished run is kept and its recorded time returned)."""
-    from attnkit.run import train
-
-    timing = out / "train_seconds.txt"
-    if reuse and (out / "eval.json").is_file() and timing.is_file():
-        return float(timing.read_text())
-    shutil.rmtree(out, ignore_errors=True)
-    here = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        t = time.perf_counter()
-        train(str(config), out=out, overrides=[*overrides, "train.report=false"], progress=False)
-        seconds = time.perf_counter() - t
-    finally:
-        os.chdir(here)
-    timing.write_text(f"{seconds:.1f}\n")
-    return seconds
 
 
 def loss_curve(run: Path) -> list[dict]:
@@ -73,10 +49,10 @@ def main() -> None:
     ap.add_argument("--scratch", action="store_true", help="also train the fine-tuning architecture from scratch")
     args = ap.parse_args()
     pre_dir, ft_dir = args.work / "pretrain", args.work / "sst2"
-    pre_s = timed_train(PRETRAIN, pre_dir, [], args.reuse)
+    pre_s = timed_train(str(PRETRAIN), pre_dir, [], args.reuse)
     pre_eval = json.loads((pre_dir / "eval.json").read_text())
     print(f"pretraining: {pre_s / 60:.1f} min, dev {pre_eval['dev']}", flush=True)
-    ft_s = timed_train(FINETUNE, ft_dir, [f"model.init_from={pre_dir}"], args.reuse)
+    ft_s = timed_train(str(FINETUNE), ft_dir, [f"model.init_from={pre_dir}"], args.reuse)
     acc = json.loads((ft_dir / "eval.json").read_text())["dev"]["accuracy"]
     print(f"fine-tuning: {ft_s / 60:.1f} min, SST-2 dev accuracy {acc:.4f}", flush=True)
     dev = pre_eval["dev"]
@@ -99,7 +75,7 @@ def main() -> None:
         pre_model = json.loads(json.dumps(_model_options(pre_dir)))
         overrides = ["model.init_from=null", f"model.embedding={json.dumps(pre_model['embedding'])}",
                      f"model.encoder={json.dumps(pre_model['encoder'])}"]
-        sc_s = timed_train(FINETUNE, sc_dir, overrides, args.reuse)
+        sc_s = timed_train(str(FINETUNE), sc_dir, overrides, args.reuse)
         sc = json.loads((sc_dir / "eval.json").read_text())["dev"]["accuracy"]
         rows.append(row("the same architecture and recipe from scratch (words): SST-2 dev accuracy", "accuracy",
                         round(sc, 4), None, "higher", minutes=round(sc_s / 60, 1)))
