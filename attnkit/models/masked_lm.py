@@ -47,6 +47,7 @@ class MaskedLanguageModel(TaskModel):
         # ids below first_ordinary (padding, <mask> ...) are never the answer: their logits are -inf, so
         # the tied table's padding row gets no gradient through the head and stays zero
         self.register_buffer("never", torch.arange(vocab_size) < first_ordinary, persistent=False)
+        self.has_never = first_ordinary > 0
         self.embedding = build_block(EMBEDDINGS, _embedding_options(cfg, None), "model.embedding", vocab_size)
         self.encoder = build_block(ENCODERS, cfg.encoder, "model.encoder", self.embedding.out_dim,
                                    default_type="transformer")
@@ -67,11 +68,11 @@ class MaskedLanguageModel(TaskModel):
     def forward(self, batch: dict, need_weights: bool = False) -> dict:
         """``logits [N, V]`` at the ``N`` predicted positions, with ``where [B, T]`` saying which."""
         tokens, lengths = batch["tokens"], batch["lengths"]
-        h = self.encoder(self.embedding(tokens), lengths, need_weights=need_weights) if need_weights \
-            else self.encoder(self.embedding(tokens), lengths)
+        weights = {"need_weights": True} if need_weights else {}  # encoders without attention take no such flag
+        h = self.encoder(self.embedding(tokens), lengths, **weights)
         where = self.predicted_positions(batch)
         logits = self.head(h[where])
-        if bool(self.never.any()):
+        if self.has_never:
             logits = logits.masked_fill(self.never, float("-inf"))
         return {"logits": logits, "where": where}
 

@@ -48,6 +48,14 @@ class EncoderLayer(nn.Module):
         return self.norm2(x + self.drop(self.ff(x))), w
 
 
+def position_limit(options: dict) -> int | None:
+    """The input length a transformer encoder's options allow (``max_len``, default 512), or
+    None when it has no position table (``positions: none``) or is not a transformer."""
+    if options.get("type", "transformer") != "transformer" or options.get("positions", "sinusoidal") == "none":
+        return None
+    return options.get("max_len", 512)
+
+
 @ENCODERS.register("transformer")
 class TransformerEncoder(nn.Module):
     """``(x [B, T, D], lengths) -> [B, T, dim]``; ``attention`` is an AttentionSpec or its dict

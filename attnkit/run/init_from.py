@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..nn.transformer import position_limit
 from ..run_files import RunFiles
 from ..rundir import RunError, open_run
 
@@ -47,7 +48,7 @@ def merge_pretrained_blocks(raw: dict) -> dict:
             raise ConfigError(f"model.{key}: expected a mapping like {{type: ...}}, got {mine!r}")
         model[key] = {**getattr(pre.model, key), **mine}
     enc, finetune = model["encoder"], model.get("finetune") or {}
-    positions = enc.get("max_len", 512) if enc.get("positions", "sinusoidal") != "none" else None
+    positions = position_limit(enc)
     if not isinstance(finetune, dict) or not isinstance(positions, int):  # bad types: the config check names them
         return raw
     if "max_len" not in finetune:  # word pieces read per text: as many as the encoder has positions, up to 128

@@ -30,6 +30,7 @@ from ..data.masked_text import IGNORE, MaskedTextData, cut_into_sequences, mask_
 from ..data.subwords import train_tokenizer
 from ..errors import ConfigError, DataError
 from ..models import MaskedLanguageModel
+from ..nn.transformer import position_limit
 from .base import Encoded, Featurized, Task
 from .featurizers import check_texts
 from .splits import data_path, hold_out_tables, read_table_file
@@ -99,13 +100,11 @@ class MaskedLM(Task):
         """The encoder defaults to a transformer (written into the config, so a run that starts
         from this one builds the same blocks); sequences must fit its positions."""
         super().check_config(cfg)
-        enc = cfg.model.encoder
-        enc.setdefault("type", "transformer")
-        if enc["type"] == "transformer" and enc.get("positions", "sinusoidal") != "none":
-            limit = enc.get("max_len", 512)
-            if isinstance(limit, int) and cfg.data.sequence_len > limit:
-                raise ConfigError(f"data.sequence_len: {cfg.data.sequence_len} pieces, more than "
-                                  f"model.encoder.max_len = {limit} positions; lower it or raise max_len")
+        cfg.model.encoder.setdefault("type", "transformer")
+        limit = position_limit(cfg.model.encoder)
+        if isinstance(limit, int) and cfg.data.sequence_len > limit:
+            raise ConfigError(f"data.sequence_len: {cfg.data.sequence_len} pieces, more than "
+                              f"model.encoder.max_len = {limit} positions; lower it or raise max_len")
 
     # ---------------------------------------------------------------- data
     def read_splits(self, cfg):

@@ -72,6 +72,10 @@ def _parts(cfg) -> dict[str, Part]:
     return {name: Part(get_task(c.task), c) for name, c in part_configs(cfg).items()}
 
 
+def _metric_names(parts: dict[str, Part]) -> list[str]:
+    return ["loss", "mean_score", *(f"{name}/{m}" for name, p in parts.items() for m in p.task.metric_names(p.cfg))]
+
+
 class MultiTask(Task):
     """Several tasks, one shared encoder (see the module docstring)."""
 
@@ -97,24 +101,22 @@ class MultiTask(Task):
                               "alone); remove it")
         if cfg.train.max_tokens:
             raise ConfigError("train.max_tokens: a multi-task run batches by train.batch_size; set max_tokens to 0")
-        for name, part in _parts(cfg).items():
+        parts = _parts(cfg)
+        for name, part in parts.items():
             if not part.task.shares_text_encoder:
                 raise ConfigError(f"multitask.tasks.{name}.task: {part.cfg.task} cannot share a text encoder "
                                   f"(text classification and tagging can)")
             if part.task.minimize(part.cfg.train.metric):
                 raise ConfigError(f"multitask.tasks.{name}.metric: {part.cfg.train.metric} is lower-is-better; "
                                   f"mean_score averages metrics where higher is better")
-        known = self.metric_names(cfg)
+        known = _metric_names(parts)
         if cfg.train.metric not in known:
             raise ConfigError(f"train.metric: {cfg.train.metric!r} is not computed here; known: mean_score, "
                               f"loss or NAME/METRIC ({', '.join(known[2:6])} ...)")
 
     def metric_names(self, cfg) -> list[str]:
         """``loss``, ``mean_score`` and every task's metrics as ``NAME/METRIC``."""
-        if cfg.multitask is None:
-            return ["loss", "mean_score"]
-        return ["loss", "mean_score", *(f"{name}/{m}" for name, p in _parts(cfg).items()
-                                         for m in p.task.metric_names(p.cfg))]
+        return _metric_names(_parts(cfg) if cfg.multitask is not None else {})
 
     def minimize(self, metric: str) -> bool:
         """``mean_score``: higher is better; ``NAME/METRIC``: lower only for losses (the tasks
