@@ -3,7 +3,8 @@ and with FGM on their token embeddings, each scored on SST-2 dev clean and under
 on the embeddings. Models: the BiLSTM + attention from scratch (examples/sst2_bilstm_attention.yaml,
 word vectors) and MiniLM with LoRA (examples/sst2_minilm_lora.yaml, word-piece embeddings).
 
-    python benchmarks/adversarial.py [--models bilstm lora] [--epsilon 1.0 0.3] [--attack-epsilon 1.0 0.3]
+    python benchmarks/adversarial.py [--models bilstm lora] [--epsilon 1.0 0.3] [--lora-epsilon 0.3]
+                                     [--attack-epsilon 1.0 0.3] [--reuse]
 
 The attack: 10 PGD steps (step 2.5 x epsilon / 10), each example's perturbation within an L2
 ball of the stated radius over all its token embeddings; the model in eval mode. Results in
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row, timed_train, write_results
+from _common import RESULTS, row, timed_train, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"bilstm": ROOT / "examples" / "sst2_bilstm_attention.yaml",
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--method", default="fgm")
     ap.add_argument("--epsilon", type=float, nargs="+", default=[1.0, 0.3], help="training perturbation radii "
                                                                                "(one run each per model)")
+    ap.add_argument("--lora-epsilon", type=float, nargs="+", help="training radii for MiniLM LoRA (default: "
+                                                                      "--epsilon); each of its runs takes ~30 min")
     ap.add_argument("--attack-epsilon", type=float, nargs="+", default=[1.0, 0.3], help="attack radii")
     ap.add_argument("--attack-steps", type=int, default=10)
     ap.add_argument("--work", type=Path, default=Path("/tmp/attnkit-adversarial-bench"))
@@ -42,7 +45,7 @@ def main() -> None:
     rows = []
     for model in args.models:
         runs = {"plain": []}
-        for eps in args.epsilon:
+        for eps in (args.lora_epsilon or args.epsilon) if model == "lora" else args.epsilon:
             runs[f"{args.method} eps {eps:g}"] = [f"train.adversarial.method={args.method}",
                                                   f"train.adversarial.epsilon={eps}"]
         results = {}
@@ -84,6 +87,15 @@ def main() -> None:
     if args.reuse:
         notes.append("--reuse: runs already in --work were kept (trained by an earlier run of this script on this "
                      "machine, their training time recorded then in train_seconds.txt); every run was scored again")
+    left = [m for m in CONFIGS if m not in args.models]
+    if left and (RESULTS / "adversarial.json").is_file():  # a run of some models keeps the others' rows
+        old = json.loads((RESULTS / "adversarial.json").read_text())
+        kept = [dict(r, from_run=r.get("from_run", old["date"])) for r in old["rows"]
+                if any(r["name"].startswith(LABELS[m] + ",") for m in left)]
+        rows += kept
+        if kept:
+            notes.append(f"rows of {', '.join(LABELS[m] for m in left)} kept from the run of {old['date']} "
+                         "(marked from_run)")
     print(f"wrote {write_results('adversarial', rows, notes)}")
 
 
