@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import row, write_results
+from _common import RESULTS, has_bf16_units, row, write_results
 
 DOT_SHAPES = {128: (8, 8, 64), 512: (8, 8, 64), 2048: (2, 8, 64), 8192: (1, 4, 64)}
 DOT_VARIANTS = ["none", "padding", "causal", "alibi", "window256"]
@@ -37,6 +37,17 @@ NAIVE_ADDITIVE_MAX = 2048  # at 8192 the Lq x Lk x 128 tensor alone is 64 GiB (f
 
 
 # --------------------------------------------------------------------------- worker side
+DTYPES = {"fp32": None, "bf16": None}  # filled with torch dtypes where torch is imported
+DTYPE = {"name": "fp32"}  # this process's dtype (--dtype; passed to the workers in their spec)
+
+
+def _set_dtype(name: str) -> None:
+    import torch
+
+    DTYPES.update(fp32=torch.float32, bf16=torch.bfloat16)
+    DTYPE["name"] = name
+
+
 def padded_lengths(batch: int, length: int):
     """Key lengths of the padding case: spread evenly over [L/4, L] with the longest row
     full length, as in a real batch padded to its longest member (so no key is masked for
@@ -65,7 +76,8 @@ def _dot_case(variant, length, contender, grad):
     if variant == "padding":
         b = max(b, PADDING_MIN_BATCH)
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(b, h, length, d, generator=g).requires_grad_(grad) for _ in range(3))
+    dtype = DTYPES[DTYPE["name"]]
+    q, k, v = (torch.randn(b, h, length, d, generator=g).to(dtype).requires_grad_(grad) for _ in range(3))
     scale = 1 / math.sqrt(d)
     i = torch.arange(length)
     lengths = padded_lengths(b, length)
@@ -77,7 +89,8 @@ def _dot_case(variant, length, contender, grad):
         "alibi": None,
         "window256": (i[:, None] - i[None, :]).abs() <= 256,
     }[variant]
-    bias = (-alibi.slopes.view(1, h, 1, 1) * (i[:, None] - i[None, :]).abs()) if variant == "alibi" else None
+    bias = (-alibi.slopes.view(1, h, 1, 1) * (i[:, None] - i[None, :]).abs()).to(dtype) if variant == "alibi" \
+        else None
 
     if contender == "naive":
         def fn():
@@ -125,9 +138,10 @@ def _additive_case(score_name, length, contender, grad):
 
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 1, length, 128, generator=g).requires_grad_(grad) for _ in range(3))
+    dtype = DTYPES[DTYPE["name"]]
+    q, k, v = (torch.randn(2, 1, length, 128, generator=g).to(dtype).requires_grad_(grad) for _ in range(3))
     opts = {"hidden": 128} if score_name == "additive" else {"hidden": 128, "activation": "relu"}
-    score = build_score(score_name, 128, 128, **opts)
+    score = build_score(score_name, 128, 128, **opts).to(dtype)  # a bf16 model: its weights in bf16 too
     if contender == "naive":
         act = torch.tanh if score_name == "additive" else torch.relu
 
@@ -135,6 +149,9 @@ def _additive_case(score_name, length, contender, grad):
             hidden = act(score.w_q(q).unsqueeze(-2) + score.w_k(k).unsqueeze(-3))
             return torch.softmax((hidden @ score.v.weight.t()).squeeze(-1), -1) @ v
     else:
+        if contender == "attnkit-lowp":  # the pair loop in the inputs' dtype (bf16), as before it ran in fp32
+            score.pair_dtype = None
+
         def fn():
             return attend(q, k, v, score)[0]
     return fn, (q, k, v)
@@ -201,6 +218,7 @@ def worker_memory(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(2)
+    _set_dtype(spec.get("dtype", "fp32"))
     make = _dot_case if spec["section"] == "dot" else _additive_case
     mode = spec["mode"]
     call = _callable(make, spec, spec["contender"], mode)
@@ -222,6 +240,7 @@ def worker_time(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(2)
+    _set_dtype(spec.get("dtype", "fp32"))
     make = _dot_case if spec["section"] == "dot" else _additive_case
     res = {c: {} for c in spec["contenders"]}
     for mode in ("fwd", "fwdbwd"):
@@ -374,6 +393,11 @@ def additive_rows(results: dict, lengths) -> list[dict]:
                 rows.append(row(name, "fwdbwd_peak_vs_naive", ratio(ours["fwdbwd_peak_mb"], naive["fwdbwd_peak_mb"]),
                                 target_mem, "lower", "x"))
                 rows.append(row(name, "fwd_speedup_vs_naive", ratio(naive["fwd_ms"], ours["fwd_ms"]), None, "higher", "x"))
+            lowp = r.get("attnkit-lowp") or {}
+            for mode in ("fwd", "fwdbwd"):  # what running the pair loop in fp32 buys over the inputs' dtype
+                if lowp.get(f"{mode}_ms") and ours.get(f"{mode}_ms"):
+                    rows.append(row(name, f"{mode}_speedup_vs_pair_loop_in_input_dtype",
+                                    ratio(lowp[f"{mode}_ms"], ours[f"{mode}_ms"]), None, "higher", "x"))
             if n == 8192:
                 rows.append(row(name, "fwdbwd_peak_mb", ours["fwdbwd_peak_mb"], 2048, "lower", "MiB"))
     return rows
@@ -415,8 +439,6 @@ def weights_rows(results: dict) -> list[dict]:
 def merge_into_existing(rows: list[dict], notes: list[str], results: dict, out) -> tuple[list[dict], list]:
     """Rows of this run plus the existing file's rows for the cases this run did not measure
     (each kept row marked with the run it came from)."""
-    from _common import RESULTS
-
     path = Path(out) if out else RESULTS / "attention.json"
     old = json.loads(path.read_text())
     ran = {f"dot/{v}/L{n}" if sec == "dot" else f"{v}/L{n}" for sec, v, n in results}
@@ -444,6 +466,9 @@ def main(argv=None):
     ap.add_argument("--loaded", action="store_true",
                     help="also time every case with a busy process of this benchmark's own on one core, and "
                          "report each contender under load beside its quiet figures")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="inputs (and the additive scores' weights) in this dtype; bf16 results go to "
+                         "benchmarks/results/attention_bf16.json unless --out says otherwise")
     ap.add_argument("--worker-time", help=argparse.SUPPRESS)
     ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -464,12 +489,14 @@ def main(argv=None):
         for variant in [v for v in variants if not args.variants or v in args.variants]:
             for n in args.lengths:
                 contenders = ["naive", "sdpa", "flex", "attnkit"] if section == "dot" else ["naive", "attnkit"]
+                if section == "additive" and args.dtype != "fp32":
+                    contenders.append("attnkit-lowp")
                 if section == "dot" and variant == "none" and n == 2048:
                     contenders.append("attnkit+weights")
                 contenders = [c for c in contenders if c not in args.without
                               and not (section == "additive" and c == "naive" and n > NAIVE_ADDITIVE_MAX)]
                 spec = {"section": section, "variant": variant, "length": n, "contenders": contenders,
-                        "seconds": args.seconds}
+                        "seconds": args.seconds, "dtype": args.dtype}
                 timed = measure(spec, "time")
                 loaded = {}
                 if args.loaded:
@@ -493,7 +520,7 @@ def main(argv=None):
     rows = timings + dot_rows(results, args.lengths) + additive_rows(results, args.lengths) + weights_rows(results)
     rows += loaded_rows(results)
     notes = [
-        ("fp32, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
+        (f"{args.dtype}, torch.set_num_threads(2); times: medians over rounds in which all contenders of a case run "
          "interleaved in one process; peak memory: resident-memory growth during one call after a warm-up, "
          "sampled every 0.2 ms, one fresh process per contender and mode (inputs excluded)"),
         (f"at least {MIN_ROUNDS} rounds per case and mode, the order rotated every round (round r starts with "
@@ -515,7 +542,11 @@ def main(argv=None):
         f"naive additive/MLP not run above L={NAIVE_ADDITIVE_MAX}: its Lq x Lk x 128 tensor needs > 64 GiB",
         "backend: the attnkit backend the dispatcher chose (recorded from the timed calls)",
     ]
-    if args.merge:
+    if args.dtype != "fp32":
+        args.out = args.out or str(Path(__file__).resolve().parent / "results" / f"attention_{args.dtype}.json")
+        notes.append(f"{args.dtype}: inputs, SDPA's bias and the additive/MLP scores' weights in {args.dtype}; "
+                     f"bf16 units by the CPU flags: {has_bf16_units()}")
+    if args.merge and Path(args.out or RESULTS / "attention.json").is_file():  # nothing to merge into on a first run
         rows, notes = merge_into_existing(rows, notes, results, args.out)
     path = write_results("attention", rows, notes, args.out)
     print(f"\nwrote {path}")

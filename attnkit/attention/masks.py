@@ -40,6 +40,10 @@ class MaskMod:
         self.name = name or getattr(fn, "__name__", "mask")
         self.kv_bounds: Bounds = kv_bounds or _all_keys
         self.is_causal = False  # exactly q_idx >= kv_idx: fused kernels have a flag for it
+        # a value that names the mask when it depends only on (q_idx, kv_idx) and fixed numbers
+        # (causal, window(n), prefix_lm(n) and their combinations): backends may then reuse
+        # what they planned for it across calls; None (user masks, masks over tensors) never
+        self.cache_key: tuple | None = None
 
     def __call__(self, b, h, q_idx, kv_idx) -> torch.Tensor:
         return self.fn(b, h, q_idx, kv_idx)
@@ -51,7 +55,8 @@ class MaskMod:
             (l1, h1), (l2, h2) = a.kv_bounds(q0, q1, lk), o.kv_bounds(q0, q1, lk)
             return max(l1, l2), min(h1, h2)
 
-        return MaskMod(lambda b, h, q, kv: a(b, h, q, kv) & o(b, h, q, kv), f"({a.name} & {o.name})", bounds)
+        return _keyed(MaskMod(lambda b, h, q, kv: a(b, h, q, kv) & o(b, h, q, kv), f"({a.name} & {o.name})",
+                              bounds), "&", a, o)
 
     def __or__(self, other: MaskMod | Callable) -> MaskMod:
         a, o = self, as_mask(other)
@@ -64,14 +69,22 @@ class MaskMod:
                 return l1, h1
             return min(l1, l2), max(h1, h2)
 
-        return MaskMod(lambda b, h, q, kv: a(b, h, q, kv) | o(b, h, q, kv), f"({a.name} | {o.name})", bounds)
+        return _keyed(MaskMod(lambda b, h, q, kv: a(b, h, q, kv) | o(b, h, q, kv), f"({a.name} | {o.name})",
+                              bounds), "|", a, o)
 
     def __invert__(self) -> MaskMod:
         a = self
-        return MaskMod(lambda b, h, q, kv: ~a(b, h, q, kv), f"~{a.name}")
+        return _keyed(MaskMod(lambda b, h, q, kv: ~a(b, h, q, kv), f"~{a.name}"), "~", a)
 
     def __repr__(self) -> str:
         return f"MaskMod({self.name})"
+
+
+def _keyed(m: MaskMod, op: str, *parts: MaskMod) -> MaskMod:
+    """``m`` with the cache key ``(op, *part keys)`` when every part has one."""
+    keys = [p.cache_key for p in parts]
+    m.cache_key = None if any(k is None for k in keys) else (op, *keys)
+    return m
 
 
 def as_mask(mask: MaskMod | Callable) -> MaskMod:
@@ -113,6 +126,7 @@ def causal() -> MaskMod:
     """Query ``i`` sees keys ``j <= i`` (top-left aligned, as FlexAttention)."""
     m = MaskMod(lambda b, h, q, kv: q >= kv, "causal", lambda q0, q1, lk: (0, min(q1, lk)))
     m.is_causal = True
+    m.cache_key = ("causal",)
     return m
 
 
@@ -121,8 +135,10 @@ def window(size: int) -> MaskMod:
     Combine with ``causal()`` for a causal (Mistral-style) window."""
     if not isinstance(size, int) or size < 0:
         raise ConfigError(f"mask window: size must be an int >= 0, got {size!r}")
-    return MaskMod(lambda b, h, q, kv: (q - kv).abs() <= size, f"window({size})",
-                   lambda q0, q1, lk: (max(0, q0 - size), min(lk, q1 + size)))
+    m = MaskMod(lambda b, h, q, kv: (q - kv).abs() <= size, f"window({size})",
+                lambda q0, q1, lk: (max(0, q0 - size), min(lk, q1 + size)))
+    m.cache_key = ("window", size)
+    return m
 
 
 def prefix_lm(prefix: int | torch.Tensor) -> MaskMod:
@@ -137,7 +153,10 @@ def prefix_lm(prefix: int | torch.Tensor) -> MaskMod:
             raise ConfigError(f"mask prefix_lm: prefix must be >= 0, got {prefix}")
         fn = lambda b, h, q, kv: (q >= kv) | (kv < prefix)
         top = prefix
-    return MaskMod(fn, "prefix_lm", lambda q0, q1, lk: (0, min(lk, max(q1, top))))
+    m = MaskMod(fn, "prefix_lm", lambda q0, q1, lk: (0, min(lk, max(q1, top))))
+    if not isinstance(prefix, torch.Tensor):
+        m.cache_key = ("prefix_lm", int(prefix))
+    return m
 
 
 def key_padding(lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> MaskMod:

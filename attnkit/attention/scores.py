@@ -166,17 +166,33 @@ class MLPScore(Score):
         self.v = nn.Linear(hidden, 1, bias=False)
         self.block_cost = hidden
 
+    # The pair loop (``act(qf_i + kf_j) . v`` over Lq x Lk x hidden) is elementwise work, which
+    # matrix units do not speed up: with bf16/fp16 inputs it runs in float32 and only its
+    # result is rounded back (measured: benchmarks/results/attention_bf16.json, contenders
+    # attnkit vs attnkit-lowp). ``prepare``'s projections, matrix products, keep the inputs' dtype.
+    pair_dtype: torch.dtype | None = torch.float32
+
+    def _pair_inputs(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``xs`` in the pair loop's dtype: float32 for low-precision inputs (``pair_dtype``)."""
+        if self.pair_dtype is None or xs[0].dtype not in (torch.bfloat16, torch.float16):
+            return xs
+        return tuple(x.to(self.pair_dtype) for x in xs)
+
     def prepare(self, q, k):
         return self.w_q(q), self.w_k(k)
 
     def block(self, qf, kf):
+        dtype = qf.dtype
+        qf, kf = self._pair_inputs(qf, kf)
         v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
         pre = self._pre(qf, kf)  # (..., Lq, Lk, hidden)
         if self.activation == "tanh":
             # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid runs ~9x faster than tanh on CPU
             # (measured: 0.7 vs 6.6 ms per 4M floats); this is the additive score's hot loop.
-            return 2 * (torch.sigmoid_(pre.mul_(2)) @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
-        return (ACTIVATIONS[self.activation](pre) @ v.unsqueeze(-1)).squeeze(-1)
+            s = 2 * (torch.sigmoid_(pre.mul_(2)) @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
+        else:
+            s = (ACTIVATIONS[self.activation](pre) @ v.unsqueeze(-1)).squeeze(-1)
+        return s.to(dtype)
 
     @staticmethod
     def _pre(qf, kf, slot=0):
@@ -196,6 +212,8 @@ class MLPScore(Score):
         """Gradients of ``sum(ds * block(qf, kf))`` w.r.t. ``qf``, ``kf`` and ``v.weight``,
         as matrix products over one ``(..., Lq, Lk, hidden)`` buffer (2.2x faster than
         autograd through ``block``, measured per tile)."""
+        dtypes = qf.dtype, kf.dtype
+        qf, kf = self._pair_inputs(qf, kf)
         v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
         hidden = v.shape[0]
         h = self._pre(qf, kf)
@@ -212,7 +230,7 @@ class MLPScore(Score):
             dact = torch.sign(h, out=sq)  # relu' = 1 where h > 0
         dq = (ds.unsqueeze(-2) @ dact).squeeze(-2) * v  # sum over keys
         dk = (ds.transpose(-1, -2).unsqueeze(-2) @ dact.transpose(-3, -2)).squeeze(-2) * v  # over queries
-        return dq, dk, {self.v.weight: dv.unsqueeze(0)}
+        return dq.to(dtypes[0]), dk.to(dtypes[1]), {self.v.weight: dv.unsqueeze(0).to(self.v.weight.dtype)}
 
 
 @SCORES.register("additive")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnkit.attention import BACKENDS, list_backends
-from attnkit.attention.backends import blocksparse
+from attnkit.attention.backends import band, blocksparse
 from attnkit.attention.backends.tiles import plan_tiles
 from attnkit.attention.functional import attend, build_problem
 from attnkit.attention.masks import as_mask
@@ -59,9 +59,10 @@ BACKEND_NAMES = list_backends()  # the reference backend is under test too
 # Forced FlexAttention on CPU compiles per shape and mask; after dynamo's recompile limit it
 # silently runs eager (unfused), so it is held to the oracle in its own compiled test below.
 SKIP_ON_CPU = {"flex"}
-# The block-sparse backend runs a problem either tile by tile or, when the visible tiles
-# cover most of their span, as one fused call: both paths are checked on every case.
-BLOCKSPARSE_PATHS = {"tiles": 2.0, "one_call": 0.0}
+# The block-sparse backend runs a problem tile by tile, as one fused call for all query blocks
+# stacked in a band, or (when the visible tiles cover most of their span) as one dense fused
+# call: every path is checked on every case (dense_fraction, band_waste).
+BLOCKSPARSE_PATHS = {"tiles": (2.0, 0.0), "band": (2.0, float("inf")), "one_call": (0.0, 0.0)}
 
 
 def _close(got, want, atol, rtol, what):
@@ -97,9 +98,13 @@ def _variants(name, monkeypatch):
     """``(label, setup)`` pairs: the ways a backend is run on every case."""
     if name != "blocksparse":
         return [(name, lambda: None)]
-    return [(f"blocksparse/{path}", lambda f=frac: monkeypatch.setattr(blocksparse.BlockSparseBackend,
-                                                                       "dense_fraction", f))
-            for path, frac in BLOCKSPARSE_PATHS.items()]
+    return [(f"blocksparse/{path}", lambda s=setting: _blocksparse_path(monkeypatch, *s))
+            for path, setting in BLOCKSPARSE_PATHS.items()]
+
+
+def _blocksparse_path(monkeypatch, dense_fraction, band_waste):
+    monkeypatch.setattr(blocksparse.BlockSparseBackend, "dense_fraction", dense_fraction)
+    monkeypatch.setattr(blocksparse.BlockSparseBackend, "band_waste", band_waste)
 
 
 def check_against_oracle(q, k, v, score, mask_kind, mods, monkeypatch, need_grad=True):
@@ -186,13 +191,19 @@ def test_small_tiles_reach_dead_rows_beside_visible_tiles(small_tiles):
     assert first is not None and not bool(first.any(-1).all()) and bool(first.any(-1).any())
 
 
-@pytest.mark.parametrize("backend", ["chunked", "blocksparse", "reference"])
+@pytest.mark.parametrize("backend", ["chunked", "blocksparse", "blocksparse/band", "reference"])
 @pytest.mark.parametrize("mask_kind", ["none", "causal&window|prefix", "key_padding", "sparse_rows"])
 def test_gradcheck_float64(backend, mask_kind, small_tiles):
     """torch.autograd.gradcheck on small float64 cases (finite differences)."""
     b, h, lq, lk, d = 1, 2, 35, 33, 3
     score = make_score("additive" if backend == "chunked" else "scaled_dot", d, "cpu").double()
     mods = make_mods("alibi", h, "cpu")
+    band_calls, forced_band = [], backend == "blocksparse/band"
+    if forced_band:  # the band takes no bias modifiers: forced, without them, on
+        backend, mods, b = "blocksparse", [], 2  # two batch rows (key padding's first row has no keys)
+        small_tiles.setattr(blocksparse.BlockSparseBackend, "band_waste", float("inf"))
+    real = band._flash
+    small_tiles.setattr(band, "_flash", lambda *a, **k: band_calls.append(1) or real(*a, **k))
     mask = make_mask(mask_kind, b, lq, lk, "cpu")
     q, k, v = (torch.randn(b, h, n, d, dtype=torch.float64, requires_grad=True) for n in (lq, lk, lk))
 
@@ -200,6 +211,7 @@ def test_gradcheck_float64(backend, mask_kind, small_tiles):
         return attend(q, k, v, score, mask, mods, backend=backend)[0]
 
     assert torch.autograd.gradcheck(f, (q, k, v), eps=1e-6, atol=1e-5)
+    assert bool(band_calls) == forced_band  # the band ran where it was forced (and only there)
 
 
 @pytest.mark.parametrize("backend", BACKEND_NAMES)

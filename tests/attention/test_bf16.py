@@ -63,7 +63,14 @@ def test_bf16_on_every_backend_within_bf16s_own_error(score_name, mask_kind, mod
         assert out.dtype == torch.bfloat16, f"{name}: output {out.dtype} for bf16 inputs"
         return out
 
+    # the yardstick is the textbook computation, every step in bf16: an MLP score's pair loop too
+    # (attnkit runs that loop in float32, which only makes the backends under test more exact)
+    pair_dtype = getattr(score, "pair_dtype", None)
+    if pair_dtype is not None:
+        score.pair_dtype = None
     plain, plain_g = _run(q, k, v, score, mods, allowed, upstream, lambda *a: backend(*a, name="reference"))
+    if pair_dtype is not None:
+        score.pair_dtype = pair_dtype
     for what, g, w in [("output", plain, want)] + [(f"grad {x}", gg, wg) for x, gg, wg in zip("qkv", plain_g, want_g)]:
         assert _err(g, w) <= PLAIN_BOUND, f"reference {what}: error {_err(g, w):.4f}"
     ran = ["reference"]
@@ -94,3 +101,28 @@ def test_blocksparse_bf16_backward_at_length_with_many_tiles():
                        backend="blocksparse")
     out.float().sum().backward()
     assert d.backend == "blocksparse" and q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad).all()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
+def test_the_mlp_pair_loop_runs_in_float32_for_bf16_inputs(activation):
+    """The additive/MLP score's elementwise pair loop computes in float32 and rounds only its
+    result: exactly the float32 computation rounded to bf16 (forward and the written-out
+    backward), which the loop in bf16 is not."""
+    from attnkit.attention import build_score
+
+    torch.manual_seed(0)
+    score = build_score("mlp", 8, 8, hidden=16, activation=activation)
+    qf, kf = torch.randn(2, 1, 7, 16).bfloat16(), torch.randn(2, 1, 9, 16).bfloat16()
+    want = score.block(qf.float(), kf.float()).bfloat16()
+    got = score.block(qf, kf)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+    score.pair_dtype = None  # the loop in the inputs' dtype: a different (coarser) result
+    assert not torch.equal(score.block(qf, kf), want)
+    score.pair_dtype = torch.float32
+    if score.block_backward is not None:
+        ds = torch.randn(2, 1, 7, 9)
+        gq, gk, gp = score.block_backward(qf, kf, ds.bfloat16())
+        wq, wk, wp = score.block_backward(qf.float(), kf.float(), ds.bfloat16().float())
+        assert gq.dtype == gk.dtype == torch.bfloat16
+        assert torch.equal(gq, wq.bfloat16()) and torch.equal(gk, wk.bfloat16())
+        torch.testing.assert_close(gp[score.v.weight], wp[score.v.weight])
