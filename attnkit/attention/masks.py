@@ -155,7 +155,7 @@ def prefix_lm(prefix: int | torch.Tensor) -> MaskMod:
         top = prefix
     m = MaskMod(fn, "prefix_lm", lambda q0, q1, lk: (0, min(lk, max(q1, top))))
     if not isinstance(prefix, torch.Tensor):
-        m.cache_key = ("prefix_lm", int(prefix))
+        m.cache_key = ("prefix_lm", prefix)
     return m
 
 

@@ -22,6 +22,7 @@ backend sizes its tiles with it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable
@@ -147,6 +148,11 @@ class BilinearScore(Score):
         return self.weight(q), k
 
 
+def _autocast_off_if(off: bool, like: torch.Tensor):
+    """Autocast disabled inside when ``off`` (a float32 loop must not be cast back to bf16)."""
+    return torch.autocast(like.device.type, enabled=False) if off else contextlib.nullcontext()
+
+
 @SCORES.register("mlp")
 class MLPScore(Score):
     """``v^T act(W_q q + W_k k + b)``: an MLP over each (query, key) pair.
@@ -167,10 +173,12 @@ class MLPScore(Score):
         self.block_cost = hidden
 
     # The pair loop (``act(qf_i + kf_j) . v`` over Lq x Lk x hidden) is elementwise work, which
-    # matrix units do not speed up: with bf16/fp16 inputs it runs in float32 and only its
-    # result is rounded back (measured: benchmarks/results/attention_bf16.json, contenders
-    # attnkit vs attnkit-lowp). ``prepare``'s projections, matrix products, keep the inputs' dtype.
-    pair_dtype: torch.dtype | None = torch.float32
+    # matrix units do not speed up. ``pair_dtype = torch.float32`` runs it in float32 for
+    # bf16/fp16 inputs and rounds only its result (more exact; autocast kept out of it). Not the
+    # default: on a 2-core AMD EPYC with avx512_bf16 it measured 0.69x the speed of the loop in
+    # bf16 forward, 0.92x forward+backward (additive score, L=2048;
+    # benchmarks/results/attention_bf16.json, contender attnkit-fp32-pairs).
+    pair_dtype: torch.dtype | None = None
 
     def _pair_inputs(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``xs`` in the pair loop's dtype: float32 for low-precision inputs (``pair_dtype``)."""
@@ -182,16 +190,17 @@ class MLPScore(Score):
         return self.w_q(q), self.w_k(k)
 
     def block(self, qf, kf):
-        dtype = qf.dtype
+        dtype = torch.promote_types(qf.dtype, kf.dtype)
         qf, kf = self._pair_inputs(qf, kf)
-        v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
-        pre = self._pre(qf, kf)  # (..., Lq, Lk, hidden)
-        if self.activation == "tanh":
-            # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid runs ~9x faster than tanh on CPU
-            # (measured: 0.7 vs 6.6 ms per 4M floats); this is the additive score's hot loop.
-            s = 2 * (torch.sigmoid_(pre.mul_(2)) @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
-        else:
-            s = (ACTIVATIONS[self.activation](pre) @ v.unsqueeze(-1)).squeeze(-1)
+        with _autocast_off_if(qf.dtype != dtype, qf):  # under bf16 autocast `@ v` would go back to bf16
+            v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
+            pre = self._pre(qf, kf)  # (..., Lq, Lk, hidden)
+            if self.activation == "tanh":
+                # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid runs ~9x faster than tanh on CPU
+                # (measured: 0.7 vs 6.6 ms per 4M floats); this is the additive score's hot loop.
+                s = 2 * (torch.sigmoid_(pre.mul_(2)) @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
+            else:
+                s = (ACTIVATIONS[self.activation](pre) @ v.unsqueeze(-1)).squeeze(-1)
         return s.to(dtype)
 
     @staticmethod
@@ -214,22 +223,23 @@ class MLPScore(Score):
         autograd through ``block``, measured per tile)."""
         dtypes = qf.dtype, kf.dtype
         qf, kf = self._pair_inputs(qf, kf)
-        v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
-        hidden = v.shape[0]
-        h = self._pre(qf, kf)
-        ds = ds.to(h.dtype)  # under bf16 autocast dS arrives in fp32, the tile in bf16
-        flat_ds = ds.reshape(-1)
-        sq = scratch(1, h.shape, h)
-        if self.activation == "tanh":
-            torch.sigmoid_(h.mul_(2))  # tanh = 2h - 1
-            dv = 2 * (flat_ds @ h.reshape(-1, hidden)) - flat_ds.sum()
-            dact = h.sub_(torch.mul(h, h, out=sq)).mul_(4)  # tanh' = 1 - tanh^2 = 4 h (1 - h)
-        else:
-            torch.relu_(h)
-            dv = flat_ds @ h.reshape(-1, hidden)
-            dact = torch.sign(h, out=sq)  # relu' = 1 where h > 0
-        dq = (ds.unsqueeze(-2) @ dact).squeeze(-2) * v  # sum over keys
-        dk = (ds.transpose(-1, -2).unsqueeze(-2) @ dact.transpose(-3, -2)).squeeze(-2) * v  # over queries
+        with _autocast_off_if(qf.dtype != dtypes[0], qf):
+            v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
+            hidden = v.shape[0]
+            h = self._pre(qf, kf)
+            ds = ds.to(h.dtype)  # under bf16 autocast dS arrives in fp32, the tile in bf16
+            flat_ds = ds.reshape(-1)
+            sq = scratch(1, h.shape, h)
+            if self.activation == "tanh":
+                torch.sigmoid_(h.mul_(2))  # tanh = 2h - 1
+                dv = 2 * (flat_ds @ h.reshape(-1, hidden)) - flat_ds.sum()
+                dact = h.sub_(torch.mul(h, h, out=sq)).mul_(4)  # tanh' = 1 - tanh^2 = 4 h (1 - h)
+            else:
+                torch.relu_(h)
+                dv = flat_ds @ h.reshape(-1, hidden)
+                dact = torch.sign(h, out=sq)  # relu' = 1 where h > 0
+            dq = (ds.unsqueeze(-2) @ dact).squeeze(-2) * v  # sum over keys
+            dk = (ds.transpose(-1, -2).unsqueeze(-2) @ dact.transpose(-3, -2)).squeeze(-2) * v  # over queries
         return dq.to(dtypes[0]), dk.to(dtypes[1]), {self.v.weight: dv.unsqueeze(0).to(self.v.weight.dtype)}
 
 

@@ -103,7 +103,8 @@ def test_a_mask_per_head_in_the_band(small_tiles):
         ref = oracle_attention(ref_q, ref_k, ref_v, score.double(), allowed)
         ref.out.sum().backward()
         torch.testing.assert_close(out[:, head:head + 1], ref.out, atol=1e-10, rtol=1e-9)
-        torch.testing.assert_close(k.grad[:, head:head + 1], ref_k.grad, atol=1e-10, rtol=1e-9)
+        for got, want in ((q.grad, ref_q.grad), (k.grad, ref_k.grad), (v.grad, ref_v.grad)):
+            torch.testing.assert_close(got[:, head:head + 1], want, atol=1e-10, rtol=1e-9)
 
 
 def test_windows_that_start_after_their_queries(small_tiles):
@@ -113,7 +114,7 @@ def test_windows_that_start_after_their_queries(small_tiles):
     b, h, lq, lk, d = 2, 2, 70, 90, 4
     score = make_score("scaled_dot", d, "cpu")
     q, k, v = (torch.randn(b, h, n, d, dtype=torch.float64, requires_grad=True) for n in (lq, lk, lk))
-    ahead = lambda bi, hi, qi, ki: (ki - qi >= 20) & (ki - qi <= 40)  # noqa: E731
+    ahead = lambda bi, hi, qi, ki: (ki - qi >= 20) & (ki - qi <= 40)  # noqa: E731  (keys 20..40 ahead)
     fwd = _counting(small_tiles, "_flash")
     out, _, _ = attend(q, k, v, score, ahead, backend="blocksparse")
     assert len(fwd) == 1
@@ -144,6 +145,9 @@ def test_positional_masks_are_planned_once_and_others_every_call(small_tiles, mo
     torch.testing.assert_close(outs[0], outs[1])
     torch.testing.assert_close(outs[0], outs[4])
     assert not torch.allclose(outs[0], outs[3])  # window(9) got its own plan
+    allowed = truth_table(lambda x, i, j: abs(i - j) <= 7, 2, 60, 60)  # the reused plan is still right
+    ref = oracle_attention(q.double(), k.double(), v.double(), score.double(), allowed)
+    torch.testing.assert_close(outs[4].double(), ref.out, atol=2e-5, rtol=1e-4)
     calls.clear()
     lengths = torch.tensor([30, 60])
     for _ in range(2):
@@ -152,3 +156,25 @@ def test_positional_masks_are_planned_once_and_others_every_call(small_tiles, mo
     assert len(calls) == 4
     assert M.prefix_lm(torch.tensor([3, 4])).cache_key is None and M.prefix_lm(3).cache_key == ("prefix_lm", 3)
     assert (~M.window(2)).cache_key == ("~", ("window", 2))
+
+
+def test_keys_past_the_last_window_are_never_read(small_tiles):
+    """Causal with a window over many more keys than queries: keys after the last window get
+    zero gradient; non-contiguous (transposed) inputs take the copying branch of the layout."""
+    small_tiles.setattr(blocksparse.BlockSparseBackend, "band_waste", float("inf"))
+    b, h, lq, lk, d = 2, 3, 48, 200, 4
+    score = make_score("scaled_dot", d, "cpu")
+    q, k, v = (torch.randn(b, n, h, d, dtype=torch.float64).transpose(1, 2).requires_grad_()
+               for n in (lq, lk, lk))  # [B, H, L, D] views of [B, L, H, D]
+    fwd = _counting(small_tiles, "_flash")
+    out, _, _ = attend(q, k, v, score, M.causal() & M.window(10), backend="blocksparse")
+    assert len(fwd) == 1
+    out.sum().backward()
+    allowed = truth_table(lambda x, i, j: 0 <= i - j <= 10, b, lq, lk)
+    ref_q, ref_k, ref_v = (t.detach().contiguous().requires_grad_() for t in (q, k, v))
+    ref = oracle_attention(ref_q, ref_k, ref_v, score.double(), allowed)
+    ref.out.sum().backward()
+    torch.testing.assert_close(out, ref.out, atol=1e-10, rtol=1e-9)
+    for got, want in ((q.grad, ref_q.grad), (k.grad, ref_k.grad), (v.grad, ref_v.grad)):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+    assert torch.all(k.grad[:, :, lq:] == 0) and torch.all(v.grad[:, :, lq:] == 0)

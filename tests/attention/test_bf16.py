@@ -104,14 +104,16 @@ def test_blocksparse_bf16_backward_at_length_with_many_tiles():
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
-def test_the_mlp_pair_loop_runs_in_float32_for_bf16_inputs(activation):
-    """The additive/MLP score's elementwise pair loop computes in float32 and rounds only its
-    result: exactly the float32 computation rounded to bf16 (forward and the written-out
-    backward), which the loop in bf16 is not."""
+def test_the_mlp_pair_loop_in_float32_for_bf16_inputs(activation):
+    """With ``pair_dtype = float32`` the additive/MLP score's elementwise pair loop computes in
+    float32 and rounds only its result: exactly the float32 computation rounded to bf16
+    (forward, under autocast too, and the written-out backward), which the loop in bf16 is not."""
     from attnkit.attention import build_score
 
     torch.manual_seed(0)
     score = build_score("mlp", 8, 8, hidden=16, activation=activation)
+    assert score.pair_dtype is None  # the default: the inputs' dtype (measured faster; see MLPScore)
+    score.pair_dtype = torch.float32
     qf, kf = torch.randn(2, 1, 7, 16).bfloat16(), torch.randn(2, 1, 9, 16).bfloat16()
     want = score.block(qf.float(), kf.float()).bfloat16()
     got = score.block(qf, kf)
@@ -119,6 +121,8 @@ def test_the_mlp_pair_loop_runs_in_float32_for_bf16_inputs(activation):
     score.pair_dtype = None  # the loop in the inputs' dtype: a different (coarser) result
     assert not torch.equal(score.block(qf, kf), want)
     score.pair_dtype = torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast must not send the loop back to bf16
+        assert torch.equal(score.block(qf, kf), want)
     if score.block_backward is not None:
         ds = torch.randn(2, 1, 7, 9)
         gq, gk, gp = score.block_backward(qf, kf, ds.bfloat16())

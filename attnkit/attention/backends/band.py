@@ -62,7 +62,7 @@ class BandLayout:
         nb, b, h, n, f = x5.shape
         if self.by_batch:
             return x5.contiguous().view(nb * b, h, n, f)
-        if x5.stride(1) == h * x5.stride(2):  # B and H merge without a copy
+        if b == 1 or x5.stride(1) == h * x5.stride(2):  # B and H merge without a copy
             return x5.as_strided((nb, b * h, n, f), (x5.stride(0), x5.stride(2), x5.stride(3), x5.stride(4)))
         return x5.contiguous().view(nb, b * h, n, f)
 

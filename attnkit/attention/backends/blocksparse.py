@@ -13,6 +13,7 @@ parameters needs a gradient the fused kernel does not return, so such calls go e
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -33,8 +34,12 @@ from .threads import threads_for_tiles
 from .tiles import KeyTile, QueryBlock, plan_tiles
 from .weights import attention_with_weights
 
-PLAN_CACHE_ENTRIES = 4
+PLAN_CACHE_BYTES = 256 << 20  # plans and band layouts kept, least recently used out first
 _plans: OrderedDict[tuple, dict] = OrderedDict()
+
+
+def _plan_bytes(plan: list[QueryBlock]) -> int:
+    return sum(t.allowed.numel() for qb in plan for t in qb.tiles if t.allowed is not None)
 
 
 def _planned(mask, b: int, h: int, lq: int, lk: int, bq: int, bk: int, device) -> tuple[list[QueryBlock], dict]:
@@ -43,17 +48,31 @@ def _planned(mask, b: int, h: int, lq: int, lk: int, bq: int, bk: int, device) -
     their combinations). Planning evaluates the mask over every visible tile: measured at
     L = 8192 with a window of 256, 35 ms of a 90 ms forward."""
     key = None if mask is None or mask.cache_key is None else (mask.cache_key, lq, lk, bq, bk, str(device))
-    if key is not None and key in _plans:
-        _plans.move_to_end(key)
-        entry = _plans[key]
+    entry = _plans.get(key) if key is not None else None
+    if entry is not None:
+        with contextlib.suppress(KeyError):  # another thread may have just evicted it: still valid here
+            _plans.move_to_end(key)
         return entry["plan"], entry
     plan = plan_tiles(mask, b, h, lq, lk, bq, bk, device, merge=True)
     entry = {"plan": plan}
     if key is not None:
+        for qb in plan:  # a partial tile is a view of its block's whole evaluation: keep only the tile
+            for t in qb.tiles:
+                if t.allowed is not None:
+                    t.allowed = t.allowed.clone()
         _plans[key] = entry
-        while len(_plans) > PLAN_CACHE_ENTRIES:
-            _plans.popitem(last=False)
+        trim_plan_cache()
     return plan, entry
+
+
+def trim_plan_cache() -> None:
+    """Drop least recently used plans until plans and their band masks fit ``PLAN_CACHE_BYTES``."""
+    def size(e):
+        return _plan_bytes(e["plan"]) + sum(v.mask.numel() * v.mask.element_size()
+                                            for k, v in e.items() if k != "plan" and v is not None)
+    while len(_plans) > 1 and sum(size(e) for e in list(_plans.values())) > PLAN_CACHE_BYTES:
+        with contextlib.suppress(KeyError):
+            _plans.popitem(last=False)
 
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -255,6 +274,7 @@ class BlockSparseBackend(Backend):
             key = ("band", p.qf.dtype, self.band_waste)  # cached plans are positional: one layout for any B, H
             if key not in derived:
                 derived[key] = band_layout(plan, lq, lk, b, h, p.qf.dtype, p.device, self.band_waste)
+                trim_plan_cache()
             layout = derived[key]
             if layout is not None:
                 with threads_for_tiles():
