@@ -14,7 +14,27 @@ from attnkit.train.config import TrainConfig
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(P, "others_busy_between", lambda *a: 0.0)  # a quiet machine, whatever runs beside
     return tmp_path / "cache" / "precision.json"
+
+
+def test_a_probe_taken_while_other_processes_are_busy_is_used_but_not_cached(cache, monkeypatch):
+    calls = fake_probe(monkeypatch, 0.5)
+    monkeypatch.setattr(P, "others_busy_between", lambda *a: 1.0)
+    choice = P.choose_precision("auto")
+    assert choice.name == "fp32" and "other processes kept 1 cores busy: not cached" in choice.why
+    assert not cache.exists()
+    monkeypatch.setattr(P, "others_busy_between", lambda *a: 0.0)
+    assert "(probe," in P.choose_precision("auto").why and cache.exists() and len(calls) == 2
+
+
+def test_other_processes_cpu_time_is_what_counts():
+    from attnkit.attention.backends.threads import others_busy_between
+
+    # 3 s of all CPUs busy over 2 s, 1 s of it ours: the others kept 1 core busy
+    assert others_busy_between((10.0, 4.0), (13.0, 5.0), 2.0) == pytest.approx(1.0)
+    assert others_busy_between(None, (13.0, 5.0), 2.0) == 0.0
+    assert others_busy_between((10.0, 4.0), (10.5, 4.5), 1.0) == 0.0
 
 
 def fake_probe(monkeypatch, speedup):

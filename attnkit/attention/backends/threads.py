@@ -25,6 +25,20 @@ BUSY_CORE = 0.5  # another process using this much of a core counts as holding i
 _state: dict = {}
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """``(busy seconds of every CPU, CPU seconds of this process)`` so far, or None where
+    ``/proc`` is missing."""
+    return _cpu_seconds()
+
+
+def others_busy_between(before, after, elapsed: float) -> float:
+    """Cores other processes kept busy between two :func:`cpu_seconds` readings ``elapsed``
+    seconds apart (0 when either is unknown)."""
+    if before is None or after is None or elapsed <= 0:
+        return 0.0
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / elapsed)
+
+
 def _cpu_seconds() -> tuple[float, float] | None:
     """``(busy seconds of every CPU, CPU seconds of this process)`` so far, or None."""
     try:
