@@ -175,8 +175,8 @@ class MLPScore(Score):
     # The pair loop (``act(qf_i + kf_j) . v`` over Lq x Lk x hidden) is elementwise work, which
     # matrix units do not speed up. ``pair_dtype = torch.float32`` runs it in float32 for
     # bf16/fp16 inputs and rounds only its result (more exact; autocast kept out of it). Not the
-    # default: on a 2-core AMD EPYC with avx512_bf16 it measured 0.69x the speed of the loop in
-    # bf16 forward, 0.92x forward+backward (additive score, L=2048;
+    # default: on a 2-core AMD EPYC with avx512_bf16 it measured 0.69x / 0.74x the speed of the
+    # loop in bf16 forward, 0.92x / 0.94x forward+backward in two runs (additive score, L=2048;
     # benchmarks/results/attention_bf16.json, contender attnkit-fp32-pairs).
     pair_dtype: torch.dtype | None = None
 
