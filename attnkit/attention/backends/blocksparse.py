@@ -70,9 +70,10 @@ def trim_plan_cache() -> None:
     def size(e):
         return _plan_bytes(e["plan"]) + sum(v.mask.numel() * v.mask.element_size()
                                             for k, v in e.items() if k != "plan" and v is not None)
-    while len(_plans) > 1 and sum(size(e) for e in list(_plans.values())) > PLAN_CACHE_BYTES:
+    total = sum(size(e) for e in list(_plans.values()))  # sizes once, not once per eviction
+    while len(_plans) > 1 and total > PLAN_CACHE_BYTES:
         with contextlib.suppress(KeyError):
-            _plans.popitem(last=False)
+            total -= size(_plans.popitem(last=False)[1])
 
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
