@@ -78,7 +78,7 @@ class Score(nn.Module):
     is_dot = False
     dot_scale = 1.0
     block_cost = 1
-    block_backward = None  # optional (qf, kf, dS) -> (dqf, dkf, {param: grad}) for one tile
+    block_backward = None  # optional (qf, kf, dS, state) -> (dqf, dkf, {param: grad}) for one tile
 
     def __init__(self, q_dim: int, k_dim: int):
         super().__init__()
@@ -100,6 +100,11 @@ class Score(nn.Module):
         """Scores ``[..., Lq, Lk]`` of prepared query and key blocks."""
         s = qf @ kf.transpose(-1, -2)
         return s * self.dot_scale if self.dot_scale != 1.0 else s
+
+    def block_keep(self, qf: torch.Tensor, kf: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """``(block(qf, kf), state)``: ``state`` is handed to ``block_backward`` for the same
+        tile so that it need not recompute what the scores already made (``None`` here)."""
+        return self.block(qf, kf), None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Full score matrix ``[..., Lq, Lk]``."""
@@ -190,22 +195,34 @@ class MLPScore(Score):
         return self.w_q(q), self.w_k(k)
 
     def block(self, qf, kf):
+        return self.block_keep(qf, kf)[0]
+
+    def block_keep(self, qf, kf):
+        """``(block(qf, kf), act)``: the scores and the activated pair buffer, which
+        :meth:`_block_backward` takes instead of computing it again (valid until the next
+        pair buffer is made on this thread)."""
         dtype = torch.promote_types(qf.dtype, kf.dtype)
         qf, kf = self._pair_inputs(qf, kf)
         with _autocast_off_if(qf.dtype != dtype, qf):  # under bf16 autocast `@ v` would go back to bf16
             v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
-            pre = self._pre(qf, kf)  # (..., Lq, Lk, hidden)
             if self.activation == "tanh":
                 # tanh(x) = 2 sigmoid(2x) - 1, and sigmoid runs ~9x faster than tanh on CPU
                 # (measured: 0.7 vs 6.6 ms per 4M floats); this is the additive score's hot loop.
-                s = 2 * (torch.sigmoid_(pre.mul_(2)) @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
+                # The 2x is applied to the query and key rows, not to the pair buffer (one pass less).
+                act = torch.sigmoid_(self._pre(qf, kf, scale=2.0))
+                s = 2 * (act @ v.unsqueeze(-1)).squeeze(-1) - v.sum()
             else:
-                s = (ACTIVATIONS[self.activation](pre) @ v.unsqueeze(-1)).squeeze(-1)
-        return s.to(dtype)
+                pre = self._pre(qf, kf)
+                act = torch.relu_(pre) if self.activation == "relu" else ACTIVATIONS[self.activation](pre)
+                s = (act @ v.unsqueeze(-1)).squeeze(-1)
+        return s.to(dtype), act
 
     @staticmethod
-    def _pre(qf, kf, slot=0):
-        """``qf[..., i, None, :] + kf[..., None, j, :]`` into a scratch buffer."""
+    def _pre(qf, kf, slot=0, scale=1.0):
+        """``scale * (qf[..., i, None, :] + kf[..., None, j, :])`` into a scratch buffer (the
+        scale goes on the rows, which are ``Lq + Lk`` long, not on the ``Lq x Lk`` pairs)."""
+        if scale != 1.0:
+            qf, kf = qf * scale, kf * scale
         if torch.is_grad_enabled():
             return qf.unsqueeze(-2) + kf.unsqueeze(-3)
         shape = torch.broadcast_shapes(qf.unsqueeze(-2).shape, kf.unsqueeze(-3).shape)
@@ -217,29 +234,34 @@ class MLPScore(Score):
         the output), else ``None`` (the chunked backend then differentiates ``block``)."""
         return self._block_backward if self.activation in ("tanh", "relu") else None
 
-    def _block_backward(self, qf, kf, ds):
-        """Gradients of ``sum(ds * block(qf, kf))`` w.r.t. ``qf``, ``kf`` and ``v.weight``,
-        as matrix products over one ``(..., Lq, Lk, hidden)`` buffer (2.2x faster than
-        autograd through ``block``, measured per tile)."""
+    def _block_backward(self, qf, kf, ds, act=None):
+        """Gradients of ``sum(ds * block(qf, kf))`` w.r.t. ``qf``, ``kf`` and ``v.weight``;
+        ``act`` is the activated pair buffer from :meth:`block_keep` (made here if ``None``).
+
+        Three passes over one ``(..., Lq, Lk, hidden)`` buffer besides the activation: ``dv``
+        as one matrix product, ``g = ds * act'`` in one fused op, and the sums of ``g`` over
+        keys (``dq``) and over queries (``dk``); ``v`` multiplies the ``hidden``-long results.
+        Measured per 64x64 tile on a 2-core AMD EPYC: 2-3x faster in fp32 and 1.5x in bf16
+        than forming ``act'`` in three passes and contracting it with batched matrix products."""
         dtypes = qf.dtype, kf.dtype
         qf, kf = self._pair_inputs(qf, kf)
         with _autocast_off_if(qf.dtype != dtypes[0], qf):
-            v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
+            if act is None:
+                act = self.block_keep(qf, kf)[1]
+            v = self.v.weight.squeeze(0).to(act.dtype)  # bf16 autocast: backward runs outside autocast
             hidden = v.shape[0]
-            h = self._pre(qf, kf)
-            ds = ds.to(h.dtype)  # under bf16 autocast dS arrives in fp32, the tile in bf16
+            ds = ds.to(act.dtype)  # under bf16 autocast dS arrives in fp32, the tile in bf16
+            g = scratch(1, act.shape, act)
             flat_ds = ds.reshape(-1)
-            sq = scratch(1, h.shape, h)
-            if self.activation == "tanh":
-                torch.sigmoid_(h.mul_(2))  # tanh = 2h - 1
-                dv = 2 * (flat_ds @ h.reshape(-1, hidden)) - flat_ds.sum()
-                dact = h.sub_(torch.mul(h, h, out=sq)).mul_(4)  # tanh' = 1 - tanh^2 = 4 h (1 - h)
-            else:
-                torch.relu_(h)
-                dv = flat_ds @ h.reshape(-1, hidden)
-                dact = torch.sign(h, out=sq)  # relu' = 1 where h > 0
-            dq = (ds.unsqueeze(-2) @ dact).squeeze(-2) * v  # sum over keys
-            dk = (ds.transpose(-1, -2).unsqueeze(-2) @ dact.transpose(-3, -2)).squeeze(-2) * v  # over queries
+            dv = flat_ds @ act.reshape(-1, hidden)
+            if self.activation == "tanh":  # act = sigmoid(2x): tanh(x) = 2 act - 1, tanh'(x) = 4 act (1 - act)
+                dv = 2 * dv - flat_ds.sum()
+                torch.ops.aten.sigmoid_backward.grad_input(ds.unsqueeze(-1), act, grad_input=g)
+                v = 4 * v
+            else:  # relu: act' = [act > 0]
+                torch.ops.aten.threshold_backward.grad_input(ds.unsqueeze(-1), act, 0, grad_input=g)
+            dq = g.sum(-2) * v  # over keys
+            dk = g.sum(-3) * v  # over queries
         return dq.to(dtypes[0]), dk.to(dtypes[1]), {self.v.weight: dv.unsqueeze(0).to(self.v.weight.dtype)}
 
 

@@ -132,12 +132,13 @@ def additive_bias(mods, grid, dtype, cache_key: tuple | None = None) -> torch.Te
     return bias
 
 
-def tile_scores(p: Problem, q_range, kv_range, qf=None, kf=None) -> torch.Tensor:
-    """Modified scores of one tile (mask not applied)."""
+def tile_scores(p: Problem, q_range, kv_range, qf=None, kf=None, keep: bool = False):
+    """Modified scores of one tile (mask not applied); with ``keep``, ``(scores, state)``
+    where ``state`` is what ``score.block_keep`` keeps for ``score.block_backward``."""
     b, h, _, _ = p.shape
     qf = p.qf[:, :, q_range[0]:q_range[1]] if qf is None else qf
     kf = p.kf[:, :, kv_range[0]:kv_range[1]] if kf is None else kf
-    s = p.score.block(qf, kf)
+    s, state = p.score.block_keep(qf, kf) if keep else (p.score.block(qf, kf), None)
     if p.mods:
         s = apply_mods(s, p.mods, index_grid(b, h, q_range, kv_range, p.device))
-    return s
+    return (s, state) if keep else s

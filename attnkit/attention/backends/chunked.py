@@ -16,16 +16,22 @@ from __future__ import annotations
 import torch
 
 from .base import BACKENDS, Backend, Problem, tile_scores
+from .threads import threads_for_tiles
 from .tiles import plan_tiles
 
 NEG_INF = float("-inf")
 
 
-def tile_sizes(p: Problem, budget: int = 1 << 18) -> tuple[int, int]:
+def tile_sizes(p: Problem, budget: int = 1 << 22) -> tuple[int, int]:
     """Square-ish power-of-two tiles whose score work (``B*H*bq*bk*block_cost`` floats)
-    stays near ``budget``: 256K floats (1 MiB) keeps each tile's buffers in this CPU's
-    1 MiB-per-core L2. Measured on additive scores at L=2048 (fwd+bwd): 32x32 tiles 2.1 s,
-    64x256 tiles (16 MiB) 12-15 s — every elementwise pass then runs from DRAM."""
+    stays near ``budget``.
+
+    A tile costs a fixed ~20 small tensor ops of bookkeeping (online softmax, slicing) plus
+    a few passes over its pair buffer, so small tiles are dominated by the former. Measured
+    on the additive score (hidden 128, B=2, L=2048, fwd+bwd, medians of 5 interleaved
+    rounds, 2-core AMD EPYC with avx512_bf16): 4M floats (128x128 tiles) 4.27 s fp32 /
+    2.94 s bf16, 1M (64x64) 5.05 / 3.41 s, 256K (32x32) about 1.5x slower again. 4M floats
+    is also the largest buffer :func:`~attnkit.attention.scores.scratch` keeps."""
     b, h, lq, lk = p.shape
     per_pair = b * h * max(1, p.score.block_cost)
     side = max(16, int((budget / per_pair) ** 0.5))
@@ -33,40 +39,105 @@ def tile_sizes(p: Problem, budget: int = 1 << 18) -> tuple[int, int]:
     return max(1, min(lq, side)), max(1, min(lk, side))
 
 
+def _forward(p: Problem, plan, qf, kf, v):
+    """The online-softmax pass over the plan's tiles: ``(out, lse, weights or None)``."""
+    b, h, lq, lk = p.shape
+    out = v.new_zeros(b, h, lq, v.shape[-1])
+    lse = qf.new_full((b, h, lq), NEG_INF)
+    weights = qf.new_zeros(b, h, lq, lk) if p.need_weights else None
+    for qb in plan:
+        n = qb.q1 - qb.q0
+        m = qf.new_full((b, h, n), NEG_INF)
+        den = qf.new_zeros(b, h, n)
+        acc = v.new_zeros(b, h, n, v.shape[-1])
+        kept = []
+        for t in qb.tiles:
+            s = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), qf[:, :, qb.q0:qb.q1], kf[:, :, t.k0:t.k1])
+            if t.allowed is not None:
+                s = s.masked_fill(~t.allowed, NEG_INF)
+            m_new = torch.maximum(m, s.amax(-1))
+            m_safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
+            pr = torch.exp(s - m_safe.unsqueeze(-1))
+            decay = torch.exp(m - m_safe)
+            den = den * decay + pr.sum(-1)
+            acc = acc * decay.unsqueeze(-1) + pr.to(v.dtype) @ v[:, :, t.k0:t.k1]
+            m = m_new
+            if weights is not None:
+                kept.append((t, pr, m_safe))
+        alive = den > 0
+        safe_den = torch.where(alive, den, torch.ones_like(den))
+        out[:, :, qb.q0:qb.q1] = acc / safe_den.unsqueeze(-1)
+        m_safe = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+        lse[:, :, qb.q0:qb.q1] = torch.where(alive, m_safe + torch.log(safe_den), torch.full_like(m, NEG_INF))
+        for t, pr, m_at in kept:  # rescale each tile's probabilities to the final max
+            scale = torch.exp(m_at - m_safe) / safe_den
+            weights[:, :, qb.q0:qb.q1, t.k0:t.k1] = pr * scale.unsqueeze(-1)
+    return out, lse, weights
+
+
+def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
+    """Gradients of every input from the tiles again: ``(dq, dk, dv, dparams)``."""
+    # low-precision gradients are summed over tiles in float32 and rounded once at the end
+    dq, dk, dv = (torch.zeros_like(x, dtype=_acc_dtype(x)) for x in (qf, kf, v))
+    dparams = [torch.zeros_like(x, dtype=_acc_dtype(x)) for x in params]
+    # A score's own tile backward applies when the modifiers leave dS unchanged
+    # (bias terms without trainable parameters).
+    analytic = p.score.block_backward
+    if any(m.kind != "bias" or any(x.requires_grad for x in m.parameters()) for m in p.mods):
+        analytic = None
+    for qb in plan:
+        rows = slice(qb.q0, qb.q1)
+        go, lse_b, delta_b = gout[:, :, rows], lse[:, :, rows].unsqueeze(-1), delta[:, :, rows].unsqueeze(-1)
+        for t in qb.tiles:
+            cols = slice(t.k0, t.k1)
+            track = analytic is None
+            with torch.set_grad_enabled(track):
+                q_t = qf[:, :, rows].detach().requires_grad_(track and qf.requires_grad)
+                k_t = kf[:, :, cols].detach().requires_grad_(track and kf.requires_grad)
+                s, state = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), q_t, k_t, keep=True)
+            sd = s.detach()
+            if t.allowed is not None:
+                sd = sd.masked_fill(~t.allowed, NEG_INF)
+            pr = torch.exp(sd - lse_b)
+            dv[:, :, cols] += pr.transpose(-1, -2).to(v.dtype) @ go
+            dp = go @ v[:, :, cols].transpose(-1, -2)
+            if gweights is not None:
+                dp = dp + gweights[:, :, rows, cols]
+            ds = pr * (dp - delta_b)
+            if analytic is not None:
+                gq, gk, gp = analytic(qf[:, :, rows], kf[:, :, cols], ds, state)
+                dq[:, :, rows] += gq
+                dk[:, :, cols] += gk
+                for i, x in enumerate(params):
+                    if x in gp:
+                        dparams[i] += gp[x]
+                continue
+            wrt = [x for x in (q_t, k_t) if x.requires_grad] + params
+            if not wrt:
+                continue
+            grads = torch.autograd.grad(s, wrt, ds, allow_unused=True)
+            it = iter(grads)
+            if q_t.requires_grad:
+                dq[:, :, rows] += next(it)
+            if k_t.requires_grad:
+                dk[:, :, cols] += next(it)
+            for i, g in enumerate(it):
+                if g is not None:
+                    dparams[i] += g
+    dq, dk, dv = (g.to(x.dtype) for g, x in zip((dq, dk, dv), (qf, kf, v)))
+    return dq, dk, dv, [g.to(x.dtype) for g, x in zip(dparams, params)]
+
+
+def _acc_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32 for bf16/fp16 tensors, else their own dtype."""
+    return torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
+
+
 class _ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: Problem, plan, qf, kf, v, *params):
-        b, h, lq, lk = p.shape
-        out = v.new_zeros(b, h, lq, v.shape[-1])
-        lse = qf.new_full((b, h, lq), NEG_INF)
-        weights = qf.new_zeros(b, h, lq, lk) if p.need_weights else None
-        for qb in plan:
-            n = qb.q1 - qb.q0
-            m = qf.new_full((b, h, n), NEG_INF)
-            den = qf.new_zeros(b, h, n)
-            acc = v.new_zeros(b, h, n, v.shape[-1])
-            kept = []
-            for t in qb.tiles:
-                s = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), qf[:, :, qb.q0:qb.q1], kf[:, :, t.k0:t.k1])
-                if t.allowed is not None:
-                    s = s.masked_fill(~t.allowed, NEG_INF)
-                m_new = torch.maximum(m, s.amax(-1))
-                m_safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
-                pr = torch.exp(s - m_safe.unsqueeze(-1))
-                decay = torch.exp(m - m_safe)
-                den = den * decay + pr.sum(-1)
-                acc = acc * decay.unsqueeze(-1) + pr.to(v.dtype) @ v[:, :, t.k0:t.k1]
-                m = m_new
-                if weights is not None:
-                    kept.append((t, pr, m_safe))
-            alive = den > 0
-            safe_den = torch.where(alive, den, torch.ones_like(den))
-            out[:, :, qb.q0:qb.q1] = acc / safe_den.unsqueeze(-1)
-            m_safe = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-            lse[:, :, qb.q0:qb.q1] = torch.where(alive, m_safe + torch.log(safe_den), torch.full_like(m, NEG_INF))
-            for t, pr, m_at in kept:  # rescale each tile's probabilities to the final max
-                scale = torch.exp(m_at - m_safe) / safe_den
-                weights[:, :, qb.q0:qb.q1, t.k0:t.k1] = pr * scale.unsqueeze(-1)
+        with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
+            out, lse, weights = _forward(p, plan, qf, kf, v)
         ctx.p, ctx.plan, ctx.n_params = p, plan, len(params)
         ctx.save_for_backward(qf, kf, v, out, lse, *params, *([weights] if weights is not None else []))
         ctx.mark_non_differentiable(lse)
@@ -83,52 +154,8 @@ class _ChunkedAttention(torch.autograd.Function):
         delta = (gout * out).sum(-1)  # rowsum(dO * O)
         if gweights is not None and weights is not None:
             delta = delta + (gweights * weights).sum(-1)
-        dq, dk, dv = torch.zeros_like(qf), torch.zeros_like(kf), torch.zeros_like(v)
-        dparams = [torch.zeros_like(x) for x in params]
-        # A score's own tile backward applies when the modifiers leave dS unchanged
-        # (bias terms without trainable parameters).
-        analytic = p.score.block_backward
-        if any(m.kind != "bias" or any(x.requires_grad for x in m.parameters()) for m in p.mods):
-            analytic = None
-        for qb in plan:
-            rows = slice(qb.q0, qb.q1)
-            go, lse_b, delta_b = gout[:, :, rows], lse[:, :, rows].unsqueeze(-1), delta[:, :, rows].unsqueeze(-1)
-            for t in qb.tiles:
-                cols = slice(t.k0, t.k1)
-                track = analytic is None
-                with torch.set_grad_enabled(track):
-                    q_t = qf[:, :, rows].detach().requires_grad_(track and qf.requires_grad)
-                    k_t = kf[:, :, cols].detach().requires_grad_(track and kf.requires_grad)
-                    s = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), q_t, k_t)
-                sd = s.detach()
-                if t.allowed is not None:
-                    sd = sd.masked_fill(~t.allowed, NEG_INF)
-                pr = torch.exp(sd - lse_b)
-                dv[:, :, cols] += pr.transpose(-1, -2).to(v.dtype) @ go
-                dp = go @ v[:, :, cols].transpose(-1, -2)
-                if gweights is not None:
-                    dp = dp + gweights[:, :, rows, cols]
-                ds = pr * (dp - delta_b)
-                if analytic is not None:
-                    gq, gk, gp = analytic(qf[:, :, rows], kf[:, :, cols], ds)
-                    dq[:, :, rows] += gq
-                    dk[:, :, cols] += gk
-                    for i, x in enumerate(params):
-                        if x in gp:
-                            dparams[i] += gp[x]
-                    continue
-                wrt = [x for x in (q_t, k_t) if x.requires_grad] + params
-                if not wrt:
-                    continue
-                grads = torch.autograd.grad(s, wrt, ds, allow_unused=True)
-                it = iter(grads)
-                if q_t.requires_grad:
-                    dq[:, :, rows] += next(it)
-                if k_t.requires_grad:
-                    dk[:, :, cols] += next(it)
-                for i, g in enumerate(it):
-                    if g is not None:
-                        dparams[i] += g
+        with threads_for_tiles():
+            dq, dk, dv, dparams = _backward(p, plan, qf, kf, v, params, gout, lse, delta, gweights)
         return (None, None, dq, dk, dv, *dparams)
 
 
@@ -137,7 +164,7 @@ class ChunkedBackend(Backend):
     log-sum-exp it keeps."""
 
     name = "chunked"
-    budget = 1 << 18
+    budget = 1 << 22
 
     def why_not(self, p: Problem) -> str | None:
         return None
