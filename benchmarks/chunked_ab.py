@@ -63,10 +63,14 @@ class Worker:
     def time(self, case: str) -> float:
         self.proc.stdin.write(case + "\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a worker stopped while running {case!r} (its error is above)")
+        return float(line)
 
     def close(self):
-        self.proc.stdin.close()
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
         self.proc.wait()
 
 
@@ -81,6 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.before], check=True)
+        workers = {}
         try:
             workers = {"before": Worker(tree, args.length), "after": Worker(ROOT, args.length)}
             cases = [f"{s} {d} {m}" for s in ("additive", "mlp") for d in ("fp32", "bf16") for m in ("fwd", "fwdbwd")]
@@ -93,9 +98,9 @@ def main() -> None:
                     for name in (list(workers) if r % 2 == 0 else list(workers)[::-1]):
                         times[c][name].append(workers[name].time(c))
                 print(f"round {r + 1}/{args.rounds} done", flush=True)
+        finally:
             for w in workers.values():
                 w.close()
-        finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     rows = []
     for c, t in times.items():
@@ -109,7 +114,9 @@ def main() -> None:
               f"speed-up {rows[-1]['value']}x", flush=True)
     notes = [f"before: git revision {args.before}; after: the working tree; {args.rounds} rounds, the two versions "
              "called alternately in persistent processes (order swapped every round), torch.set_num_threads(2); "
-             "speed-up: median over rounds of before/after; spread_ms: [min, median, max]"]
+             "speed-up: median over rounds of before/after; spread_ms: [min, median, max]; one worker "
+             "waits while the other runs, so neither sees the other as load (the thread policy of "
+             "attnkit/attention/backends/threads.py keeps both threads in both versions)"]
     print(f"wrote {write_results('chunked_ab', rows, notes, args.out)}")
 
 

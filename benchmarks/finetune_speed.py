@@ -195,8 +195,12 @@ class HFContender:
 
     def run_chunk(self):
         """Train up to the next chunk boundary."""
+        from accelerate.state import AcceleratorState
         from transformers import Trainer
 
+        # accelerate keeps one process-wide state whose mixed precision cannot change: without
+        # this reset a bf16 Trainer after an fp32 one in the same process raises ValueError
+        AcceleratorState._reset_state(reset_partial_state=True)
         trainer = Trainer(model=self.model, args=self.args, train_dataset=self.data, data_collator=self.collator,
                           callbacks=[self.callback])
         ckpts = sorted(self.work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))

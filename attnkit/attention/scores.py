@@ -53,8 +53,8 @@ def scratch(slot: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tens
     """A reusable CPU buffer of ``shape`` for tile temporaries, valid until the next call
     with the same ``slot``; a fresh tensor when autograd records (it may save it) or off CPU.
 
-    Why: the chunked backend allocates and frees the same ~1 MiB tile buffers thousands of
-    times per call. glibc serves them with fresh mmaps until its threshold adapts, so a
+    Why: the chunked backend allocates and frees the same tile buffers (up to 16 MiB)
+    hundreds to thousands of times per call. glibc serves them with fresh mmaps until its threshold adapts, so a
     first call faulted in ~2M pages (additive score at L=2048: 3.5 s instead of 0.6 s; at
     8192: 47 s instead of 10 s, measured with ``getrusage`` minor faults)."""
     n = math.prod(shape)
@@ -199,8 +199,8 @@ class MLPScore(Score):
 
     def block_keep(self, qf, kf):
         """``(block(qf, kf), act)``: the scores and the activated pair buffer, which
-        :meth:`_block_backward` takes instead of computing it again (valid until the next
-        pair buffer is made on this thread)."""
+        :meth:`_block_backward` takes instead of computing it again (with autograd off it
+        is a scratch buffer, valid until the next pair buffer is made on this thread)."""
         dtype = torch.promote_types(qf.dtype, kf.dtype)
         qf, kf = self._pair_inputs(qf, kf)
         with _autocast_off_if(qf.dtype != dtype, qf):  # under bf16 autocast `@ v` would go back to bf16
@@ -231,16 +231,20 @@ class MLPScore(Score):
     @property
     def block_backward(self):
         """The written-out tile backward for tanh and relu (whose derivative follows from
-        the output), else ``None`` (the chunked backend then differentiates ``block``)."""
-        return self._block_backward if self.activation in ("tanh", "relu") else None
+        the output), else ``None`` (the chunked backend then differentiates ``block``); also
+        ``None`` for a subclass that overrides ``block``, whose scores this formula no longer
+        describes."""
+        if self.activation not in ("tanh", "relu") or type(self).block is not MLPScore.block:
+            return None
+        return self._block_backward
 
     def _block_backward(self, qf, kf, ds, act=None):
         """Gradients of ``sum(ds * block(qf, kf))`` w.r.t. ``qf``, ``kf`` and ``v.weight``;
         ``act`` is the activated pair buffer from :meth:`block_keep` (made here if ``None``).
 
-        Three passes over one ``(..., Lq, Lk, hidden)`` buffer besides the activation: ``dv``
-        as one matrix product, ``g = ds * act'`` in one fused op, and the sums of ``g`` over
-        keys (``dq``) and over queries (``dk``); ``v`` multiplies the ``hidden``-long results.
+        Besides the activation, four reads of one ``(..., Lq, Lk, hidden)`` buffer: ``dv`` as
+        one matrix product, ``g = ds * act'`` in one fused op, and the sums of ``g`` over keys
+        (``dq``) and over queries (``dk``); ``v`` multiplies the ``hidden``-long results.
         Measured per 64x64 tile on a 2-core AMD EPYC: 2-3x faster in fp32 and 1.5x in bf16
         than forming ``act'`` in three passes and contracting it with batched matrix products."""
         dtypes = qf.dtype, kf.dtype

@@ -6,6 +6,7 @@ import torch
 
 from attnkit.attention import build_score
 from attnkit.attention.backends import chunked
+from attnkit.attention.scores import MLPScore
 
 ACTS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -59,3 +60,35 @@ def test_chunked_bf16_gradients_are_summed_in_float32(monkeypatch):
     for got, want in zip(grads[torch.bfloat16], grads[torch.float64]):
         err = (got - want).abs().max() / want.abs().max()
         assert err < 2.5 * 2**-8, err
+
+
+class DoubledMLP(MLPScore):
+    """A user's subclass that changes ``block`` only: its own scores must be differentiated,
+    not the parent's written-out formula."""
+
+    def block(self, qf, kf):
+        return 2 * super().block(qf, kf) + 0.5
+
+
+@pytest.mark.parametrize("mods", [[], ["relative_bias"]])
+def test_subclass_overriding_block_gets_its_own_gradients(monkeypatch, mods):
+    from attnkit.attention import attend
+    from attnkit.attention.mods import build_mod
+
+    monkeypatch.setattr(chunked.ChunkedBackend, "budget", 256)  # several tiles
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 1, 12, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    score = DoubledMLP(4, 4, hidden=5, activation="tanh").double()
+    assert score.block_backward is None
+    built = [build_mod(m, heads=1).double() for m in mods]
+    got, want = {}, {}
+    for backend, store in (("chunked", got), ("reference", want)):
+        ins = [x.clone().requires_grad_(True) for x in (q, k, v)]
+        out, _, decision = attend(*ins, score, mods=built, backend=backend)
+        assert decision.backend == backend
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum().backward()
+        store["in"] = [x.grad.clone() for x in ins]
+        store["w"] = score.w_q.weight.grad.clone()
+        score.zero_grad()
+    for a, b in zip(got["in"] + [got["w"]], want["in"] + [want["w"]]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

@@ -85,6 +85,8 @@ def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
     analytic = p.score.block_backward
     if any(m.kind != "bias" or any(x.requires_grad for x in m.parameters()) for m in p.mods):
         analytic = None
+    if torch.is_grad_enabled():  # create_graph: the written-out backward is not differentiable
+        analytic = None
     for qb in plan:
         rows = slice(qb.q0, qb.q1)
         go, lse_b, delta_b = gout[:, :, rows], lse[:, :, rows].unsqueeze(-1), delta[:, :, rows].unsqueeze(-1)
@@ -94,7 +96,11 @@ def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
             with torch.set_grad_enabled(track):
                 q_t = qf[:, :, rows].detach().requires_grad_(track and qf.requires_grad)
                 k_t = kf[:, :, cols].detach().requires_grad_(track and kf.requires_grad)
-                s, state = tile_scores(p, (qb.q0, qb.q1), (t.k0, t.k1), q_t, k_t, keep=True)
+                span = (qb.q0, qb.q1), (t.k0, t.k1)
+                if track:  # autograd differentiates the score's own `block` (a subclass may override it alone)
+                    s, state = tile_scores(p, *span, q_t, k_t), None
+                else:  # the score keeps what its own tile backward needs
+                    s, state = tile_scores(p, *span, q_t, k_t, keep=True)
             sd = s.detach()
             if t.allowed is not None:
                 sd = sd.masked_fill(~t.allowed, NEG_INF)
@@ -105,7 +111,8 @@ def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
                 dp = dp + gweights[:, :, rows, cols]
             ds = pr * (dp - delta_b)
             if analytic is not None:
-                gq, gk, gp = analytic(qf[:, :, rows], kf[:, :, cols], ds, state)
+                extra = () if state is None else (state,)  # a score without state keeps the 3-argument form
+                gq, gk, gp = analytic(qf[:, :, rows], kf[:, :, cols], ds, *extra)
                 dq[:, :, rows] += gq
                 dk[:, :, cols] += gk
                 for i, x in enumerate(params):
@@ -136,7 +143,8 @@ def _acc_dtype(x: torch.Tensor) -> torch.dtype:
 class _ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: Problem, plan, qf, kf, v, *params):
-        with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
+        # many short parallel regions: leave cores other processes hold to them (CPU only)
+        with threads_for_tiles(p.device.type == "cpu"):
             out, lse, weights = _forward(p, plan, qf, kf, v)
         ctx.p, ctx.plan, ctx.n_params = p, plan, len(params)
         ctx.save_for_backward(qf, kf, v, out, lse, *params, *([weights] if weights is not None else []))
@@ -154,7 +162,7 @@ class _ChunkedAttention(torch.autograd.Function):
         delta = (gout * out).sum(-1)  # rowsum(dO * O)
         if gweights is not None and weights is not None:
             delta = delta + (gweights * weights).sum(-1)
-        with threads_for_tiles():
+        with threads_for_tiles(p.device.type == "cpu"):
             dq, dk, dv, dparams = _backward(p, plan, qf, kf, v, params, gout, lse, delta, gweights)
         return (None, None, dq, dk, dv, *dparams)
 

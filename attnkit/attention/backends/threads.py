@@ -80,8 +80,12 @@ def kernel_threads(threads: int, cores: int, busy: float) -> int:
 
 
 @contextlib.contextmanager
-def threads_for_tiles():
-    """Run the block inside with :func:`kernel_threads` threads (restored after)."""
+def threads_for_tiles(enabled: bool = True):
+    """Run the block inside with :func:`kernel_threads` threads (restored after); nothing
+    changes when not ``enabled`` (work on a GPU)."""
+    if not enabled:
+        yield
+        return
     threads = torch.get_num_threads()
     want = kernel_threads(threads, os.cpu_count() or threads, others_busy_cores())
     if want == threads:
