@@ -37,15 +37,18 @@ NAIVE_ADDITIVE_MAX = 2048  # at 8192 the Lq x Lk x 128 tensor alone is 64 GiB (f
 
 
 # --------------------------------------------------------------------------- worker side
-DTYPES = {"fp32": None, "bf16": None}  # filled with torch dtypes where torch is imported
 DTYPE = {"name": "fp32"}  # this process's dtype (--dtype; passed to the workers in their spec)
 
 
 def _set_dtype(name: str) -> None:
+    DTYPE["name"] = name
+
+
+def _dtype():
+    """The torch dtype of this process's ``--dtype``."""
     import torch
 
-    DTYPES.update(fp32=torch.float32, bf16=torch.bfloat16)
-    DTYPE["name"] = name
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[DTYPE["name"]]
 
 
 def padded_lengths(batch: int, length: int):
@@ -76,7 +79,7 @@ def _dot_case(variant, length, contender, grad):
     if variant == "padding":
         b = max(b, PADDING_MIN_BATCH)
     g = torch.Generator().manual_seed(0)
-    dtype = DTYPES[DTYPE["name"]]
+    dtype = _dtype()
     q, k, v = (torch.randn(b, h, length, d, generator=g).to(dtype).requires_grad_(grad) for _ in range(3))
     scale = 1 / math.sqrt(d)
     i = torch.arange(length)
@@ -138,7 +141,7 @@ def _additive_case(score_name, length, contender, grad):
 
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    dtype = DTYPES[DTYPE["name"]]
+    dtype = _dtype()
     q, k, v = (torch.randn(2, 1, length, 128, generator=g).to(dtype).requires_grad_(grad) for _ in range(3))
     opts = {"hidden": 128} if score_name == "additive" else {"hidden": 128, "activation": "relu"}
     score = build_score(score_name, 128, 128, **opts).to(dtype)  # a bf16 model: its weights in bf16 too

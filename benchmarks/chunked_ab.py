@@ -22,31 +22,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, row, write_results  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+# the worker builds benchmarks/attention.py's additive/MLP case (this checkout's script) on the
+# attnkit that PYTHONPATH names
 WORKER = r"""
 import sys, time, torch
-from attnkit.attention import attend, build_score
+import attnkit.attention  # from PYTHONPATH, before attention.py puts this checkout first on sys.path
+sys.path.insert(0, sys.argv[2])
+import attention as bench
 torch.set_num_threads(2)
-L = int(sys.argv[1])
-cases, g = {}, torch.Generator().manual_seed(0)
-for dtype_name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+calls = {}
+for dtype_name in ("fp32", "bf16"):
+    bench._set_dtype(dtype_name)
     for score in ("additive", "mlp"):
-        q, k, v = (torch.randn(2, 1, L, 128, generator=g).to(dt).requires_grad_(True) for _ in range(3))
-        opts = {"hidden": 128} if score == "additive" else {"hidden": 128, "activation": "relu"}
-        cases[(score, dtype_name)] = (q, k, v, build_score(score, 128, 128, **opts).to(dt))
-print("ready", flush=True)
+        for mode in ("fwd", "fwdbwd"):
+            spec = {"variant": score, "length": int(sys.argv[1])}
+            calls[(score, dtype_name, mode)] = bench._callable(bench._additive_case, spec, "attnkit", mode)
+print("ready", attnkit.__file__, flush=True)
 for line in sys.stdin:
     score, dtype_name, mode = line.split()
-    q, k, v, s = cases[(score, dtype_name)]
-    t0 = time.perf_counter()
-    if mode == "fwd":
-        with torch.no_grad():
-            attend(q, k, v, s)
-    else:
-        for x in (q, k, v):
-            x.grad = None
-        attend(q, k, v, s)[0].sum().backward()
-    print(time.perf_counter() - t0, flush=True)
+    with torch.set_grad_enabled(mode == "fwdbwd"):
+        t0 = time.perf_counter()
+        calls[(score, dtype_name, mode)]()
+        print(time.perf_counter() - t0, flush=True)
 """
 
 
@@ -55,10 +54,13 @@ class Worker:
 
     def __init__(self, root: Path, length: int):
         env = dict(os.environ, PYTHONPATH=str(root))
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(length)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(length), str(BENCH)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
-        if self.proc.stdout.readline().strip() != "ready":
+        ready = self.proc.stdout.readline().split()
+        if not ready or ready[0] != "ready":
             raise SystemExit(f"worker for {root} did not start")
+        if not Path(ready[1]).resolve().is_relative_to(root.resolve()):
+            raise SystemExit(f"worker for {root} imported attnkit from {ready[1]}")
 
     def time(self, case: str) -> float:
         self.proc.stdin.write(case + "\n")

@@ -87,12 +87,12 @@ def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
         analytic = None
     if torch.is_grad_enabled():  # create_graph: the written-out backward is not differentiable
         analytic = None
+    track = analytic is None  # autograd differentiates each tile's scores
     for qb in plan:
         rows = slice(qb.q0, qb.q1)
         go, lse_b, delta_b = gout[:, :, rows], lse[:, :, rows].unsqueeze(-1), delta[:, :, rows].unsqueeze(-1)
         for t in qb.tiles:
             cols = slice(t.k0, t.k1)
-            track = analytic is None
             with torch.set_grad_enabled(track):
                 q_t = qf[:, :, rows].detach().requires_grad_(track and qf.requires_grad)
                 k_t = kf[:, :, cols].detach().requires_grad_(track and kf.requires_grad)

@@ -25,12 +25,6 @@ BUSY_CORE = 0.5  # another process using this much of a core counts as holding i
 _state: dict = {}
 
 
-def cpu_seconds() -> tuple[float, float] | None:
-    """``(busy seconds of every CPU, CPU seconds of this process)`` so far, or None where
-    ``/proc`` is missing."""
-    return _cpu_seconds()
-
-
 def others_busy_between(before, after, elapsed: float) -> float:
     """Cores other processes kept busy between two :func:`cpu_seconds` readings ``elapsed``
     seconds apart (0 when either is unknown)."""
@@ -39,8 +33,9 @@ def others_busy_between(before, after, elapsed: float) -> float:
     return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / elapsed)
 
 
-def _cpu_seconds() -> tuple[float, float] | None:
-    """``(busy seconds of every CPU, CPU seconds of this process)`` so far, or None."""
+def cpu_seconds() -> tuple[float, float] | None:
+    """``(busy seconds of every CPU, CPU seconds of this process)`` so far, or None where
+    ``/proc`` is missing."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()[1:]
@@ -60,13 +55,11 @@ def others_busy_cores(now: float | None = None, reading=None) -> float:
     last = _state.get("last")
     if last is not None and now - last[0] < MIN_INTERVAL_S:
         return _state.get("busy", 0.0)
-    reading = _cpu_seconds() if reading is None else reading
+    reading = cpu_seconds() if reading is None else reading
     if reading is None:
         return 0.0
     if last is not None:
-        elapsed = now - last[0]
-        all_busy, mine = reading[0] - last[1][0], reading[1] - last[1][1]
-        _state["busy"] = max(0.0, (all_busy - mine) / elapsed)
+        _state["busy"] = others_busy_between(last[1], reading, now - last[0])
     _state["last"] = (now, reading)
     return _state.get("busy", 0.0)
 
