@@ -13,24 +13,30 @@ from ..errors import DataError
 from ..rundir import LoadedRun, load_run
 from ..tasks import predict_encoded
 from ..tasks.featurizers import input_limit
-from ..train.precision import inference_precision
+from ..train.precision import PrecisionChoice, inference_precision, model_work
 
 log = logging.getLogger("attnkit")
 
 
 def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int | list[int] = 3, batch_size: int = 64,
-            engine: str | None = None, precision: str = "fp32") -> list[dict]:
+            engine: str | None = None, precision: str | PrecisionChoice = "fp32") -> list[dict]:
     """Predictions for raw inputs, in order: ``{"text", "label", "scores": {label: prob}}`` for
     classifiers, ``{"text", "tokens", "tags"}`` for taggers (each task says its own). A run
     directory predicts on ``engine`` (None: the one its ``engine.json`` names, else torch); a
     loaded run on the engine it was given. ``precision``: fp32, bf16 or auto (the torch engine;
-    see :mod:`attnkit.train.precision`). ``top_k``: one for all inputs, or one per input (the
-    HTTP service batches requests that asked for different ``top_k``)."""
+    see :mod:`attnkit.train.precision`), or a choice already made (the service makes it once).
+    ``top_k``: one for all inputs, or one per input (the HTTP service batches requests that
+    asked for different ``top_k``)."""
     run = run_dir if isinstance(run_dir, LoadedRun) else attach_engine(load_run(run_dir), engine)
     task, fz = run.task, run.featurized
     encoded = task.encode_inputs(fz, texts)
     say_what_was_cut(fz, texts, encoded)
-    with inference_precision(precision, engine=engine_name(run)).autocast():
+    if not isinstance(precision, PrecisionChoice):
+        first = encoded[:batch_size]  # what `auto` times
+        work = model_work(run.model, lambda: predict_encoded(run.model, task, first, batch_size),
+                          f"predict batch {len(first)}")
+        precision = inference_precision(precision, engine=engine_name(run), work=work)
+    with precision.autocast():
         preds = predict_encoded(run.model, task, encoded, batch_size)
     ks = [top_k] * len(texts) if isinstance(top_k, int) else list(top_k)
     return [task.prediction(fz, enc, pred, raw, k) for enc, pred, raw, k in zip(encoded, preds, texts, ks)]

@@ -13,6 +13,8 @@ from ..deploy import attach_engine, engine_name
 from ..errors import ConfigError
 from ..rundir import LoadedRun, load_run
 from ..run.prediction import predict
+from ..tasks import predict_encoded
+from ..train.precision import PrecisionChoice, inference_precision, model_work
 from .batcher import MicroBatcher
 from .metrics import Metrics
 from .settings import ServeSettings
@@ -46,20 +48,22 @@ def length_groups(texts: list[str], ratio: float = LENGTH_RATIO, min_group: int 
 
 @dataclass
 class ServedModel:
-    """One name's run: where it came from, the loaded run, its batcher, when it was loaded."""
+    """One name's run: where it came from, the loaded run, the precision it runs in (chosen once,
+    at load), its batcher, when it was loaded."""
 
     name: str
     run_dir: Path
     run: LoadedRun
+    precision: PrecisionChoice = PrecisionChoice("fp32", "asked for")
     batcher: MicroBatcher | None = None
     loaded_at: float = field(default_factory=time.time)
 
-    def predict_texts(self, texts: list[str], top_ks: list[int], precision: str) -> list[dict]:
+    def predict_texts(self, texts: list[str], top_ks: list[int]) -> list[dict]:
         """Records for ``texts`` in order, run in groups of similar length."""
         out: list[dict | None] = [None] * len(texts)
         for group in length_groups(texts):
             records = predict(self.run, [texts[i] for i in group], top_k=[top_ks[i] for i in group],
-                              batch_size=len(group), precision=precision)
+                              batch_size=len(group), precision=self.precision)
             for i, record in zip(group, records):
                 out[i] = record
         return out
@@ -88,9 +92,14 @@ def load_served(name: str, run_dir: str | Path, settings: ServeSettings) -> Serv
     run = attach_engine(load_run(path), settings.engine)
     if run.task.inputs != "text":
         raise ConfigError(f"serve: model {name!r}: {path} is a {run.task.name} run; the service takes text models")
-    served = ServedModel(name, path, run)
+    texts = settings.warmup_texts * 2
+    encoded = run.task.encode_inputs(run.featurized, texts)  # `auto` times a warm-up batch
+    work = model_work(run.model, lambda: predict_encoded(run.model, run.task, encoded, len(encoded)),
+                      f"serve batch {len(encoded)}")
+    precision = inference_precision(settings.precision, "serve --precision", engine_name(run), work)
+    served = ServedModel(name, path, run, precision)
     t0 = time.perf_counter()
-    served.predict_texts(settings.warmup_texts * 2, [1] * 2 * len(settings.warmup_texts), settings.precision)
+    served.predict_texts(texts, [1] * len(texts))
     log.info(f"serve: {name} <- {path} ({run.task.name}, engine {engine_name(run)}), warmed up in "
              f"{time.perf_counter() - t0:.2f} s")
     return served
@@ -108,7 +117,7 @@ class ModelPool:
     def _attach(self, served: ServedModel) -> ServedModel:
         s, name = self.settings, served.name
         served.batcher = MicroBatcher(
-            lambda texts, ks: served.predict_texts(texts, ks, s.precision), self.executor, s.batch_size,
+            lambda texts, ks: served.predict_texts(texts, ks), self.executor, s.batch_size,
             s.wait_s, s.max_queue, on_batch=self.metrics.batch_size.labels(name).observe,
             on_depth=self.metrics.queue_depth.labels(name).set)
         served.batcher.start()

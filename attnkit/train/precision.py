@@ -4,14 +4,22 @@ fp32 master weights and reductions) or ``auto``.
 No fixed choice is right everywhere: measured on an Intel Xeon with AMX, bf16 matrix products
 ran 5.9x faster than fp32; on an AMD EPYC without bf16 units, 6.5x slower; and even with AMX
 an elementwise-bound kernel (additive attention's ``tanh``) ran 3.2x slower in bf16. ``auto``
-therefore measures: one ``Linear`` the size of a small model's layer, fp32 against bf16
-autocast, a few interleaved repetitions (about 0.1-0.3 s), and picks bf16 only when it is
-clearly faster (:data:`BF16_MIN_SPEEDUP`). The answer is cached per CPU model, torch version
-and thread count in ``~/.cache/attnkit/precision.json`` (``ATTNKIT_CACHE`` moves it), so
-later runs on the same machine decide instantly, and every choice says why."""
+therefore measures, in two stages, each fp32 against bf16 autocast in interleaved repetitions:
+
+1. the machine: one ``Linear`` the size of a small model's layer (about 0.1-0.3 s). Where bf16
+   is not clearly faster (:data:`BF16_MIN_SPEEDUP`) no model can gain, and fp32 it is;
+2. the run's own work (:class:`WorkProbe`: a training step, forward and backward, or a
+   prediction batch), when the caller has one: a machine with bf16 units still does not speed
+   up a model whose time goes elsewhere (measured: a BiLSTM + attention trained 0.96x as fast
+   in bf16 on a CPU whose bf16 ``Linear`` ran 1.79x), and bf16 costs accuracy there for nothing.
+
+Answers are cached per CPU model, torch version and thread count (and, for the second stage,
+per model architecture and batch size) in ``~/.cache/attnkit/precision.json`` (``ATTNKIT_CACHE``
+moves it), so later runs on the same machine decide instantly, and every choice says why."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +27,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -31,6 +40,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this much: the casts and rounding have a cost
 PROBE_SHAPE = (256, 768, 768)  # rows x in x out of the probed Linear (a MiniLM-sized layer)
 PROBE_REPS = 5
+WORK_REPS = 2  # timed runs of the run's own step per precision, after one warm-up each
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,61 @@ def cache_path() -> Path:
     return Path(root) / "precision.json"
 
 
+@dataclass(frozen=True)
+class WorkProbe:
+    """The run's own work for ``auto``'s second stage: ``step()`` runs it once; ``model`` and
+    ``what`` (say ``train batch 32``) name it in the cache."""
+
+    model: torch.nn.Module
+    step: Callable[[], object]
+    what: str
+
+    @property
+    def key(self) -> str:
+        """The model's class and a digest of its parameter shapes, and ``what``."""
+        shapes = ";".join(f"{name}{tuple(p.shape)}" for name, p in self.model.named_parameters())
+        return f"{type(self.model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]} {self.what}"
+
+
+def model_work(model: torch.nn.Module, forward: Callable[[], object], what: str,
+               loss: Callable[[object], torch.Tensor] | None = None) -> WorkProbe:
+    """A :class:`WorkProbe` that runs ``forward()`` (and, for training, ``loss(output)``
+    backward) leaving no trace: in eval mode, so dropout draws nothing and normalisation keeps
+    its statistics, with the random state restored and the gradients dropped after each step
+    (the probe runs before training has any)."""
+    def step():
+        was, rng = model.training, torch.get_rng_state()
+        model.eval()
+        try:
+            if loss is None:
+                with torch.inference_mode():
+                    forward()
+            else:
+                loss(forward()).backward()
+        finally:
+            model.train(was)
+            torch.set_rng_state(rng)
+            for p in model.parameters():
+                p.grad = None
+    return WorkProbe(model, step, what)
+
+
+def _interleaved(run: Callable[[], object], reps: int) -> dict:
+    """Milliseconds of ``run()`` in fp32 and under bf16 autocast (best of ``reps``, the two
+    interleaved after a warm-up round) and their ratio."""
+    times = {"fp32": [], "bf16": []}
+    for rep in range(reps + 1):
+        for name in ("fp32", "bf16"):
+            with PrecisionChoice(name, "probe").autocast():
+                t0 = time.perf_counter()
+                run()
+                elapsed = time.perf_counter() - t0
+            if rep:  # the first round warms up both
+                times[name].append(elapsed * 1e3)
+    fp32, bf16 = min(times["fp32"]), min(times["bf16"])
+    return {"fp32_ms": round(fp32, 4), "bf16_ms": round(bf16, 4), "bf16_speedup": round(fp32 / bf16, 3)}
+
+
 def probe() -> dict:
     """Milliseconds of one Linear forward in fp32 and under bf16 autocast (best of
     :data:`PROBE_REPS`, interleaved) and their ratio."""
@@ -79,28 +144,23 @@ def probe() -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(rows, n_in, generator=gen)
     layer = torch.nn.Linear(n_in, n_out)
-    times = {"fp32": [], "bf16": []}
     with torch.inference_mode():
-        for rep in range(PROBE_REPS + 1):
-            for name in ("fp32", "bf16"):
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16" else contextlib.nullcontext()
-                with ctx:
-                    t0 = time.perf_counter()
-                    layer(x)
-                    elapsed = time.perf_counter() - t0
-                if rep:  # the first round warms up both
-                    times[name].append(elapsed * 1e3)
-    fp32, bf16 = min(times["fp32"]), min(times["bf16"])
-    return {"fp32_ms": round(fp32, 4), "bf16_ms": round(bf16, 4), "bf16_speedup": round(fp32 / bf16, 3)}
+        return _interleaved(lambda: layer(x), PROBE_REPS)
+
+
+def probe_work(work: WorkProbe) -> dict:
+    """:func:`probe` for the run's own work (best of :data:`WORK_REPS`)."""
+    return _interleaved(work.step, WORK_REPS)
 
 
 def _key() -> str:
     return f"{cpu_name()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-def measured_speedup(refresh: bool = False) -> tuple[dict, bool]:
-    """``(probe result, whether it came from the cache)`` for this CPU, torch and thread count."""
-    path, key = cache_path(), _key()
+def measured_speedup(refresh: bool = False, work: WorkProbe | None = None) -> tuple[dict, bool]:
+    """``(probe result, whether it came from the cache)`` for this CPU, torch and thread count:
+    of the ``Linear`` probe, or of ``work`` when given."""
+    path, key = cache_path(), _key() if work is None else f"{_key()} | {work.key}"
     cache = {}
     if path.is_file():
         try:
@@ -113,7 +173,7 @@ def measured_speedup(refresh: bool = False) -> tuple[dict, bool]:
     if not refresh and isinstance(hit, dict) and isinstance(hit.get("bf16_speedup"), (int, float)):
         return hit, True
     before, t0 = cpu_seconds(), time.monotonic()
-    result = probe()
+    result = probe() if work is None else probe_work(work)
     busy = others_busy_between(before, cpu_seconds(), time.monotonic() - t0)
     if busy >= BUSY_CORE:
         # measured while other processes kept a core busy (seen: bf16 0.50x here under load, 1.79x
@@ -125,8 +185,15 @@ def measured_speedup(refresh: bool = False) -> tuple[dict, bool]:
     return result, False
 
 
-def choose_precision(name: str, where: str = "precision") -> PrecisionChoice:
-    """The precision to run: ``fp32`` and ``bf16`` as asked, ``auto`` by the cached probe."""
+def _source(result: dict, cached: bool) -> str:
+    if "busy_cores" in result:
+        return f"probe while other processes kept {result['busy_cores']:g} cores busy: not cached"
+    return "cached probe" if cached else "probe"
+
+
+def choose_precision(name: str, where: str = "precision", work: WorkProbe | None = None) -> PrecisionChoice:
+    """The precision to run: ``fp32`` and ``bf16`` as asked, ``auto`` by the cached probes: the
+    machine's ``Linear``, then, where that says bf16 can pay, ``work`` (the run's own step)."""
     if name not in PRECISIONS:
         raise ConfigError(f"{where}: {name!r} is not a precision; known: {', '.join(PRECISIONS)}")
     if name == "fp32":
@@ -134,24 +201,29 @@ def choose_precision(name: str, where: str = "precision") -> PrecisionChoice:
     if name == "bf16":
         return PrecisionChoice("bf16", "asked for: bf16 autocast, fp32 master weights")
     result, cached = measured_speedup()
-    speedup = result["bf16_speedup"]
-    source = "cached probe" if cached else "probe"
-    if "busy_cores" in result:
-        source = f"probe while other processes kept {result['busy_cores']:g} cores busy: not cached"
-    facts = f"bf16 Linear {speedup:.2f}x fp32 on {cpu_name()} ({source}, {cache_path()})"
-    if speedup >= BF16_MIN_SPEEDUP:
+    facts = (f"bf16 Linear {result['bf16_speedup']:.2f}x fp32 on {cpu_name()} "
+             f"({_source(result, cached)}, {cache_path()})")
+    if result["bf16_speedup"] < BF16_MIN_SPEEDUP:
+        return PrecisionChoice("fp32", f"auto: {facts}, under {BF16_MIN_SPEEDUP}x")
+    if work is None:
         return PrecisionChoice("bf16", f"auto: {facts}, at least {BF16_MIN_SPEEDUP}x")
-    return PrecisionChoice("fp32", f"auto: {facts}, under {BF16_MIN_SPEEDUP}x")
+    own, cached = measured_speedup(work=work)
+    facts = f"{facts}; bf16 {work.what} {own['bf16_speedup']:.2f}x fp32 ({_source(own, cached)})"
+    if own["bf16_speedup"] < BF16_MIN_SPEEDUP:
+        return PrecisionChoice("fp32", f"auto: {facts}, under {BF16_MIN_SPEEDUP}x")
+    return PrecisionChoice("bf16", f"auto: {facts}, both at least {BF16_MIN_SPEEDUP}x")
 
 
-def inference_precision(name: str, where: str = "--precision", engine: str = "torch") -> PrecisionChoice:
-    """The precision prediction or evaluation runs in, said once in the log unless plain fp32.
-    A graph on ONNX Runtime runs in its own precision (fp32 or int8): asking for another is said."""
+def inference_precision(name: str, where: str = "--precision", engine: str = "torch",
+                        work: WorkProbe | None = None) -> PrecisionChoice:
+    """The precision prediction or evaluation runs in, said once in the log unless plain fp32;
+    ``work``: a prediction batch for ``auto`` to time. A graph on ONNX Runtime runs in its own
+    precision (fp32 or int8): asking for another is said."""
     if engine != "torch" and name in PRECISIONS and name != "fp32":  # no probe for a choice not taken
         log.warning(f"{where} {name}: ignored, the {engine} engine runs the graph in the precision it was "
                     f"exported in")
         return PrecisionChoice("fp32", f"the {engine} engine")
-    choice = choose_precision(name, where)
+    choice = choose_precision(name, where, work)
     if name != "fp32":
         log.info(f"running in {choice}")
     return choice

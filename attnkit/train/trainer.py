@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import TrainConfig
 from .distributed import all_sum, any_rank, gather_objects, no_sync, shard, world, wrap
 from .optim import build_optimizer, build_schedule, clip_grad_norm
-from .precision import choose_precision
+from .precision import WorkProbe, choose_precision, model_work
 
 log = logging.getLogger("attnkit")
 
@@ -113,6 +113,11 @@ class Trainer:
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
+        # chosen before DDP wraps the model: `auto` times a training step of the bare model
+        self.precision = gather_objects(choose_precision(cfg.effective_precision, "train.precision",
+                                                         self._work_probe()), self.world)[0]  # rank 0's, on every rank
+        if cfg.effective_precision != "fp32":
+            log.info(f"training in {self.precision}")
         # train.adversarial: FGM / PGD on the embeddings (before DDP, which must see the dense embedding path)
         self.adversary = Adversary(cfg.adversarial, model) if cfg.adversarial.on else None
         self.ddp = wrap(model, self.world, self._probe_loss)  # what training forwards through (the model on one rank)
@@ -131,11 +136,18 @@ class Trainer:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.opt = build_optimizer(model, cfg.optimizer)
         self.sched = build_schedule(self.opt, self.total_steps, cfg.schedule)
-        self.precision = choose_precision(cfg.effective_precision, "train.precision")
-        if cfg.effective_precision != "fp32":
-            log.info(f"training in {self.precision}")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
                       "history": [], "loss_sum": 0.0, "seen": 0, "ranks": self.world.size}
+
+    def _work_probe(self) -> WorkProbe | None:
+        """The first training batch, forward and backward, for ``precision: auto`` to time."""
+        if self.cfg.effective_precision != "auto":
+            return None
+        first = self._batches(0)[0]
+        idx = self._share(first)[0] or first  # a rank without a share times the whole batch
+        batch = self.train_data.collate(idx)
+        return model_work(self.model, lambda: self.model(batch), f"train batch {len(idx)}",
+                          loss=lambda out: self.loss(out, batch))
 
     def _probe_loss(self) -> torch.Tensor:
         """The loss of the first training example (DDP's check for parameters without gradients)."""

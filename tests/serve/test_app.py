@@ -222,10 +222,10 @@ def test_an_unexpected_failure_is_a_json_500_and_the_others_in_its_batch_are_ans
         served = c.app.state.pool.models["m"]
         real = served.predict_texts
 
-        def fussy(texts, ks, precision):
+        def fussy(texts, ks):
             if "poison" in texts:
                 raise RuntimeError("cannot encode this one")
-            return real(texts, ks, precision)
+            return real(texts, ks)
 
         monkeypatch.setattr(served, "predict_texts", fussy)
         with ThreadPoolExecutor(3) as ex:  # all three land in one micro-batch (300 ms wait)
@@ -261,10 +261,10 @@ def test_a_request_unanswered_in_time_gets_504_and_leaves_the_queue(text_run, mo
         served = c.app.state.pool.models["m"]
         real, seen = served.predict_texts, []
 
-        def blocked(texts, ks, precision):
+        def blocked(texts, ks):
             seen.append(list(texts))
             gate.wait(10)
-            return real(texts, ks, precision)
+            return real(texts, ks)
 
         monkeypatch.setattr(served, "predict_texts", blocked)
         with ThreadPoolExecutor(2) as ex:
