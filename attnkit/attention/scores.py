@@ -34,6 +34,7 @@ from torch import nn
 from ..config import block_options, check_keys
 from ..errors import ConfigError
 from ..registry import Registry
+from . import pair_kernel
 
 SCORES: Registry[type[Score]] = Registry("score")
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -100,6 +101,11 @@ class Score(nn.Module):
         """Scores ``[..., Lq, Lk]`` of prepared query and key blocks."""
         s = qf @ kf.transpose(-1, -2)
         return s * self.dot_scale if self.dot_scale != 1.0 else s
+
+    def tile_cost(self, qf: torch.Tensor, kf: torch.Tensor) -> int:
+        """Floats ``block`` holds per (query, key) pair for these inputs (``block_cost``); the
+        chunked backend sizes its tiles with it."""
+        return self.block_cost
 
     def block_keep(self, qf: torch.Tensor, kf: torch.Tensor) -> tuple[torch.Tensor, object]:
         """``(block(qf, kf), state)``: ``state`` is handed to ``block_backward`` for the same
@@ -197,14 +203,34 @@ class MLPScore(Score):
     def block(self, qf, kf):
         return self.block_keep(qf, kf)[0]
 
+    # tile cost with the fused kernel: no pair buffer, only the scores and the softmax's own
+    # tile tensors; measured best among 1, 4, 16 and 128 (see benchmarks/results/attention.json)
+    kernel_tile_cost = 4
+
+    def _kernel_runs(self, qf, kf) -> bool:
+        """Whether the fused C++ pair loop (:mod:`~attnkit.attention.pair_kernel`) computes this
+        score's blocks: tanh or relu, CPU, float32/bf16/fp16, a kernel that built, and this
+        class's own ``block_keep``."""
+        return type(self).block_keep is MLPScore.block_keep and pair_kernel.usable(qf, kf, self.activation)
+
+    def tile_cost(self, qf, kf):
+        return self.kernel_tile_cost if self._kernel_runs(qf, kf) else self.block_cost
+
     def block_keep(self, qf, kf):
         """``(block(qf, kf), act)``: the scores and the activated pair buffer, which
         :meth:`_block_backward` takes instead of computing it again (with autograd off it
-        is a scratch buffer, valid until the next pair buffer is made on this thread)."""
+        is a scratch buffer, valid until the next pair buffer is made on this thread). The
+        fused kernel keeps nothing (``act`` None): its backward recomputes the pairs in registers.
+        Autograd through the scores (a parameter or input that requires grad, grad mode on)
+        takes the tensor ops."""
+        v = self.v.weight
+        recorded = torch.is_grad_enabled() and (qf.requires_grad or kf.requires_grad or v.requires_grad)
+        if not recorded and self._kernel_runs(qf, kf):
+            return pair_kernel.pair_scores(qf, kf, v.detach().squeeze(0), self.activation), None
         dtype = torch.promote_types(qf.dtype, kf.dtype)
         qf, kf = self._pair_inputs(qf, kf)
         with _autocast_off_if(qf.dtype != dtype, qf):  # under bf16 autocast `@ v` would go back to bf16
-            v = self.v.weight.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
+            v = v.squeeze(0).to(qf.dtype)  # bf16 autocast: backward runs outside autocast
             act = self._activated(qf, kf)
             s = (act @ v.unsqueeze(-1)).squeeze(-1)
             if self.activation == "tanh":  # act = sigmoid(2x), tanh(x) = 2 act - 1
@@ -251,6 +277,9 @@ class MLPScore(Score):
         (``dq``) and over queries (``dk``); ``v`` multiplies the ``hidden``-long results.
         Measured per 64x64 tile on a 2-core AMD EPYC: 2-3x faster in fp32 and 1.5x in bf16
         than forming ``act'`` in three passes and contracting it with batched matrix products."""
+        if act is None and self._kernel_runs(qf, kf):  # float32 gradients, summed so by the chunked backend
+            dq, dk, dv = pair_kernel.pair_backward(qf, kf, self.v.weight.detach().squeeze(0), ds, self.activation)
+            return dq, dk, {self.v.weight: dv.unsqueeze(0)}
         dtypes = qf.dtype, kf.dtype
         if act is None:
             pq, pk = self._pair_inputs(qf, kf)

@@ -105,11 +105,17 @@ def test_blocksparse_bf16_backward_at_length_with_many_tiles():
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
 def test_the_mlp_pair_loop_in_float32_for_bf16_inputs(activation):
-    """With ``pair_dtype = float32`` the additive/MLP score's elementwise pair loop computes in
+    """With ``pair_dtype = float32`` the additive/MLP score's tensor-op pair loop computes in
     float32 and rounds only its result: exactly the float32 computation rounded to bf16
-    (forward, under autocast too, and the written-out backward), which the loop in bf16 is not."""
-    from attnkit.attention import build_score
+    (forward, under autocast too, and the written-out backward), which the loop in bf16 is not.
+    (The fused kernel always computes in float32: test_pair_kernel.py.)"""
+    from attnkit.attention import build_score, pair_kernel
 
+    with pair_kernel.off():
+        _pair_loop_in_float32(build_score, activation)
+
+
+def _pair_loop_in_float32(build_score, activation):
     torch.manual_seed(0)
     score = build_score("mlp", 8, 8, hidden=16, activation=activation)
     assert score.pair_dtype is None  # the default: the inputs' dtype (measured faster; see MLPScore)

@@ -23,7 +23,7 @@ NEG_INF = float("-inf")
 
 
 def tile_sizes(p: Problem, budget: int = 1 << 22) -> tuple[int, int]:
-    """Square-ish power-of-two tiles whose score work (``B*H*bq*bk*block_cost`` floats)
+    """Square-ish power-of-two tiles whose score work (``B*H*bq*bk*tile_cost`` floats)
     stays near ``budget``.
 
     A tile costs a fixed ~20 small tensor ops of bookkeeping (online softmax, slicing) plus
@@ -33,7 +33,7 @@ def tile_sizes(p: Problem, budget: int = 1 << 22) -> tuple[int, int]:
     2.94 s bf16, 1M (64x64) 5.05 / 3.41 s, 256K (32x32) about 1.5x slower again. 4M floats
     is also the largest buffer :func:`~attnkit.attention.scores.scratch` keeps."""
     b, h, lq, lk = p.shape
-    per_pair = b * h * max(1, p.score.block_cost)
+    per_pair = b * h * max(1, p.score.tile_cost(p.qf, p.kf))
     side = max(16, int((budget / per_pair) ** 0.5))
     side = 1 << (side.bit_length() - 1)
     return max(1, min(lq, side)), max(1, min(lk, side))

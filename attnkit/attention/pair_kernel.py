@@ -1,0 +1,259 @@
+"""The additive/MLP score's pair loop fused into one C++ kernel (CPU).
+
+``s[i, j] = sum_h v[h] * act(qf[i, h] + kf[j, h])`` over ``Lq x Lk x hidden`` is elementwise
+work. Run as tensor ops, every step (the sum, the activation, the product with ``v``; in the
+backward the derivative and two reductions) is one pass over an ``Lq x Lk x hidden`` buffer
+that does not fit in cache, so the loop is bound by memory traffic and by per-op overhead on
+small tiles. Here each (query, key) pair is done in registers: the sum, the activation (tanh
+as ``2 / (1 + exp(-2x)) - 1`` on ATen's vectorised ``exp``, relu), the dot with ``v``; the
+backward recomputes the activation and accumulates ``dq``, ``dk`` and ``dv`` in the same pass,
+skipping pairs whose ``dS`` is 0 (masked). No pair buffer exists, so tiles are sized by
+their scores alone.
+
+The kernel is compiled on first use with PyTorch's C++ extension builder (a C++ compiler and
+``ninja``; about 30-40 s once, then cached under ``~/.cache/torch_extensions``), for the
+vector instructions the running PyTorch dispatches to (AVX512, AVX2, or plain C++). Where it
+cannot be built, the tensor-op path runs instead and the log says why once;
+``ATTNKIT_PAIR_KERNEL=0`` turns it off. It computes in float32; bf16/fp16 inputs are widened
+(their rows, not their pairs) and the scores rounded once.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+
+import torch
+
+log = logging.getLogger("attnkit")
+ACTIVATIONS = {"tanh": 0, "relu": 1}  # the activations the kernel has (others: tensor ops)
+LOW_OR_SINGLE = (torch.float32, torch.bfloat16, torch.float16)
+
+SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <cmath>
+#include <vector>
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t W = Vec::size();
+
+// MODE 0: tanh(x) = 2 / (1 + exp(-2x)) - 1;  MODE 1: relu
+template <int MODE> static inline Vec act(Vec x) {
+  if (MODE == 0) {
+    const Vec one(1.f), two(2.f), m2(-2.f);
+    return two / (one + (x * m2).exp_u20()) - one;
+  }
+  return at::vec::maximum(x, Vec(0.f));
+}
+template <int MODE> static inline float act1(float x) {
+  if (MODE == 0) return 2.f / (1.f + std::exp(-2.f * x)) - 1.f;
+  return x > 0.f ? x : 0.f;
+}
+static inline float hsum(Vec a) {
+  float buf[W];
+  a.store(buf);
+  float t = 0.f;
+  for (int64_t u = 0; u < W; ++u) t += buf[u];
+  return t;
+}
+
+// q (R, M, H), k (R, N, H), v (H) -> s (R, M, N)
+template <int MODE> torch::Tensor scores_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t R = q.size(0), M = q.size(1), N = k.size(1), H = q.size(2);
+  auto s = torch::empty({R, M, N}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* sp = s.data_ptr<float>();
+  at::parallel_for(0, R * M, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const float* qi = qp + row * H;
+      const float* kr = kp + (row / M) * N * H;
+      float* out = sp + row * N;
+      for (int64_t j = 0; j < N; ++j) {
+        const float* kj = kr + j * H;
+        Vec acc(0.f);
+        int64_t h = 0;
+        for (; h + W <= H; h += W)
+          acc = at::vec::fmadd(Vec::loadu(vp + h), act<MODE>(Vec::loadu(qi + h) + Vec::loadu(kj + h)), acc);
+        float tot = hsum(acc);
+        for (; h < H; ++h) tot += vp[h] * act1<MODE>(qi[h] + kj[h]);
+        out[j] = tot;
+      }
+    }
+  });
+  return s;
+}
+
+// gradients of sum(ds * s) w.r.t. q, k, v; pairs with ds == 0 are skipped
+template <int MODE> std::vector<torch::Tensor> backward_impl(const torch::Tensor& q, const torch::Tensor& k,
+                                                             const torch::Tensor& v, const torch::Tensor& ds) {
+  const int64_t R = q.size(0), M = q.size(1), N = k.size(1), H = q.size(2);
+  const int64_t T = at::get_num_threads();
+  auto dq = torch::empty({R, M, H}, q.options());
+  auto dk_t = torch::zeros({T, R, N, H}, q.options());  // one accumulator per thread
+  auto dv_t = torch::zeros({T, H}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  const float* dsp = ds.data_ptr<float>();
+  float* dqp = dq.data_ptr<float>();
+  float* dkp = dk_t.data_ptr<float>();
+  float* dvp = dv_t.data_ptr<float>();
+  at::parallel_for(0, R * M, 1, [&](int64_t lo, int64_t hi) {
+    const int64_t tid = at::get_thread_num();
+    float* dk_mine = dkp + tid * R * N * H;
+    float* dv_mine = dvp + tid * H;
+    std::vector<float> gq(H);
+    const Vec zero(0.f), one(1.f);
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t r = row / M;
+      const float* qi = qp + row * H;
+      const float* kr = kp + r * N * H;
+      const float* dsr = dsp + row * N;
+      float* dkr = dk_mine + r * N * H;
+      std::fill(gq.begin(), gq.end(), 0.f);
+      for (int64_t j = 0; j < N; ++j) {
+        const float d = dsr[j];
+        if (d == 0.f) continue;
+        const Vec dd(d);
+        const float* kj = kr + j * H;
+        float* dkj = dkr + j * H;
+        int64_t h = 0;
+        for (; h + W <= H; h += W) {
+          const Vec x = Vec::loadu(qi + h) + Vec::loadu(kj + h);
+          const Vec a = act<MODE>(x);
+          Vec g;
+          if (MODE == 0) g = dd * (one - a * a);
+          else g = Vec::blendv(zero, dd, x > zero);
+          at::vec::fmadd(dd, a, Vec::loadu(dv_mine + h)).store(dv_mine + h);
+          (Vec::loadu(gq.data() + h) + g).store(gq.data() + h);
+          (Vec::loadu(dkj + h) + g).store(dkj + h);
+        }
+        for (; h < H; ++h) {
+          const float x = qi[h] + kj[h];
+          const float a = act1<MODE>(x);
+          const float g = MODE == 0 ? d * (1.f - a * a) : (x > 0.f ? d : 0.f);
+          dv_mine[h] += d * a;
+          gq[h] += g;
+          dkj[h] += g;
+        }
+      }
+      float* dqi = dqp + row * H;
+      for (int64_t h = 0; h < H; ++h) dqi[h] = gq[h] * vp[h];
+    }
+  });
+  return {dq, dk_t.sum(0) * v, dv_t.sum(0)};
+}
+
+torch::Tensor pair_scores(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t mode) {
+  q = q.contiguous(); k = k.contiguous(); v = v.contiguous();
+  return mode == 0 ? scores_impl<0>(q, k, v) : scores_impl<1>(q, k, v);
+}
+
+std::vector<torch::Tensor> pair_backward(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor ds,
+                                         int64_t mode) {
+  q = q.contiguous(); k = k.contiguous(); v = v.contiguous(); ds = ds.contiguous();
+  return mode == 0 ? backward_impl<0>(q, k, v, ds) : backward_impl<1>(q, k, v, ds);
+}
+"""
+
+# compiler flags for the vector instructions PyTorch itself dispatches to on this CPU
+_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma", "-DCPU_CAPABILITY_AVX512",
+               "-DCPU_CAPABILITY=AVX512"],
+    "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
+}
+_lock = threading.Lock()
+_built: dict = {}  # "module" (None when it cannot be built) and "why"
+_off = threading.local()  # set by `off()`: this thread runs the tensor ops
+
+
+@contextlib.contextmanager
+def off():
+    """Run the tensor-op path inside this block on this thread (tests and A/B benchmarks)."""
+    before = getattr(_off, "on", False)
+    _off.on = True
+    try:
+        yield
+    finally:
+        _off.on = before
+
+
+def capability() -> str:
+    """The vector instruction set PyTorch runs on this CPU (``AVX512``, ``AVX2``, ``DEFAULT`` ...)."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):  # older PyTorch
+        return "DEFAULT"
+
+
+def kernel():
+    """The compiled kernel module, built on first call (None where it cannot be: see :func:`why_not`)."""
+    if "module" in _built:
+        return _built["module"]
+    with _lock:
+        if "module" not in _built:
+            _built["module"], _built["why"] = _build()
+            if _built["module"] is None:
+                log.warning(f"additive/MLP pair kernel not used ({_built['why']}): the tensor-op tile path runs, "
+                            f"several times slower")
+    return _built["module"]
+
+
+def why_not() -> str | None:
+    """Why the kernel is not available (None when it is, or not tried yet)."""
+    return _built.get("why")
+
+
+def _build():
+    if os.environ.get("ATTNKIT_PAIR_KERNEL", "1") == "0":
+        return None, "ATTNKIT_PAIR_KERNEL=0"
+    cap = capability()
+    if shutil.which("ninja") is None:  # the `ninja` wheel (a dependency) when its bin/ is not on PATH
+        with contextlib.suppress(ImportError):
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    log.info(f"building the additive/MLP pair kernel for {cap} (once per machine, about a minute)")
+    flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
+    try:
+        from torch.utils.cpp_extension import load_inline
+
+        module = load_inline(f"attnkit_pairs_{cap.lower()}", cpp_sources=SOURCE,
+                             functions=["pair_scores", "pair_backward"],
+                             extra_cflags=["-O3", "-fopenmp", *flags], verbose=False)
+    except Exception as e:  # no compiler, no ninja, a failed build: the tensor-op path still works
+        first = str(e).strip().splitlines()
+        return None, f"could not build it: {type(e).__name__}: {first[0] if first else ''}"[:300]
+    return module, None
+
+
+def usable(qf: torch.Tensor, kf: torch.Tensor, activation: str) -> bool:
+    """Whether the kernel runs this pair loop: CPU tensors with the same leading dims, float32
+    or a 16-bit float (float64 keeps the tensor ops: the kernel computes in float32), an
+    activation it has, and a kernel that built."""
+    return (activation in ACTIVATIONS and not getattr(_off, "on", False) and qf.device.type == "cpu" and kf.device.type == "cpu"
+            and qf.shape[:-2] == kf.shape[:-2] and qf.shape[-1] == kf.shape[-1]
+            and qf.dtype in LOW_OR_SINGLE and kf.dtype in LOW_OR_SINGLE and kernel() is not None)
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-2], x.shape[-1]).float()
+
+
+def pair_scores(qf: torch.Tensor, kf: torch.Tensor, v: torch.Tensor, activation: str) -> torch.Tensor:
+    """``sum_h v[h] act(qf[..., i, h] + kf[..., j, h])`` as ``(..., Lq, Lk)`` in the inputs' dtype."""
+    s = kernel().pair_scores(_rows(qf), _rows(kf), v.float(), ACTIVATIONS[activation])
+    return s.reshape(*qf.shape[:-1], kf.shape[-2]).to(torch.promote_types(qf.dtype, kf.dtype))
+
+
+def pair_backward(qf, kf, v, ds, activation: str):
+    """Gradients of ``sum(ds * pair_scores(qf, kf, v))``: ``(dq, dk, dv)``, float32."""
+    dq, dk, dv = kernel().pair_backward(_rows(qf), _rows(kf), v.float(), ds.reshape(-1, *ds.shape[-2:]).float(),
+                                        ACTIVATIONS[activation])
+    return dq.reshape(qf.shape), dk.reshape(kf.shape), dv
