@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from .dispatch import Dispatch, choose_backend
 from .functional import attend, build_problem
 from .masks import key_padding, segment
@@ -89,6 +89,18 @@ def check_float(name: str, t: torch.Tensor, module: nn.Module | None = None) -> 
                          f".to({p.dtype}) or .to({t.dtype})")
 
 
+def _score_config(score, options: dict):
+    """The spec's ``score``: a name with its constructor options (``{"name": "mlp", "hidden":
+    64}``), else the name, module or callable as given. Options beside a module or callable
+    would be dropped silently: an error instead."""
+    if not options:
+        return score
+    if not isinstance(score, str):
+        raise ConfigError(f"score options ({', '.join(sorted(options))}) apply to a registered score name, not to "
+                          f"{type(score).__name__} {getattr(score, '__name__', '')}".rstrip())
+    return {"name": score, **options}
+
+
 class _AttentionBase(nn.Module):
     def _setup(self, spec: AttentionSpec, q_dim: int, k_dim: int):
         self.spec = spec
@@ -114,7 +126,7 @@ class Attention(_AttentionBase):
                  backend: str = "auto", **score_options):
         super().__init__()
         k_dim = k_dim or q_dim
-        score_cfg = {"name": score, **score_options} if score_options and isinstance(score, str) else score
+        score_cfg = _score_config(score, score_options)
         spec = AttentionSpec(score=score_cfg, mask=list(mask) if isinstance(mask, (list, tuple)) else [mask],
                              mods=list(mods) if isinstance(mods, (list, tuple)) else [mods], backend=backend)
         self._setup(spec, q_dim, k_dim)
@@ -234,7 +246,7 @@ class AttentionPooling(_AttentionBase):
         if dim <= 0 or dim % heads:
             raise ShapeError(f"dim ({dim}) must be > 0 and divisible by heads ({heads})")
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        score_cfg = {"name": score, **score_options} if score_options and isinstance(score, str) else score
+        score_cfg = _score_config(score, score_options)
         spec = AttentionSpec(score=score_cfg, mods=list(mods), heads=heads, backend=backend)
         self.query = nn.Parameter(torch.randn(heads, 1, self.head_dim) / self.head_dim ** 0.5)
         self._setup(spec, self.head_dim, self.head_dim)

@@ -219,7 +219,7 @@ def _build():
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    log.info(f"building the additive/MLP pair kernel for {cap} (once per machine, about a minute)")
+    log.info(f"loading the additive/MLP pair kernel for {cap} (built once per machine: about a minute)")
     flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
     try:
         from torch.utils.cpp_extension import load_inline

@@ -143,3 +143,38 @@ def test_mask_of_wrong_shape_is_rejected():
     expected = r"returned shape \[3, 3, 3\], which does not broadcast to \[B, H, Lq, Lk\] = \[1, 1, 5, 5\]"
     with pytest.raises(ShapeError, match=expected):
         att(torch.randn(1, 5, 4))
+
+
+@pytest.mark.parametrize("kv_heads", [0, -2, 2.0, "2"])
+def test_kv_heads_must_be_a_positive_int_dividing_heads(kv_heads):
+    with pytest.raises(ConfigError, match=r"^attention\.kv_heads: must divide heads=4, got"):
+        AttentionSpec(heads=4, kv_heads=kv_heads).validate()  # the default key path: "attention"
+
+
+def test_spec_mask_and_mod_entries_by_name_or_one_key_mapping():
+    from attnkit.attention.masks import MASKS
+
+    AttentionSpec(mask=[{name: {} for name in MASKS.names()}], mods=[{"alibi": {}}]).validate()  # known names
+    with pytest.raises(ConfigError, match=r"^attention\.mods\[0\]: unknown modifier"):
+        AttentionSpec(mods=[{"alibi": {}, "softcap": 30}]).validate()  # a modifier entry names one modifier
+
+
+def test_score_options_beside_a_module_or_function_are_an_error_not_dropped():
+    def neg_l1(a, b):
+        return -(a.unsqueeze(-2) - b.unsqueeze(-3)).abs().sum(-1)
+
+    with pytest.raises(ConfigError, match=r"score options \(hidden\) apply to a registered score name, not to function"):
+        Attention(8, score=neg_l1, hidden=16)
+    with pytest.raises(ConfigError, match=r"score options \(activation, hidden\) apply"):
+        AttentionPooling(8, score=neg_l1, hidden=16, activation="relu")
+    assert Attention(8, score="mlp", hidden=16).score.hidden == 16
+    assert AttentionPooling(8, score=neg_l1).score.name == "neg_l1"
+
+
+def test_pooling_names_a_non_tensor_input_and_dispatch_is_unset_until_run():
+    pool = AttentionPooling(8)
+    assert pool.last_dispatch is None
+    with pytest.raises(ShapeError, match=r"x: expected \[B, L, 8\], got list"):
+        pool([[1.0] * 8])
+    pool(torch.randn(2, 3, 8))
+    assert pool.last_dispatch is not None and pool.last_dispatch.backend

@@ -192,3 +192,37 @@ def test_combined_mask_names_say_how_they_were_built():
     assert (causal() & window(3)).name == "(causal & window(3))"
     assert (causal() | prefix_lm(2)).name == "(causal | prefix_lm)"
     assert (~causal()).name == "~causal"
+
+
+def test_temperature_is_fixed_unless_asked_and_keeps_the_scores_dtype():
+    fixed, learned = Temperature(2.0), Temperature(2.0, learnable=True)
+    assert list(fixed.parameters()) == [] and [n for n, _ in learned.named_parameters()] == ["log_t"]
+    s = torch.randn(1, 2, 3, 4).bfloat16()
+    out = learned(s, *_grid(2, 3, 4))
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert learned.log_t.grad is not None and learned.log_t.grad.abs() > 0
+
+
+def test_a_user_bias_mod_is_computed_in_the_dtype_asked_for():
+    """``ScoreMod.bias`` runs a user function on a zero score of the dtype asked for: a term
+    computed from that score (here a constant) is exact in float64, not a float32 value widened."""
+    from attnkit.attention.mods import CallableMod
+
+    mod = CallableMod(lambda s, b, h, q, kv: s + 0.1, kind="bias")
+    q_idx, kv_idx = torch.arange(5).view(1, 1, 5, 1), torch.arange(7).view(1, 1, 1, 7)
+    got = mod.bias(None, None, q_idx, kv_idx, torch.float64)
+    assert got.dtype == torch.float64 and got.item() == 0.1
+
+
+def test_a_user_mod_is_named_after_its_function():
+    from attnkit.attention.mods import CallableMod
+
+    def shift(s, b, h, q, kv):
+        return s + 1
+
+    class Shift:
+        def __call__(self, s, b, h, q, kv):
+            return s + 1
+
+    assert CallableMod(shift).name == "shift" and CallableMod(Shift()).name == "score_mod"

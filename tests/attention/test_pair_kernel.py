@@ -179,3 +179,19 @@ def test_a_kernel_that_cannot_be_built_is_said_once_and_the_tensor_ops_run(monke
     assert len(said) == 1 and "ATTNKIT_PAIR_KERNEL=0" in said[0] and pair_kernel.why_not() == "ATTNKIT_PAIR_KERNEL=0"
     want = oracle_attention(q.double(), k.double(), v.double(), copy.deepcopy(score).double()).out
     torch.testing.assert_close(out.double(), want, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("budget", [2048, 1 << 16, 1 << 22])
+def test_tiles_are_the_largest_powers_of_two_within_the_budget(budget):
+    from attnkit.attention.functional import build_problem
+
+    with pair_kernel.off():
+        for b, h, n, hidden in ((2, 1, 2048, 128), (1, 4, 300, 16), (3, 2, 1000, 7)):
+            score = build_score("additive", 16, 16, hidden=hidden)
+            q = torch.randn(b, h, n, 16)
+            bq, bk = chunked.tile_sizes(build_problem(q, q, q, score, [], []), budget)
+            per_pair = b * h * hidden
+            assert bq == bk
+            if bq < n:  # cut to the budget: a power of two, the largest within it (16 at least)
+                assert bq & (bq - 1) == 0
+                assert bq == 16 or bq * bk * per_pair <= budget < 4 * bq * bk * per_pair

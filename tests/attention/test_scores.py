@@ -79,3 +79,20 @@ def test_bad_score_arguments():
         build_score("mlp", 4, 4, hidden=-3)
     with pytest.raises(ConfigError, match="activation"):
         build_score("mlp", 4, 4, activation="swishy")
+
+
+def test_cosine_needs_equal_dims_and_says_so():
+    with pytest.raises(ConfigError, match=r"score 'cosine' needs queries and keys of the same dim, got q_dim=4, k_dim=5"):
+        build_score("cosine", 4, 5)
+
+
+def test_a_user_score_is_named_after_its_function():
+    def neg_l1(a, b):
+        return -(a.unsqueeze(-2) - b.unsqueeze(-3)).abs().sum(-1)
+
+    class Scorer:  # a callable object: no __name__
+        def __call__(self, a, b):
+            return a @ b.transpose(-1, -2)
+
+    assert build_score(neg_l1, 4, 4).name == "neg_l1"
+    assert build_score(Scorer(), 4, 4).name == "callable"

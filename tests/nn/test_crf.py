@@ -20,7 +20,7 @@ def brute(crf, em, length):
     return torch.logsumexp(stacked, 0), max(scores, key=lambda q: scores[q].item()), scores
 
 
-@pytest.mark.parametrize("lengths,k", [([4, 2, 1], 3), ([5, 5], 2), ([3], 4)])
+@pytest.mark.parametrize("lengths,k", [([4, 2, 1], 3), ([5, 5], 2), ([3], 4), ([1, 1], 3)])
 def test_crf_matches_enumeration(lengths, k):
     torch.manual_seed(len(lengths) + k)
     t = max(lengths)
@@ -33,6 +33,7 @@ def test_crf_matches_enumeration(lengths, k):
     log_z = crf.log_partition(em, mask)
     seq_score = crf.sequence_score(em, tags, mask)
     best = crf.decode(em, mask)
+    assert best.dtype == torch.long  # tag ids (index tensors downstream), -100 at padding
     for i, n in enumerate(lengths):
         z, arg, scores = brute(crf, em[i], n)
         assert torch.allclose(log_z[i], z)
