@@ -159,20 +159,26 @@ def _additive_case(score_name, length, contender, grad):
         ops = pair_kernel.off if contender == "attnkit-tensor-ops" else contextlib.nullcontext
 
         def fn():
-            with ops():
-                return attend(q, k, v, score)[0]
+            return attend(q, k, v, score)[0]
+        fn.context = ops  # around the backward too (_callable): off() is per thread and call
     return fn, (q, k, v)
 
 
 def _callable(make, spec, contender, mode):
     fn, inputs = make(spec["variant"], spec["length"], contender, grad=mode == "fwdbwd")
+    context = getattr(fn, "context", contextlib.nullcontext)
     if mode == "fwd":
-        return fn
+        def forward():
+            with context():
+                return fn()
+        forward.inner = fn
+        return forward
 
     def call():
         for t in inputs:
             t.grad = None
-        fn().sum().backward()
+        with context():
+            fn().sum().backward()
     call.inner = fn
     return call
 

@@ -11,7 +11,7 @@ skipping pairs whose ``dS`` is 0 (masked). No pair buffer exists, so tiles are s
 their scores alone.
 
 The kernel is compiled on first use with PyTorch's C++ extension builder (a C++ compiler and
-``ninja``; about 30-40 s once, then cached under ``~/.cache/torch_extensions``), for the
+``ninja``; 40-80 s once, then cached under ``~/.cache/torch_extensions``), for the
 vector instructions the running PyTorch dispatches to (AVX512, AVX2, or plain C++). Where it
 cannot be built, the tensor-op path runs instead and the log says why once;
 ``ATTNKIT_PAIR_KERNEL=0`` turns it off. It computes in float32; bf16/fp16 inputs are widened
@@ -24,6 +24,8 @@ import logging
 import os
 import shutil
 import threading
+import time
+from pathlib import Path
 
 import torch
 
@@ -42,16 +44,17 @@ using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
 
 // MODE 0: tanh(x) = 2 / (1 + exp(-2x)) - 1;  MODE 1: relu
+// NaN stays NaN (exp_u20 clamps its input, which would turn NaN into -1)
 template <int MODE> static inline Vec act(Vec x) {
   if (MODE == 0) {
     const Vec one(1.f), two(2.f), m2(-2.f);
-    return two / (one + (x * m2).exp_u20()) - one;
+    return Vec::blendv(two / (one + (x * m2).exp_u20()) - one, x, x.isnan());
   }
   return at::vec::maximum(x, Vec(0.f));
 }
 template <int MODE> static inline float act1(float x) {
   if (MODE == 0) return 2.f / (1.f + std::exp(-2.f * x)) - 1.f;
-  return x > 0.f ? x : 0.f;
+  return (x > 0.f || std::isnan(x)) ? x : 0.f;
 }
 static inline float hsum(Vec a) {
   float buf[W];
@@ -151,12 +154,14 @@ template <int MODE> std::vector<torch::Tensor> backward_impl(const torch::Tensor
 }
 
 torch::Tensor pair_scores(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t mode) {
+  pybind11::gil_scoped_release no_gil;  // other Python threads (a service's event loop) run meanwhile
   q = q.contiguous(); k = k.contiguous(); v = v.contiguous();
   return mode == 0 ? scores_impl<0>(q, k, v) : scores_impl<1>(q, k, v);
 }
 
 std::vector<torch::Tensor> pair_backward(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor ds,
                                          int64_t mode) {
+  pybind11::gil_scoped_release no_gil;
   q = q.contiguous(); k = k.contiguous(); v = v.contiguous(); ds = ds.contiguous();
   return mode == 0 ? backward_impl<0>(q, k, v, ds) : backward_impl<1>(q, k, v, ds);
 }
@@ -219,7 +224,8 @@ def _build():
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    log.info(f"loading the additive/MLP pair kernel for {cap} (built once per machine: about a minute)")
+    _clear_stale_lock(f"attnkit_pairs_{cap.lower()}")
+    log.info(f"loading the additive/MLP pair kernel for {cap} (built once per machine: 40-80 s)")
     flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
     try:
         from torch.utils.cpp_extension import load_inline
@@ -228,18 +234,43 @@ def _build():
                              functions=["pair_scores", "pair_backward"],
                              extra_cflags=["-O3", "-fopenmp", *flags], verbose=False)
     except Exception as e:  # no compiler, no ninja, a failed build: the tensor-op path still works
+        log.debug(f"pair kernel build failed: {e}")
         first = str(e).strip().splitlines()
         return None, f"could not build it: {type(e).__name__}: {first[0] if first else ''}"[:300]
     return module, None
+
+
+STALE_LOCK_S = 600  # a build lock older than this was left by a killed build
+
+
+def _clear_stale_lock(name: str) -> None:
+    """Remove the build lock a killed build left behind: PyTorch's builder waits on it forever."""
+    try:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        lock = Path(get_default_build_root()) / name / "lock"
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            log.warning(f"{lock}: left by a build that did not finish; removed (ATTNKIT_PAIR_KERNEL=0 skips the kernel)")
+            lock.unlink()
+    except (ImportError, OSError):
+        pass
 
 
 def usable(qf: torch.Tensor, kf: torch.Tensor, activation: str) -> bool:
     """Whether the kernel runs this pair loop: CPU tensors with the same leading dims, float32
     or a 16-bit float (float64 keeps the tensor ops: the kernel computes in float32), an
     activation it has, and a kernel that built."""
-    return (activation in ACTIVATIONS and not getattr(_off, "on", False) and qf.device.type == "cpu" and kf.device.type == "cpu"
-            and qf.shape[:-2] == kf.shape[:-2] and qf.shape[-1] == kf.shape[-1]
-            and qf.dtype in LOW_OR_SINGLE and kf.dtype in LOW_OR_SINGLE and kernel() is not None)
+    return (activation in ACTIVATIONS and not getattr(_off, "on", False) and qf.device.type == "cpu"
+            and kf.device.type == "cpu" and qf.shape[:-2] == kf.shape[:-2] and qf.shape[-1] == kf.shape[-1]
+            and qf.dtype in LOW_OR_SINGLE and kf.dtype in LOW_OR_SINGLE and qf.numel() > 0 and kf.numel() > 0
+            and not _tracing() and kernel() is not None)
+
+
+def _tracing() -> bool:
+    """Whether a tracer or compiler is recording: it cannot see into the kernel (an opaque call
+    would be baked into the graph as a constant)."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or (hasattr(torch, "compiler") and torch.compiler.is_compiling()))
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:

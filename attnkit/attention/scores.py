@@ -18,7 +18,8 @@ Dot-product scores may keep a constant factor out of ``prepare`` as ``dot_scale`
 paying a pass over the queries.
 
 ``block_cost`` is the number of floats ``block`` holds per (query, key) pair; the chunked
-backend sizes its tiles with it.
+backend sizes its tiles with it (``tile_cost``: what a score holds for given inputs, less
+where the fused additive/MLP kernel runs).
 """
 from __future__ import annotations
 
@@ -183,6 +184,8 @@ class MLPScore(Score):
         self.v = nn.Linear(hidden, 1, bias=False)
         self.block_cost = hidden
 
+    # (The fused C++ kernel, where it runs, always computes in float32: this setting is the
+    # tensor-op path's.)
     # The pair loop (``act(qf_i + kf_j) . v`` over Lq x Lk x hidden) is elementwise work, which
     # matrix units do not speed up. ``pair_dtype = torch.float32`` runs it in float32 for
     # bf16/fp16 inputs and rounds only its result (more exact; autocast kept out of it). Not the
@@ -210,8 +213,9 @@ class MLPScore(Score):
     def _kernel_runs(self, qf, kf) -> bool:
         """Whether the fused C++ pair loop (:mod:`~attnkit.attention.pair_kernel`) computes this
         score's blocks: tanh or relu, CPU, float32/bf16/fp16, a kernel that built, and this
-        class's own ``block_keep``."""
-        return type(self).block_keep is MLPScore.block_keep and pair_kernel.usable(qf, kf, self.activation)
+        class's own ``block`` and ``block_keep``."""
+        return (type(self).block_keep is MLPScore.block_keep and type(self).block is MLPScore.block
+                and pair_kernel.usable(qf, kf, self.activation))
 
     def tile_cost(self, qf, kf):
         return self.kernel_tile_cost if self._kernel_runs(qf, kf) else self.block_cost

@@ -93,9 +93,11 @@ def load_served(name: str, run_dir: str | Path, settings: ServeSettings) -> Serv
     if run.task.inputs != "text":
         raise ConfigError(f"serve: model {name!r}: {path} is a {run.task.name} run; the service takes text models")
     texts = settings.warmup_texts * 2
-    encoded = run.task.encode_inputs(run.featurized, texts)  # `auto` times a warm-up batch
+    # `auto` times a full micro-batch of the warm-up texts (a batch of two would not show bf16's gain)
+    full = (settings.warmup_texts * settings.batch_size)[:settings.batch_size]
+    encoded = run.task.encode_inputs(run.featurized, full)
     work = model_work(run.model, lambda: predict_encoded(run.model, run.task, encoded, len(encoded)),
-                      f"serve batch {len(encoded)}")
+                      f"serve batch {len(encoded)}") if encoded else None
     precision = inference_precision(settings.precision, "serve --precision", engine_name(run), work)
     served = ServedModel(name, path, run, precision)
     t0 = time.perf_counter()

@@ -102,22 +102,26 @@ def model_work(model: torch.nn.Module, forward: Callable[[], object], what: str,
                loss: Callable[[object], torch.Tensor] | None = None) -> WorkProbe:
     """A :class:`WorkProbe` that runs ``forward()`` (and, for training, ``loss(output)``
     backward) leaving no trace: in eval mode, so dropout draws nothing and normalisation keeps
-    its statistics, with the random state restored and the gradients dropped after each step
-    (the probe runs before training has any)."""
+    its statistics; afterwards every module's train/eval flag, the random state and the
+    parameters' gradients are as they were."""
     def step():
-        was, rng = model.training, torch.get_rng_state()
+        modes, rng = {m: m.training for m in model.modules()}, torch.get_rng_state()
+        grads = {p: p.grad for p in model.parameters()} if loss is not None else {}
         model.eval()
         try:
             if loss is None:
                 with torch.inference_mode():
                     forward()
             else:
+                for p in grads:
+                    p.grad = None
                 loss(forward()).backward()
         finally:
-            model.train(was)
+            for m, training in modes.items():
+                m.training = training
             torch.set_rng_state(rng)
-            for p in model.parameters():
-                p.grad = None
+            for p, g in grads.items():
+                p.grad = g
     return WorkProbe(model, step, what)
 
 

@@ -113,9 +113,11 @@ class Trainer:
         # whether a lower dev metric is better (the task says; by default only for losses)
         self.minimize = self.metric.endswith("loss") if minimize is None else minimize
         self.run_dir = Path(run_dir)
-        # chosen before DDP wraps the model: `auto` times a training step of the bare model
-        self.precision = gather_objects(choose_precision(cfg.effective_precision, "train.precision",
-                                                         self._work_probe()), self.world)[0]  # rank 0's, on every rank
+        # chosen before DDP wraps the model: `auto` times a training step of the bare model, on rank 0
+        # alone (ranks probing at once would measure each other), whose choice every rank takes
+        choice = choose_precision(cfg.effective_precision, "train.precision", self._work_probe()) \
+            if self.world.main else None
+        self.precision = gather_objects(choice, self.world)[0]
         if cfg.effective_precision != "fp32":
             log.info(f"training in {self.precision}")
         # train.adversarial: FGM / PGD on the embeddings (before DDP, which must see the dense embedding path)
@@ -143,8 +145,7 @@ class Trainer:
         """The first training batch, forward and backward, for ``precision: auto`` to time."""
         if self.cfg.effective_precision != "auto":
             return None
-        first = self._batches(0)[0]
-        idx = self._share(first)[0] or first  # a rank without a share times the whole batch
+        idx = self._share(self._batches(0)[0])[0]
         batch = self.train_data.collate(idx)
         return model_work(self.model, lambda: self.model(batch), f"train batch {len(idx)}",
                           loss=lambda out: self.loss(out, batch))

@@ -17,14 +17,15 @@ from attnkit.attention.mods import ALiBi
 from .oracle import oracle_attention
 
 ACTS = {"tanh": torch.tanh, "relu": torch.relu}
-pytestmark = pytest.mark.skipif(pair_kernel.kernel() is None,
-                                reason=f"the pair kernel could not be built here: {pair_kernel.why_not()}")
+needs_kernel = pytest.mark.skipif(pair_kernel.kernel() is None,
+                                  reason=f"the pair kernel could not be built here: {pair_kernel.why_not()}")
 
 
 def formula(qf, kf, v, act):
     return (ACTS[act](qf.unsqueeze(-2) + kf.unsqueeze(-3)) * v).sum(-1)
 
 
+@needs_kernel
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 @pytest.mark.parametrize("shape", [(1, 1, 3, 5, 5), (2, 3, 7, 9, 16), (2, 1, 33, 17, 37), (1, 2, 20, 64, 128)])
 def test_scores_and_gradients_match_the_formula(act, shape):
@@ -46,6 +47,7 @@ def test_scores_and_gradients_match_the_formula(act, shape):
         torch.testing.assert_close(got_g.double(), want_g, atol=3e-5 * scale * hidden ** 0.5, rtol=1e-4)
 
 
+@needs_kernel
 def test_saturated_and_tiny_inputs_keep_tanh_exact_enough():
     x = torch.tensor([-100.0, -20.0, -3.0, -1e-4, 0.0, 1e-4, 3.0, 20.0, 100.0]).view(1, 9, 1)
     s = pair_kernel.pair_scores(x.repeat(1, 1, 16), torch.zeros(1, 1, 16), torch.ones(16) / 16, "tanh")
@@ -92,6 +94,7 @@ def _attend_vs_oracle(name, act, mask, allowed, mods, shape, need_weights):
         torch.testing.assert_close(g.double(), rg, atol=1e-4, rtol=1e-3)
 
 
+@needs_kernel
 @pytest.mark.parametrize("name,act", [("additive", "tanh"), ("mlp", "relu")])
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_chunked_attention_on_the_kernel_matches_the_oracle(name, act, need_weights, small_tiles, monkeypatch):
@@ -107,6 +110,7 @@ def test_chunked_attention_on_the_kernel_matches_the_oracle(name, act, need_weig
     assert calls["scores"] > 4 and calls["backward"] > 4  # many tiles, all of them on the kernel
 
 
+@needs_kernel
 def test_the_tensor_op_path_gives_the_same_answer(monkeypatch):
     calls = _spy(monkeypatch)
     torch.manual_seed(0)
@@ -125,6 +129,7 @@ def test_the_tensor_op_path_gives_the_same_answer(monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
+@needs_kernel
 def test_bf16_inputs_are_computed_in_float32_and_rounded_once():
     torch.manual_seed(1)
     score = build_score("mlp", 8, 8, hidden=40, activation="tanh")
@@ -135,6 +140,8 @@ def test_bf16_inputs_are_computed_in_float32_and_rounded_once():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(score.block(qf, kf), want)
     assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+    exact = formula(qf.double(), kf.double(), score.v.weight.double().squeeze(0), "tanh")
+    assert (got.double() - exact).abs().max() <= (exact.bfloat16().double() - exact).abs().max() * 1.01 + 1e-6
     ds = torch.randn(2, 1, 7, 9)
     gq, gk, gp = score.block_backward(qf, kf, ds.bfloat16())
     wq, wk, wp = score.block_backward(qf.float(), kf.float(), ds.bfloat16().float())
@@ -155,6 +162,7 @@ def test_float64_autograd_and_other_activations_keep_the_tensor_ops(monkeypatch)
     assert additive.v.weight.grad is not None
 
 
+@needs_kernel
 def test_tiles_grow_when_the_kernel_holds_no_pair_buffer():
     from attnkit.attention.functional import build_problem
 
@@ -195,3 +203,59 @@ def test_tiles_are_the_largest_powers_of_two_within_the_budget(budget):
             if bq < n:  # cut to the budget: a power of two, the largest within it (16 at least)
                 assert bq & (bq - 1) == 0
                 assert bq == 16 or bq * bk * per_pair <= budget < 4 * bq * bk * per_pair
+
+
+@needs_kernel
+def test_nan_stays_nan_on_every_lane():
+    """A diverged input must not come out finite (the vectorised exp clamps its input, which
+    would map NaN to tanh = -1): a NaN in a row of 37 features, in a vector lane and the tail."""
+    for act in ("tanh", "relu"):
+        for h in (3, 36):
+            q = torch.randn(1, 2, 37)
+            q[0, 0, h] = float("nan")
+            s = pair_kernel.pair_scores(q, torch.randn(1, 3, 37), torch.ones(37), act)
+            assert torch.isnan(s[0, 0]).all() and torch.isfinite(s[0, 1]).all(), (act, h)
+
+
+def test_a_failed_build_is_reported_and_the_tensor_ops_run(monkeypatch):
+    import torch.utils.cpp_extension as ext
+
+    def broken(*a, **kw):
+        raise RuntimeError("Error building extension 'attnkit_pairs'\nc++: fatal error: no input files")
+
+    monkeypatch.setattr(ext, "load_inline", broken)
+    monkeypatch.setattr(pair_kernel, "_built", {})
+    monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    score = build_score("mlp", 8, 8, hidden=16, activation="relu")
+    q = torch.randn(1, 1, 6, 8)
+    out = attend(q, q, q, score, backend="chunked")[0]
+    assert pair_kernel.why_not() == "could not build it: RuntimeError: Error building extension 'attnkit_pairs'"
+    want = oracle_attention(q.double(), q.double(), q.double(), copy.deepcopy(score).double()).out
+    torch.testing.assert_close(out.double(), want, atol=2e-5, rtol=1e-4)
+
+
+@needs_kernel
+def test_a_backward_through_autograd_keeps_tiles_sized_for_the_pair_buffer(monkeypatch):
+    """A modifier with parameters (or one that changes dS) differentiates ``block`` by autograd,
+    which materialises the pairs: there the tiles stay sized by ``block_cost``, not the kernel's."""
+    from attnkit.attention.functional import build_problem
+    from attnkit.attention.mods import RelativePositionBias
+
+    score = build_score("additive", 16, 16, hidden=128)
+    q = torch.randn(2, 1, 2048, 16, requires_grad=True)
+    plain = build_problem(q, q, q, score, [], [])
+    learned = build_problem(q, q, q, score, [], [RelativePositionBias(1)])
+    assert chunked.tile_sizes(learned) == (128, 128)
+    assert chunked.tile_sizes(plain)[0] > 128  # the kernel's own backward: no pair buffer
+    with torch.no_grad():
+        assert chunked.tile_sizes(learned)[0] > 128  # no backward at all
+    small = torch.randn(1, 2, 40, 16, requires_grad=True)
+    _spy(monkeypatch)
+    r = RelativePositionBias(2)
+    out = attend(small, small, small, score, mods=[r], backend="chunked")[0]
+    grads = torch.autograd.grad(out.square().sum(), [small, r.table])
+    with pair_kernel.off():
+        ref = attend(small, small, small, score, mods=[r], backend="reference")[0]
+        want = torch.autograd.grad(ref.square().sum(), [small, r.table])
+    for g, w in zip(grads, want):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-3)

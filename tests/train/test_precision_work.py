@@ -63,19 +63,25 @@ def test_work_probes_are_cached_per_architecture_and_batch(probes):
     assert probes["seen"] == ["train batch 4", "train batch 4", "train batch 8"]
 
 
-def test_the_work_probe_leaves_no_trace():
+@pytest.mark.parametrize("training", [True, False])
+def test_the_work_probe_leaves_no_trace(training):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
     model.train()
+    model[2].eval()  # a submodule kept in eval on purpose stays so
+    model[0].weight.grad = torch.full_like(model[0].weight, 7.0)  # gradients already there stay
     x = torch.randn(6, 3)
     stats = model[1].running_mean.clone()
     rng = torch.get_rng_state()
-    work = P.model_work(model, lambda: model(x), "train batch 6", loss=lambda out: out.square().sum())
+    loss = (lambda out: out.square().sum()) if training else None
+    work = P.model_work(model, lambda: model(x), "batch 6", loss=loss)
     result = P.probe_work(work)
     assert result["fp32_ms"] > 0 and result["bf16_ms"] > 0
-    assert model.training and torch.equal(model[1].running_mean, stats)
+    assert [m.training for m in model] == [True, True, False] and model.training
+    assert torch.equal(model[1].running_mean, stats)
     assert torch.equal(torch.get_rng_state(), rng)
-    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 7.0))
+    assert model[0].bias.grad is None and model[1].weight.grad is None
 
 
 def _trainer(tmp_path, precision):
@@ -87,8 +93,15 @@ def _trainer(tmp_path, precision):
 
 def test_training_times_its_own_step_and_then_trains_as_fp32_would(probes, tmp_path):
     probes.update(work=1.0)  # a BiLSTM: bf16 does not pay
+    torch.manual_seed(11)
     auto = _trainer(tmp_path / "auto", "auto")
+    after_auto = torch.get_rng_state()
     assert auto.precision.name == "fp32" and probes["seen"] == ["train batch 16"]
+    # right after the probe (before fit() reseeds and zeroes anything): nothing left behind
+    assert all(p.grad is None for p in auto.model.parameters()) and auto.model.training
+    torch.manual_seed(11)
+    _trainer(tmp_path / "plain", "fp32")  # the same construction without a probe
+    assert torch.equal(after_auto, torch.get_rng_state())
     auto.fit()
     fp32 = _trainer(tmp_path / "fp32", "fp32")
     fp32.fit()

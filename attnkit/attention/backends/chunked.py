@@ -31,12 +31,25 @@ def tile_sizes(p: Problem, budget: int = 1 << 22) -> tuple[int, int]:
     on the additive score (hidden 128, B=2, L=2048, fwd+bwd, medians of 5 interleaved
     rounds, 2-core AMD EPYC with avx512_bf16): 4M floats (128x128 tiles) 4.27 s fp32 /
     2.94 s bf16, 1M (64x64) 5.05 / 3.41 s, 256K (32x32) about 1.5x slower again. 4M floats
-    is also the largest buffer :func:`~attnkit.attention.scores.scratch` keeps."""
+    is also the largest buffer :func:`~attnkit.attention.scores.scratch` keeps. (Those figures
+    are the tensor-op pair loop's; the fused kernel's cost per pair is the score's ``tile_cost``.)"""
     b, h, lq, lk = p.shape
-    per_pair = b * h * max(1, p.score.tile_cost(p.qf, p.kf))
+    grads = torch.is_grad_enabled() and any(x.requires_grad for x in (p.qf, p.kf, p.v, *p.params()))
+    # a score's smaller per-pair cost (the fused kernel: no pair buffer) holds only where no
+    # backward needs autograd through `block`, which materialises the pairs
+    fused = not grads or _written_out_backward(p) is not None
+    per_pair = b * h * max(1, p.score.tile_cost(p.qf, p.kf) if fused else p.score.block_cost)
     side = max(16, int((budget / per_pair) ** 0.5))
     side = 1 << (side.bit_length() - 1)
     return max(1, min(lq, side)), max(1, min(lk, side))
+
+
+def _written_out_backward(p: Problem):
+    """The score's own tile backward (``block_backward``) where it applies: the modifiers leave
+    dS unchanged (bias terms without trainable parameters); else None (autograd through ``block``)."""
+    if any(m.kind != "bias" or any(x.requires_grad for x in m.parameters()) for m in p.mods):
+        return None
+    return p.score.block_backward
 
 
 def _forward(p: Problem, plan, qf, kf, v):
@@ -80,11 +93,7 @@ def _backward(p: Problem, plan, qf, kf, v, params, gout, lse, delta, gweights):
     # low-precision gradients are summed over tiles in float32 and rounded once at the end
     dq, dk, dv = (torch.zeros_like(x, dtype=_acc_dtype(x)) for x in (qf, kf, v))
     dparams = [torch.zeros_like(x, dtype=_acc_dtype(x)) for x in params]
-    # A score's own tile backward applies when the modifiers leave dS unchanged
-    # (bias terms without trainable parameters).
-    analytic = p.score.block_backward
-    if any(m.kind != "bias" or any(x.requires_grad for x in m.parameters()) for m in p.mods):
-        analytic = None
+    analytic = _written_out_backward(p)
     if torch.is_grad_enabled():  # create_graph: the written-out backward is not differentiable
         analytic = None
     track = analytic is None  # autograd differentiates each tile's scores

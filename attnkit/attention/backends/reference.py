@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import pair_kernel
 from ..masks import evaluate_mask
 from .base import BACKENDS, Backend, Problem, tile_scores
 
@@ -31,7 +32,8 @@ class ReferenceBackend(Backend):
 
     def run(self, p: Problem):
         b, h, lq, lk = p.shape
-        s = tile_scores(p, (0, lq), (0, lk))
+        with pair_kernel.off():  # the formula as tensor ops, not the fused additive/MLP kernel
+            s = tile_scores(p, (0, lq), (0, lk))
         allowed = None
         if p.mask is not None:
             allowed = evaluate_mask(p.mask, b, h, (0, lq), (0, lk), p.device).expand(s.shape)
