@@ -259,6 +259,8 @@ def worker_time(spec: dict) -> dict:
     for mode in ("fwd", "fwdbwd"):
         calls = {}
         for c in spec["contenders"]:
+            if "error" in res[c]:  # failed in the forward round: not tried again
+                continue
             if mode == "fwdbwd" and _skip_bwd(c):
                 res[c]["fwdbwd_ms"] = None
                 continue
@@ -266,9 +268,15 @@ def worker_time(spec: dict) -> dict:
         times = {c: [] for c in calls}
         with torch.set_grad_enabled(mode == "fwdbwd"):
             first = {}
-            for c, call in calls.items():  # warm-up round (compiles flex)
+            for c, call in list(calls.items()):  # warm-up round (compiles flex)
                 t0 = time.perf_counter()
-                call()
+                try:
+                    call()
+                except Exception as e:  # one contender failing (flex's compile) must not void the case
+                    lines = str(e).strip().splitlines()
+                    res[c] = {"error": f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]}
+                    del calls[c], times[c]
+                    continue
                 first[c] = time.perf_counter() - t0
                 if c == "flex" and mode == "fwd":
                     res[c]["compile_s"] = round(first[c], 2)
