@@ -11,7 +11,7 @@ skipping pairs whose ``dS`` is 0 (masked). No pair buffer exists, so tiles are s
 their scores alone.
 
 The kernel is compiled on first use with PyTorch's C++ extension builder (a C++ compiler and
-``ninja``; 40-80 s once, then cached under ``~/.cache/torch_extensions``), for the
+``ninja``; 40-80 s once, then cached under ``~/.cache/torch_extensions/attnkit-py3XX``), for the
 vector instructions the running PyTorch dispatches to (AVX512, AVX2, or plain C++). Where it
 cannot be built, the tensor-op path runs instead and the log says why once;
 ``ATTNKIT_PAIR_KERNEL=0`` turns it off. It computes in float32; bf16/fp16 inputs are widened
@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -224,13 +225,14 @@ def _build():
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    _clear_stale_lock(f"attnkit_pairs_{cap.lower()}")
+    name = f"attnkit_pairs_{cap.lower()}"
+    _clear_stale_lock(name)
     log.info(f"loading the additive/MLP pair kernel for {cap} (built once per machine: 40-80 s)")
     flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
     try:
         from torch.utils.cpp_extension import load_inline
 
-        module = load_inline(f"attnkit_pairs_{cap.lower()}", cpp_sources=SOURCE,
+        module = load_inline(name, cpp_sources=SOURCE, build_directory=str(build_dir(name)),
                              functions=["pair_scores", "pair_backward"],
                              extra_cflags=["-O3", "-fopenmp", *flags], verbose=False)
     except Exception as e:  # no compiler, no ninja, a failed build: the tensor-op path still works
@@ -243,12 +245,20 @@ def _build():
 STALE_LOCK_S = 600  # a build lock older than this was left by a killed build
 
 
+def build_dir(name: str) -> Path:
+    """Where the kernel is built and cached: ``attnkit/<name>`` under PyTorch's extension root
+    (``~/.cache/torch_extensions``; ``TORCH_EXTENSIONS_DIR`` moves it), per Python version."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    path = Path(get_default_build_root()) / f"attnkit-py{sys.version_info[0]}{sys.version_info[1]}" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _clear_stale_lock(name: str) -> None:
     """Remove the build lock a killed build left behind: PyTorch's builder waits on it forever."""
     try:
-        from torch.utils.cpp_extension import get_default_build_root
-
-        lock = Path(get_default_build_root()) / name / "lock"
+        lock = build_dir(name) / "lock"
         if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
             log.warning(f"{lock}: left by a build that did not finish; removed (ATTNKIT_PAIR_KERNEL=0 skips the kernel)")
             lock.unlink()

@@ -135,4 +135,7 @@ def _pair_loop_in_float32(build_score, activation):
         wq, wk, wp = score.block_backward(qf.float(), kf.float(), ds.bfloat16().float())
         assert gq.dtype == gk.dtype == torch.bfloat16
         assert torch.equal(gq, wq.bfloat16()) and torch.equal(gk, wk.bfloat16())
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast kept out of the float32 loop here too
+            aq, ak, _ = score.block_backward(qf, kf, ds.bfloat16())
+        assert torch.equal(aq, gq) and torch.equal(ak, gk)
         torch.testing.assert_close(gp[score.v.weight], wp[score.v.weight])

@@ -247,6 +247,8 @@ def test_a_backward_through_autograd_keeps_tiles_sized_for_the_pair_buffer(monke
     learned = build_problem(q, q, q, score, [], [RelativePositionBias(1)])
     assert chunked.tile_sizes(learned) == (128, 128)
     assert chunked.tile_sizes(plain)[0] > 128  # the kernel's own backward: no pair buffer
+    alibi = build_problem(q, q, q, score, [], [ALiBi(1)])  # a fixed bias leaves dS alone: the kernel's backward
+    assert chunked.tile_sizes(alibi)[0] > 128
     with torch.no_grad():
         assert chunked.tile_sizes(learned)[0] > 128  # no backward at all
     small = torch.randn(1, 2, 40, 16, requires_grad=True)
@@ -259,3 +261,33 @@ def test_a_backward_through_autograd_keeps_tiles_sized_for_the_pair_buffer(monke
         want = torch.autograd.grad(ref.square().sum(), [small, r.table])
     for g, w in zip(grads, want):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-3)
+
+
+@needs_kernel
+def test_where_the_kernel_runs_and_where_it_must_not(monkeypatch):
+    """Three-dim inputs and a single pair run on it; empty blocks, a tracer and a compiler do
+    not (a traced or compiled graph cannot see into the kernel)."""
+    calls = _spy(monkeypatch)
+    score = build_score("additive", 4, 4, hidden=1)
+    with torch.no_grad():
+        score.block(torch.randn(3, 5, 1), torch.randn(3, 6, 1))  # (rows, L, hidden)
+        score.block(torch.randn(1, 1, 1, 1), torch.randn(1, 1, 1, 1))  # one query, one key, hidden 1
+        assert calls["scores"] == 2
+        empty = score.block(torch.randn(1, 1, 0, 1), torch.randn(1, 1, 4, 1))
+        assert empty.shape == (1, 1, 0, 4)
+        score.block(torch.randn(1, 1, 4, 1), torch.randn(1, 1, 0, 1))
+        assert calls["scores"] == 2
+        q, k = torch.randn(1, 1, 3, 1), torch.randn(1, 1, 4, 1)
+        class Block(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.score = score
+
+            def forward(self, a, b):
+                return self.score.block(a, b)
+
+        torch.jit.trace(Block(), (q, k), check_trace=False)
+        assert calls["scores"] == 2
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        score.block(q, k)
+        assert calls["scores"] == 2

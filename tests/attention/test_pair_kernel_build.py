@@ -20,3 +20,66 @@ def test_the_kernel_builds_where_a_compiler_is_installed():
     # built for the vector width PyTorch itself runs here (a rebuilt source gets a _vN suffix)
     assert module.__name__.startswith(f"attnkit_pairs_{pair_kernel.capability().lower()}")
     assert hasattr(module, "pair_scores") and hasattr(module, "pair_backward")
+
+
+def test_build_puts_the_ninja_wheel_on_path_only_when_ninja_is_missing(monkeypatch, tmp_path):
+    import types
+
+    import torch.utils.cpp_extension as ext
+
+    seen = []
+    monkeypatch.setattr(ext, "load_inline", lambda *a, **kw: seen.append(os.environ["PATH"]) or types.SimpleNamespace())
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
+    monkeypatch.setitem(__import__("sys").modules, "ninja", types.SimpleNamespace(BIN_DIR="/opt/ninja-wheel/bin"))
+    monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin")
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no ninja on PATH
+    assert pair_kernel._build()[0] is not None
+    assert seen[-1] == "/opt/ninja-wheel/bin" + os.pathsep + "/usr/bin"
+    monkeypatch.delenv("PATH")  # no PATH at all
+    pair_kernel._build()
+    assert seen[-1] == "/opt/ninja-wheel/bin" + os.pathsep
+    monkeypatch.setenv("PATH", "/usr/bin")
+    monkeypatch.setitem(__import__("sys").modules, "ninja", None)  # the wheel missing too: the build is tried as is
+    assert pair_kernel._build()[0] is not None and seen[-1] == "/usr/bin"
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # ninja found: PATH left alone
+    pair_kernel._build()
+    assert seen[-1] == "/usr/bin"
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_and_said(monkeypatch, tmp_path, caplog):
+    import logging
+    import time
+    import types
+
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
+    monkeypatch.setattr(ext, "load_inline", lambda *a, **kw: types.SimpleNamespace())
+    monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    lock = pair_kernel.build_dir(f"attnkit_pairs_{pair_kernel.capability().lower()}") / "lock"
+    assert str(lock).startswith(str(tmp_path))
+    lock.write_text("")
+    with caplog.at_level(logging.INFO, logger="attnkit"):
+        pair_kernel._build()
+    assert lock.exists()  # a build running now: its lock stays
+    assert any("loading the additive/MLP pair kernel" in r.getMessage() for r in caplog.records)
+    old = time.time() - pair_kernel.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with caplog.at_level(logging.WARNING, logger="attnkit"):
+        pair_kernel._build()
+    assert not lock.exists()
+    assert any(f"{lock}: left by a build that did not finish" in r.getMessage() for r in caplog.records)
+    lock.write_text("")  # just under the age: kept
+    young = time.time() - pair_kernel.STALE_LOCK_S + 60
+    os.utime(lock, (young, young))
+    pair_kernel._clear_stale_lock(lock.parent.name)
+    assert lock.exists()
+
+
+def test_the_kernel_is_built_once_per_process(monkeypatch):
+    calls = []
+    monkeypatch.setattr(pair_kernel, "_built", {})
+    monkeypatch.setattr(pair_kernel, "_build", lambda: calls.append(1) or ("module", None))
+    assert pair_kernel.kernel() == "module" and pair_kernel.kernel() == "module"
+    assert calls == [1]
