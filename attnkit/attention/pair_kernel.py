@@ -38,6 +38,7 @@ SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -93,65 +94,88 @@ template <int MODE> torch::Tensor scores_impl(const torch::Tensor& q, const torc
   return s;
 }
 
-// gradients of sum(ds * s) w.r.t. q, k, v; pairs with ds == 0 are skipped
+// gradients of sum(ds * s) w.r.t. q, k, v; pairs with ds == 0 are skipped. Deterministic
+// whatever the thread count (a resumed run must end bit for bit where an uninterrupted one
+// does): the query rows of each r are cut into S parts fixed by the shapes alone, each part
+// accumulates its own dk/dv, and the parts are added in order at the end.
 template <int MODE> std::vector<torch::Tensor> backward_impl(const torch::Tensor& q, const torch::Tensor& k,
                                                              const torch::Tensor& v, const torch::Tensor& ds) {
   const int64_t R = q.size(0), M = q.size(1), N = k.size(1), H = q.size(2);
-  const int64_t T = at::get_num_threads();
+  const int64_t S = R >= 8 ? 1 : std::min<int64_t>(M, (8 + R - 1) / R);  // parts per r
+  const int64_t per = (M + S - 1) / S;
   auto dq = torch::empty({R, M, H}, q.options());
-  auto dk_t = torch::zeros({T, R, N, H}, q.options());  // one accumulator per thread
-  auto dv_t = torch::zeros({T, H}, q.options());
+  auto dk_s = torch::zeros({R, S, N, H}, q.options());
+  auto dv_s = torch::zeros({R * S, H}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   const float* vp = v.data_ptr<float>();
   const float* dsp = ds.data_ptr<float>();
   float* dqp = dq.data_ptr<float>();
-  float* dkp = dk_t.data_ptr<float>();
-  float* dvp = dv_t.data_ptr<float>();
-  at::parallel_for(0, R * M, 1, [&](int64_t lo, int64_t hi) {
-    const int64_t tid = at::get_thread_num();
-    float* dk_mine = dkp + tid * R * N * H;
-    float* dv_mine = dvp + tid * H;
+  float* dkp = dk_s.data_ptr<float>();
+  float* dvp = dv_s.data_ptr<float>();
+  at::parallel_for(0, R * S, 1, [&](int64_t lo, int64_t hi) {
     std::vector<float> gq(H);
     const Vec zero(0.f), one(1.f);
-    for (int64_t row = lo; row < hi; ++row) {
-      const int64_t r = row / M;
-      const float* qi = qp + row * H;
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t r = task / S, part = task % S;
+      float* dkr = dkp + task * N * H;
+      float* dv_mine = dvp + task * H;
       const float* kr = kp + r * N * H;
-      const float* dsr = dsp + row * N;
-      float* dkr = dk_mine + r * N * H;
-      std::fill(gq.begin(), gq.end(), 0.f);
-      for (int64_t j = 0; j < N; ++j) {
-        const float d = dsr[j];
-        if (d == 0.f) continue;
-        const Vec dd(d);
-        const float* kj = kr + j * H;
-        float* dkj = dkr + j * H;
-        int64_t h = 0;
-        for (; h + W <= H; h += W) {
-          const Vec x = Vec::loadu(qi + h) + Vec::loadu(kj + h);
-          const Vec a = act<MODE>(x);
-          Vec g;
-          if (MODE == 0) g = dd * (one - a * a);
-          else g = Vec::blendv(zero, dd, x > zero);
-          at::vec::fmadd(dd, a, Vec::loadu(dv_mine + h)).store(dv_mine + h);
-          (Vec::loadu(gq.data() + h) + g).store(gq.data() + h);
-          (Vec::loadu(dkj + h) + g).store(dkj + h);
+      for (int64_t i = part * per; i < std::min(M, (part + 1) * per); ++i) {
+        const int64_t row = r * M + i;
+        const float* qi = qp + row * H;
+        const float* dsr = dsp + row * N;
+        std::fill(gq.begin(), gq.end(), 0.f);
+        for (int64_t j = 0; j < N; ++j) {
+          const float d = dsr[j];
+          if (d == 0.f) continue;
+          const Vec dd(d);
+          const float* kj = kr + j * H;
+          float* dkj = dkr + j * H;
+          int64_t h = 0;
+          for (; h + W <= H; h += W) {
+            const Vec x = Vec::loadu(qi + h) + Vec::loadu(kj + h);
+            const Vec a = act<MODE>(x);
+            Vec g;
+            if (MODE == 0) g = dd * (one - a * a);
+            else g = Vec::blendv(zero, dd, x > zero);
+            at::vec::fmadd(dd, a, Vec::loadu(dv_mine + h)).store(dv_mine + h);
+            (Vec::loadu(gq.data() + h) + g).store(gq.data() + h);
+            (Vec::loadu(dkj + h) + g).store(dkj + h);
+          }
+          for (; h < H; ++h) {
+            const float x = qi[h] + kj[h];
+            const float a = act1<MODE>(x);
+            const float g = MODE == 0 ? d * (1.f - a * a) : (x > 0.f ? d : 0.f);
+            dv_mine[h] += d * a;
+            gq[h] += g;
+            dkj[h] += g;
+          }
         }
-        for (; h < H; ++h) {
-          const float x = qi[h] + kj[h];
-          const float a = act1<MODE>(x);
-          const float g = MODE == 0 ? d * (1.f - a * a) : (x > 0.f ? d : 0.f);
-          dv_mine[h] += d * a;
-          gq[h] += g;
-          dkj[h] += g;
-        }
+        float* dqi = dqp + row * H;
+        for (int64_t h = 0; h < H; ++h) dqi[h] = gq[h] * vp[h];
       }
-      float* dqi = dqp + row * H;
-      for (int64_t h = 0; h < H; ++h) dqi[h] = gq[h] * vp[h];
     }
   });
-  return {dq, dk_t.sum(0) * v, dv_t.sum(0)};
+  // the parts added in a fixed order, each output element by one thread
+  auto dk = torch::empty({R, N, H}, q.options());
+  float* dko = dk.data_ptr<float>();
+  at::parallel_for(0, R * N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t rj = lo; rj < hi; ++rj) {
+      const int64_t r = rj / N, j = rj % N;
+      float* out = dko + rj * H;
+      for (int64_t h = 0; h < H; ++h) {
+        float t = 0.f;
+        for (int64_t part = 0; part < S; ++part) t += dkp[((r * S + part) * N + j) * H + h];
+        out[h] = t * vp[h];
+      }
+    }
+  });
+  auto dv = torch::zeros({H}, q.options());
+  float* dvo = dv.data_ptr<float>();
+  for (int64_t task = 0; task < R * S; ++task)
+    for (int64_t h = 0; h < H; ++h) dvo[h] += dvp[task * H + h];
+  return {dq, dk, dv};
 }
 
 torch::Tensor pair_scores(torch::Tensor q, torch::Tensor k, torch::Tensor v, int64_t mode) {
@@ -227,7 +251,12 @@ def _build():
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     name = f"attnkit_pairs_{cap.lower()}"
     _clear_stale_lock(name)
-    log.info(f"loading the additive/MLP pair kernel for {cap} (built once per machine: 40-80 s)")
+    try:
+        built = any(build_dir(name).glob(f"{name}*.so"))
+    except OSError:
+        built = False
+    (log.debug if built else log.info)(f"{'loading' if built else 'building'} the additive/MLP pair kernel for "
+                                       f"{cap} (built once per machine: 40-80 s)")
     flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
     try:
         from torch.utils.cpp_extension import load_inline

@@ -291,3 +291,23 @@ def test_where_the_kernel_runs_and_where_it_must_not(monkeypatch):
         monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
         score.block(q, k)
         assert calls["scores"] == 2
+
+
+@needs_kernel
+def test_gradients_do_not_depend_on_the_thread_count():
+    """A resumed run ends bit for bit where an uninterrupted one does, though the thread count
+    changes with the machine's load (threads_for_tiles): the backward's sums must not follow it."""
+    g = torch.Generator().manual_seed(3)
+    for r, m in ((1, 37), (2, 64), (9, 5)):
+        qf, kf = torch.randn(r, m, 20, generator=g), torch.randn(r, 33, 20, generator=g)
+        v, ds = torch.randn(20, generator=g), torch.randn(r, m, 33, generator=g)
+        threads = torch.get_num_threads()
+        try:
+            outs = []
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                outs.append(pair_kernel.pair_backward(qf, kf, v, ds, "tanh"))
+        finally:
+            torch.set_num_threads(threads)
+        for other in outs[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(outs[0], other))

@@ -63,7 +63,7 @@ def test_a_lock_left_by_a_killed_build_is_removed_and_said(monkeypatch, tmp_path
     with caplog.at_level(logging.INFO, logger="attnkit"):
         pair_kernel._build()
     assert lock.exists()  # a build running now: its lock stays
-    assert any("loading the additive/MLP pair kernel" in r.getMessage() for r in caplog.records)
+    assert any("building the additive/MLP pair kernel" in r.getMessage() for r in caplog.records)
     old = time.time() - pair_kernel.STALE_LOCK_S - 60
     os.utime(lock, (old, old))
     with caplog.at_level(logging.WARNING, logger="attnkit"):
