@@ -19,8 +19,10 @@ from .export import deployable_copy, now
 from .graph import CHECK_SHAPES, export_graph, sample_batch
 
 
-def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True) -> Path:
-    """Write ``out``: ``run_dir``'s graph (exported now unless the run has one) quantized to int8."""
+def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True, per_channel: bool = True,
+                 reduce_range: bool = True) -> Path:
+    """Write ``out``: ``run_dir``'s graph (exported now unless the run has one) quantized to int8
+    (options: :func:`quantize_int8`)."""
     run_dir, out = Path(run_dir), Path(out)
     if not int8:
         raise DeployError("compress: say what to do (--int8)")
@@ -36,16 +38,26 @@ def compress_run(run_dir: str | Path, out: str | Path, int8: bool = True) -> Pat
         else:
             info = export_graph(run, tmp / GRAPH)
             info.pop("parity", None)
-        quantize_int8(tmp / GRAPH, tmp / GRAPH_INT8)
+        quantize_int8(tmp / GRAPH, tmp / GRAPH_INT8, per_channel=per_channel, reduce_range=reduce_range)
         (tmp / GRAPH).unlink()
         drift = int8_drift(run, tmp / GRAPH_INT8, info["inputs"])
         write_engine(tmp, {"engine": "onnxruntime", "graph": GRAPH_INT8, "variant": "int8", **info,
+                           "int8": {"per_channel": per_channel, "reduce_range": reduce_range},
                            "int8_drift": drift, "compressed_from": str(run_dir), "date": now()})
     return out
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """ONNX Runtime's dynamic quantization: int8 weights, per-batch activation scales."""
+def quantize_int8(src: Path, dst: Path, per_channel: bool = True, reduce_range: bool = True) -> None:
+    """ONNX Runtime's dynamic quantization: int8 weights, per-batch activation scales.
+
+    ``per_channel``: one scale per output column of each weight (not one per matrix), which
+    keeps a column of small weights from being rounded away beside one large column.
+    ``reduce_range``: weights on 7 bits ([-64, 64]) so that x86 CPUs without VNNI, whose
+    u8 x s8 instruction adds pairs of products into a saturating 16-bit sum, cannot overflow
+    (255 x 127 x 2 does; 255 x 64 x 2 does not). A compressed run is meant to move between
+    machines, so the default is the choice that is right on all of them; on a VNNI CPU it
+    costs one bit of weight precision, which per-channel scales make up for (measured in
+    ``benchmarks/deploy.py``)."""
     import_onnxruntime()
     require_onnx("int8 quantization")
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -55,8 +67,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     root.setLevel(logging.ERROR)  # it advises pre-processing through the root logger on every call
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                             extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
+                             reduce_range=reduce_range, extra_options={"MatMulConstBOnly": True})
     except OSError:
         raise
     except Exception as e:  # noqa: BLE001  (the quantizer raises whatever its graph passes raise)

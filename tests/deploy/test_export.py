@@ -142,6 +142,41 @@ def test_int8_is_smaller_and_as_accurate(wide_run, text_files_s, tmp_path):
         export_run(int8, tmp_path / "onnx-of-int8")
 
 
+def _int8_weights(graph) -> tuple[list, list]:
+    """The int8 weight matrices of a quantized graph and the scales beside them (ORT names a
+    quantized initializer ``W_quantized`` with ``W_scale``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    init = {t.name: t for t in onnx.load(str(graph)).graph.initializer}
+    weights, scales = [], []
+    for name, t in init.items():
+        if name.endswith("_quantized") and t.data_type == onnx.TensorProto.INT8:
+            weights.append(numpy_helper.to_array(t))
+            scales.append(numpy_helper.to_array(init[name[:-len("_quantized")] + "_scale"]))
+    return weights, scales
+
+
+def _per_column(weights, scales) -> list[bool]:
+    """For each int8 matrix: has it one scale per output column (more than one column)?"""
+    return [w.shape[-1] > 1 and s.shape[-1:] == w.shape[-1:] for w, s in zip(weights, scales)]
+
+
+def test_int8_weights_fit_seven_bits_with_a_scale_per_column(wide_run, tmp_path):
+    # defaults: per-channel scales, 7-bit weights (no u8 x s8 saturation on CPUs without VNNI)
+    int8 = compress_run(wide_run, tmp_path / "int8")
+    weights, scales = _int8_weights(int8 / "model.int8.onnx")
+    assert len(weights) >= 3  # the LSTM's, the pooler's and the head's matrices at least
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert sum(_per_column(weights, scales)) >= 3  # LSTM, pooler and head matrices: a scale per column
+    assert read_engine(int8)["int8"] == {"per_channel": True, "reduce_range": True}
+    # the older choice is still there when asked: one scale per matrix, the full 8 bits
+    plain = compress_run(wide_run, tmp_path / "plain", per_channel=False, reduce_range=False)
+    weights, scales = _int8_weights(plain / "model.int8.onnx")
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) > 64
+    assert not any(_per_column(weights, scales))
+
+
 # ---------------------------------------------------------------- refusals, one clear error each
 
 def test_a_module_without_an_onnx_form_is_named(text_run, tmp_path, monkeypatch):
