@@ -145,6 +145,9 @@ def distill(
     temperature: Annotated[float | None, typer.Option("--temperature", help="Softening T (default 2).")] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Weight of the teacher's term (default 0.5).")]
     = None,
+    augment: Annotated[int | None, typer.Option("--augment", help="Transfer set: up to N new texts per training "
+                                                                  "text (masked, swapped, cut words), labelled by "
+                                                                  "the teacher (default 0).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
 ):
@@ -157,6 +160,7 @@ def distill(
     overrides = [f"train.distill.teacher={json.dumps(str(teacher.resolve()))}"]
     overrides += [f"train.distill.temperature={temperature}"] if temperature is not None else []
     overrides += [f"train.distill.alpha={alpha}"] if alpha is not None else []
+    overrides += [f"train.distill.augment={augment}"] if augment is not None else []
     _print_result(train_run(student, out=out, overrides=overrides + list(set_ or []), resume=resume))
 
 

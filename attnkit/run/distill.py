@@ -1,6 +1,7 @@
 """The teacher's side of distillation (``train.distill.teacher`` / ``attnkit distill``): a
-trained run scores the student's training split once, in the student's order and label
-order, on the teacher's own encoding and engine (an exported teacher runs on ONNX Runtime)."""
+trained run scores the student's training split once (and the transfer set of
+``train.distill.augment``), in the student's order and label order, on the teacher's own
+encoding and engine (an exported teacher runs on ONNX Runtime)."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,8 @@ import time
 
 import torch
 
+from ..data import TableData
+from ..data.augment import transfer_texts
 from ..deploy import attach_engine
 from ..errors import AttnkitError, ConfigError
 from ..rundir import load_run
@@ -23,6 +26,9 @@ def open_teacher(cfg, task):
     if task.target != "labels" or not task.categorical:
         raise ConfigError(f"train.distill: distillation learns a class distribution per example; task {cfg.task} "
                           f"has none (text and image classification do)")
+    if cfg.train.distill.augment and task.inputs != "text":
+        raise ConfigError(f"train.distill.augment: the transfer set is made of texts; task {cfg.task} has none "
+                          f"(text classification does)")
     try:
         teacher = attach_engine(load_run(cfg.train.distill.teacher))
     except AttnkitError as e:
@@ -36,21 +42,45 @@ def open_teacher(cfg, task):
 def teacher_log_probs(teacher, cfg, student_labels: list[str], n_train: int) -> torch.Tensor:
     """``[n_train, classes]`` log-probabilities of the teacher run on the student's training
     split (read again from ``cfg.data``: the same seeded split), columns in student label order."""
-    where = "train.distill.teacher"
-    task = teacher.task
+    raw_train = teacher.task.read_splits(cfg)[0]
+    data = teacher.task.encode(teacher.featurized, raw_train)
+    if len(data) != n_train:
+        raise ConfigError(f"train.distill.teacher: the teacher encodes {len(data)} training examples, the student "
+                          f"{n_train}; give both the same data options")
+    return _scored(teacher, cfg, data, student_labels, "training examples")
+
+
+def _scored(teacher, cfg, data, student_labels: list[str], what: str) -> torch.Tensor:
+    """The teacher's log-probabilities of encoded ``data``, columns in student label order."""
     names = teacher.featurized.labels
     missing = [name for name in student_labels if name not in names]
     if missing:
-        raise ConfigError(f"{where}: the teacher does not know the student's label(s) {missing[:5]} (it knows "
-                          f"{names[:10]})")
-    raw_train = task.read_splits(cfg)[0]
-    data = task.encode(teacher.featurized, raw_train)
-    if len(data) != n_train:
-        raise ConfigError(f"{where}: the teacher encodes {len(data)} training examples, the student {n_train}; "
-                          f"give both the same data options")
-    log.info(f"teacher {cfg.train.distill.teacher}: scoring {n_train:,} training examples once")
+        raise ConfigError(f"train.distill.teacher: the teacher does not know the student's label(s) {missing[:5]} "
+                          f"(it knows {names[:10]})")
+    log.info(f"teacher {cfg.train.distill.teacher}: scoring {len(data):,} {what} once")
     t0 = time.perf_counter()
-    probs, _, _ = predict_data(teacher.model, task, data, batch_size=cfg.train.eval_batch_size)
+    probs, _, _ = predict_data(teacher.model, teacher.task, data, batch_size=cfg.train.eval_batch_size)
     log.info(f"teacher scored them in {time.perf_counter() - t0:.0f} s")
     order = torch.tensor([names.index(name) for name in student_labels])
     return torch.stack(probs).index_select(1, order).clamp_min(1e-12).log()
+
+
+def with_transfer_set(teacher, cfg, task, fz, log_probs: torch.Tensor):
+    """``(training data, teacher rows)``: the student's training split followed by the transfer
+    set of ``train.distill.augment`` (:func:`attnkit.data.augment.transfer_texts`), each new
+    text labelled with the teacher's top class (the hard term's label) and its distribution."""
+    raw = task.read_splits(cfg)[0]
+    tokenizer = teacher.featurized.vocabs.get("tokenizer")
+    texts = transfer_texts(raw.texts, cfg.train.distill.augment, seed=cfg.train.seed,
+                           mask_token=getattr(tokenizer, "mask_token", None) or "[MASK]")
+    log.info(f"transfer set: {len(texts):,} new texts from {len(raw):,} training texts")
+
+    def table(labels):
+        return TableData(path=f"{raw.path} (transfer set)", texts=texts, labels=labels, lines=[0] * len(texts))
+    # the teacher encodes them with any label it knows; the label is replaced by its own verdict
+    extra = _scored(teacher, cfg, teacher.task.encode(teacher.featurized, table([fz.labels[0]] * len(texts))),
+                    fz.labels, "transfer-set texts")
+    labelled = table([fz.labels[i] for i in extra.argmax(-1).tolist()])
+    both = TableData(path=raw.path, texts=raw.texts + labelled.texts, labels=raw.labels + labelled.labels,
+                     lines=raw.lines + labelled.lines)
+    return task.encode(fz, both), torch.cat([log_probs, extra])

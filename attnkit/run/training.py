@@ -22,7 +22,7 @@ from ..rundir import check_new_run_dir, check_same_config, save_weights, write_r
 from ..tasks import RunConfig, get_task, prepare, read_checked, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
 from ..train.distributed import barrier, init_from_env
-from .distill import open_teacher, teacher_log_probs
+from .distill import open_teacher, teacher_log_probs, with_transfer_set
 from .init_from import load_pretrained_blocks, merge_pretrained_blocks
 
 log = logging.getLogger("attnkit")
@@ -116,7 +116,10 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
         return metrics
     train_data, loss = prepared.train, None
     if teacher is not None:
-        train_data = WithTeacher(prepared.train, teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train)))
+        rows = teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train))
+        if cfg.train.distill.augment:
+            train_data, rows = with_transfer_set(teacher, cfg, task, fz, rows)
+        train_data = WithTeacher(train_data, rows)
         loss = distillation_loss(model, cfg.train.distill)
     trainer = Trainer(model, train_data, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,
                       minimize=task.minimize(cfg.train.metric), loss=loss, on_epoch=on_epoch)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import checked, closed_unit, positive
+from ..config import checked, closed_unit, non_negative, positive
 
 
 @dataclass
@@ -24,6 +24,9 @@ class DistillConfig:
     teacher: str | None = None  # the teacher's run directory; None = no distillation
     temperature: float = checked(2.0, positive)  # softens both distributions
     alpha: float = checked(0.5, closed_unit)  # weight of the teacher's term (1 - alpha: the labels')
+    # transfer set (text classification): up to this many new texts per training text, made by
+    # masking, swapping and cutting words (attnkit.data.augment), labelled by the teacher
+    augment: int = checked(0, non_negative)
 
 
 class WithTeacher:

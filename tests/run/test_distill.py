@@ -99,6 +99,51 @@ def test_the_teacher_is_scored_in_the_students_label_order(text_run, text_files_
         teacher_log_probs(teacher, cfg, ["neg", "maybe"], 300)
 
 
+def test_the_transfer_set_is_labelled_by_the_teacher(text_run, text_files_s, tmp_path):
+    from attnkit.run import resolve_config
+    from attnkit.run.distill import open_teacher, teacher_log_probs, with_transfer_set
+    from attnkit.tasks import get_task, prepare
+
+    cfg = resolve_config(student_config(text_files_s, teacher=str(text_run), augment=2))
+    task = get_task(cfg.task)
+    prepared = prepare(cfg)
+    fz, n = prepared.featurized, len(prepared.train)
+    teacher = open_teacher(cfg, task)
+    rows = teacher_log_probs(teacher, cfg, fz.labels, n)
+    data, both = with_transfer_set(teacher, cfg, task, fz, rows)
+    assert n < len(data) <= 3 * n and len(both) == len(data)
+    assert torch.equal(both[:n], rows)  # the training split first, unchanged, in its order
+    first = data.collate(list(range(n)))
+    assert torch.equal(first["labels"], prepared.train.collate(list(range(n)))["labels"])
+    extra = data.collate(list(range(n, len(data))))
+    # a new text's label is the teacher's top class, and its row is the teacher's on that text
+    assert torch.equal(extra["labels"], both[n:].argmax(-1))
+    from attnkit.data.augment import transfer_texts
+    from attnkit.tasks.prediction import stack_batches
+
+    new = transfer_texts(task.read_splits(cfg)[0].texts, 2, seed=cfg.train.seed)
+    assert len(new) == len(data) - n
+    probe = stack_batches([e.batch for e in teacher.task.encode_inputs(teacher.featurized, new[:5])])
+    with torch.no_grad():
+        direct = torch.log_softmax(teacher.model(probe)["logits"].float(), -1)
+    order = [teacher.featurized.labels.index(name) for name in fz.labels]
+    assert torch.allclose(both[n:n + 5], direct[:, order], atol=1e-4)
+    # a student trained with it runs end to end
+    result = train(student_config(text_files_s, teacher=str(text_run), augment=1), out=tmp_path / "s",
+                   progress=False)
+    assert result.dev["accuracy"] > 0.6
+
+
+def test_a_transfer_set_needs_texts(image_run, tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((image_run / "config.yaml").read_text())
+    cfg["train"]["distill"] = {"teacher": str(image_run), "augment": 2}
+    with pytest.raises(ConfigError, match="train.distill.augment: .*task image_classification has none"):
+        train(cfg, out=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_misuse_is_one_clear_error(text_files_s, tagger_run, tmp_path):
     with pytest.raises(ConfigError, match="train.distill.teacher: .*no such run directory"):
         train(student_config(text_files_s, teacher=str(tmp_path / "none")), out=tmp_path / "a", progress=False)
@@ -113,8 +158,9 @@ def test_distill_command(text_run, text_files_s, tmp_path):
     cfg = tmp_path / "student.yaml"
     cfg.write_text(yaml.safe_dump(student_config(text_files_s)))
     r = CliRunner().invoke(app, ["distill", "--teacher", str(text_run), "--student", str(cfg), "--out",
-                                 str(tmp_path / "s"), "--temperature", "3", "--set", "train.epochs=1"])
+                                 str(tmp_path / "s"), "--temperature", "3", "--augment", "1", "--set", "train.epochs=1"])
     assert r.exit_code == 0, r.output
     assert "run directory:" in r.output
     saved = yaml.safe_load((tmp_path / "s" / "config.yaml").read_text())
-    assert saved["train"]["distill"] == {"teacher": str(text_run), "temperature": 3.0, "alpha": 0.5}
+    assert saved["train"]["distill"] == {"teacher": str(text_run), "temperature": 3.0, "alpha": 0.5,
+                                         "augment": 1}
