@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..files import write_json
 from ..rundir import load_run
 from ..tasks import TASKS, Featurized, Task, get_task, predict_data
-from ..train.precision import inference_precision, model_work
+from ..train.precision import batch_size_text, inference_precision, model_work
 
 
 def evaluate_model(model, data, label_names: list[str], batch_size: int = 256, out_of_scope: str | None = None,
@@ -53,7 +53,8 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 2
         write_json(path.with_name(f"{path.stem}-pgd{attack[0]:g}.json"), metrics)
         return metrics
     first = list(range(min(batch_size, len(data))))  # what `auto` times
-    work = model_work(run.model, lambda: run.model(data.collate(first)), f"evaluate batch {len(first)}")
+    batch = data.collate(first)
+    work = model_work(run.model, lambda: run.model(batch), f"evaluate batch {batch_size_text(batch)}")
     with inference_precision(precision, engine=engine_name(run), work=work).autocast():
         metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)

@@ -68,12 +68,16 @@ def _scored(teacher, cfg, data, student_labels: list[str], what: str) -> torch.T
 def with_transfer_set(teacher, cfg, task, fz, log_probs: torch.Tensor):
     """``(training data, teacher rows)``: the student's training split followed by the transfer
     set of ``train.distill.augment`` (:func:`attnkit.data.augment.transfer_texts`), each new
-    text labelled with the teacher's top class (the hard term's label) and its distribution."""
+    text labelled with the teacher's top class (the hard term's label: a pseudo-label, weighted
+    ``1 - alpha`` like the true ones) and its distribution. Every rank of a data-parallel run
+    builds and scores the same set (deterministic: the split seed and ``train.seed``)."""
     raw = task.read_splits(cfg)[0]
     tokenizer = teacher.featurized.vocabs.get("tokenizer")
     texts = transfer_texts(raw.texts, cfg.train.distill.augment, seed=cfg.train.seed,
                            mask_token=getattr(tokenizer, "mask_token", None) or "[MASK]")
-    log.info(f"transfer set: {len(texts):,} new texts from {len(raw):,} training texts")
+    log.info(f"transfer set: {len(texts):,} new texts from {len(raw):,} training texts (an epoch covers both)")
+    if not texts:
+        return task.training_view(task.encode(fz, raw)), log_probs
 
     def table(labels):
         return TableData(path=f"{raw.path} (transfer set)", texts=texts, labels=labels, lines=[0] * len(texts))
@@ -83,4 +87,4 @@ def with_transfer_set(teacher, cfg, task, fz, log_probs: torch.Tensor):
     labelled = table([fz.labels[i] for i in extra.argmax(-1).tolist()])
     both = TableData(path=raw.path, texts=raw.texts + labelled.texts, labels=raw.labels + labelled.labels,
                      lines=raw.lines + labelled.lines)
-    return task.encode(fz, both), torch.cat([log_probs, extra])
+    return task.training_view(task.encode(fz, both)), torch.cat([log_probs, extra])

@@ -93,9 +93,18 @@ class WorkProbe:
 
     @property
     def key(self) -> str:
-        """The model's class and a digest of its parameter shapes, and ``what``."""
-        shapes = ";".join(f"{name}{tuple(p.shape)}" for name, p in self.model.named_parameters())
+        """The model's class and a digest of its parameter shapes and which of them train (a
+        frozen layer has no weight gradient to compute), and ``what``."""
+        shapes = ";".join(f"{name}{tuple(p.shape)}{'' if p.requires_grad else ' frozen'}"
+                          for name, p in self.model.named_parameters())
         return f"{type(self.model).__name__} {hashlib.sha1(shapes.encode()).hexdigest()[:12]} {self.what}"
+
+
+def batch_size_text(batch: dict) -> str:
+    """``32x47``: the shape of a batch's largest tensor (its token ids, its images), the size
+    the work grows with, for :class:`WorkProbe`'s ``what``."""
+    tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
+    return "x".join(map(str, max(tensors, key=torch.Tensor.numel).shape)) if tensors else "?"
 
 
 def model_work(model: torch.nn.Module, forward: Callable[[], object], what: str,

@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import TrainConfig
 from .distributed import all_sum, any_rank, gather_objects, no_sync, shard, world, wrap
 from .optim import build_optimizer, build_schedule, clip_grad_norm
-from .precision import WorkProbe, choose_precision, model_work
+from .precision import WorkProbe, batch_size_text, choose_precision, model_work
 
 log = logging.getLogger("attnkit")
 
@@ -147,7 +147,7 @@ class Trainer:
             return None
         idx = self._share(self._batches(0)[0])[0]
         batch = self.train_data.collate(idx)
-        return model_work(self.model, lambda: self.model(batch), f"train batch {len(idx)}",
+        return model_work(self.model, lambda: self.model(batch), f"train batch {batch_size_text(batch)}",
                           loss=lambda out: self.loss(out, batch))
 
     def _probe_loss(self) -> torch.Tensor:

@@ -123,15 +123,31 @@ def test_the_transfer_set_is_labelled_by_the_teacher(text_run, text_files_s, tmp
 
     new = transfer_texts(task.read_splits(cfg)[0].texts, 2, seed=cfg.train.seed)
     assert len(new) == len(data) - n
-    probe = stack_batches([e.batch for e in teacher.task.encode_inputs(teacher.featurized, new[:5])])
+    # rows spread over the whole set, the last included: each is the teacher's on its own text
+    picks = sorted({0, 1, len(new) // 3, len(new) // 2, len(new) - 2, len(new) - 1})
+    probe = stack_batches([e.batch for e in teacher.task.encode_inputs(teacher.featurized, [new[i] for i in picks])])
     with torch.no_grad():
         direct = torch.log_softmax(teacher.model(probe)["logits"].float(), -1)
     order = [teacher.featurized.labels.index(name) for name in fz.labels]
-    assert torch.allclose(both[n:n + 5], direct[:, order], atol=1e-4)
+    assert torch.allclose(both[[n + i for i in picks]], direct[:, order], atol=1e-4)
     # a student trained with it runs end to end
     result = train(student_config(text_files_s, teacher=str(text_run), augment=1), out=tmp_path / "s",
                    progress=False)
     assert result.dev["accuracy"] > 0.6
+
+
+def test_an_empty_transfer_set_leaves_the_training_split(text_run, text_files_s, monkeypatch):
+    import attnkit.run.distill as D
+    from attnkit.run import resolve_config
+    from attnkit.tasks import get_task, prepare
+
+    monkeypatch.setattr(D, "transfer_texts", lambda *a, **k: [])  # every draft dropped (one-word texts)
+    cfg = resolve_config(student_config(text_files_s, teacher=str(text_run), augment=2))
+    task, prepared = get_task(cfg.task), prepare(cfg)
+    teacher = D.open_teacher(cfg, task)
+    rows = D.teacher_log_probs(teacher, cfg, prepared.featurized.labels, len(prepared.train))
+    data, both = D.with_transfer_set(teacher, cfg, task, prepared.featurized, rows)
+    assert len(data) == len(prepared.train) and both is rows
 
 
 def test_a_transfer_set_needs_texts(image_run, tmp_path):

@@ -4,6 +4,8 @@ chosen only when that is clearly faster; the probe leaves no trace on the model 
 import sys
 from pathlib import Path
 
+import re
+
 import pytest
 import torch
 
@@ -60,7 +62,17 @@ def test_work_probes_are_cached_per_architecture_and_batch(probes):
     assert "(cached probe)" in P.choose_precision("auto", work=_work()).why  # same shapes, fresh weights
     P.choose_precision("auto", work=_work(torch.nn.Linear(3, 5)))  # another architecture
     P.choose_precision("auto", work=_work(what="train batch 8"))  # another batch
-    assert probes["seen"] == ["train batch 4", "train batch 4", "train batch 8"]
+    frozen = torch.nn.Linear(3, 2)
+    frozen.weight.requires_grad_(False)
+    P.choose_precision("auto", work=_work(frozen))  # the same shapes with a frozen weight: other work
+    assert probes["seen"] == ["train batch 4", "train batch 4", "train batch 8", "train batch 4"]
+
+
+def test_the_batch_size_text_is_its_largest_tensor():
+    batch = {"tokens": torch.zeros(32, 47, dtype=torch.long), "lengths": torch.zeros(32), "name": "x"}
+    assert P.batch_size_text(batch) == "32x47"
+    assert P.batch_size_text({"images": torch.zeros(8, 1, 28, 28), "labels": torch.zeros(8)}) == "8x1x28x28"
+    assert P.batch_size_text({"n": 3}) == "?"
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -96,7 +108,8 @@ def test_training_times_its_own_step_and_then_trains_as_fp32_would(probes, tmp_p
     torch.manual_seed(11)
     auto = _trainer(tmp_path / "auto", "auto")
     after_auto = torch.get_rng_state()
-    assert auto.precision.name == "fp32" and probes["seen"] == ["train batch 16"]
+    assert auto.precision.name == "fp32" and len(probes["seen"]) == 1
+    assert re.fullmatch(r"train batch 16x\d+", probes["seen"][0])  # batch x length: the work's size
     # right after the probe (before fit() reseeds and zeroes anything): nothing left behind
     assert all(p.grad is None for p in auto.model.parameters()) and auto.model.training
     torch.manual_seed(11)
@@ -122,7 +135,7 @@ def test_predict_evaluate_and_serve_time_a_batch_of_their_own(probes, text_run, 
     predict(text_run, ["good", "bad", "fine"], batch_size=2, precision="auto")
     assert probes["seen"] == ["predict batch 2"]
     evaluate_run(text_run, text_files_s["dev"], batch_size=4, precision="auto")
-    assert probes["seen"][-1] == "evaluate batch 4"
+    assert re.fullmatch(r"evaluate batch 4x\d+", probes["seen"][-1])
     served = load_served("m", text_run, ServeSettings(models={"m": text_run}, precision="auto"))
     assert served.precision.name == "bf16" and probes["seen"][-1].startswith("serve batch")
     seen = len(probes["seen"])
