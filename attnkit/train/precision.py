@@ -14,8 +14,8 @@ therefore measures, in two stages, each fp32 against bf16 autocast in interleave
    in bf16 on a CPU whose bf16 ``Linear`` ran 1.79x), and bf16 costs accuracy there for nothing.
 
 Answers are cached per CPU model, torch version and thread count (and, for the second stage,
-per model architecture and batch size) in ``~/.cache/attnkit/precision.json`` (``ATTNKIT_CACHE``
-moves it), so later runs on the same machine decide instantly, and every choice says why."""
+per model architecture, frozen weights and batch shape) in ``~/.cache/attnkit/precision.json``
+(``ATTNKIT_CACHE`` moves it), so later runs on the same machine decide instantly, and every choice says why."""
 from __future__ import annotations
 
 import contextlib
