@@ -10,7 +10,7 @@ fp32. Results: ``benchmarks/results/deploy.json``.
     attnkit train examples/sst2_minilm_full.yaml --out /tmp/attnkit-deploy/sst2-minilm --set train.precision=bf16
     attnkit train examples/sst2_bilstm_attention.yaml --out /tmp/attnkit-deploy/sst2-bilstm     # the runs
     attnkit distill --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
-        --out /tmp/attnkit-deploy/sst2-bilstm-distilled
+        --augment 3 --set train.epochs=2 --out /tmp/attnkit-deploy/sst2-bilstm-distilled
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
