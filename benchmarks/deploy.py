@@ -24,6 +24,7 @@ its teacher's batch-1 speed. bf16 rows are measured only on a CPU with bf16 unit
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -140,6 +141,10 @@ def main() -> None:
             print(notes[-1], flush=True)
             continue
         run = load_run(run_dir)
+        trained = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").is_file() else {}
+        rows.append(row(name, "trained_dev_" + run.cfg.train.metric, trained.get("dev", {}).get(run.cfg.train.metric),
+                        better="higher", train_precision=run.cfg.train.effective_precision,
+                        epochs=run.cfg.train.epochs, note="the run's own eval.json (its training precision)"))
         raw = run.task.read_file(run.cfg, run.cfg.data.dev)
         dev = run.task.encode(run.featurized, raw)
         texts, _ = run.task.examples(raw)
