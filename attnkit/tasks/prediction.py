@@ -28,9 +28,30 @@ def stack_batches(batches: list[dict]) -> dict:
     return out
 
 
-def _data_batches(data, batch_size: int) -> Iterator[dict]:
-    for start in range(0, len(data), batch_size):
-        yield data.collate(list(range(start, min(start + batch_size, len(data)))))
+def length_order(data) -> list[int]:
+    """The examples of ``data`` shortest first (stable) when it knows their ``lengths``, so a
+    batch pads to little more than its own examples' length; else in order. A multi-task set
+    (``locate(i) -> (task, j)``) keeps its tasks apart: a batch mixing them runs once per task."""
+    lengths = getattr(data, "lengths", None)
+    if lengths is None or len(lengths) != len(data):
+        return list(range(len(data)))
+    lengths = lengths.tolist() if hasattr(lengths, "tolist") else list(lengths)
+    locate = getattr(data, "locate", None)
+    if locate is not None:
+        return sorted(range(len(data)), key=lambda i: (locate(i)[0], lengths[i]))
+    return sorted(range(len(data)), key=lengths.__getitem__)
+
+
+def _data_batches(data, order: list[int], batch_size: int) -> Iterator[dict]:
+    for start in range(0, len(order), batch_size):
+        yield data.collate(order[start:start + batch_size])
+
+
+def _in_data_order(items: list, order: list[int]) -> list:
+    out = [None] * len(items)
+    for position, i in enumerate(order):
+        out[i] = items[position]
+    return out
 
 
 def _encoded_batches(encoded: list[Encoded], batch_size: int) -> Iterator[dict]:
@@ -60,9 +81,12 @@ def run_batches(model, task: Task, batches: Iterable[dict], with_loss: bool = Fa
 
 
 def predict_data(model, task: Task, data, batch_size: int = 256) -> tuple[list, list, float]:
-    """Predictions, gold and the mean loss for every example of a data set, in order."""
-    preds, gold, loss = run_batches(model, task, _data_batches(data, batch_size), with_loss=True)
-    return preds, gold, loss / max(len(data), 1)
+    """Predictions, gold and the mean loss for every example of a data set, in order (run
+    in batches of similar length: :func:`length_order`)."""
+    order = length_order(data)
+    preds, gold, loss = run_batches(model, task, _data_batches(data, order, batch_size), with_loss=True)
+    return (_in_data_order(preds, order), _in_data_order(gold, order) if gold else gold,
+            loss / max(len(data), 1))
 
 
 def predict_encoded(model, task: Task, encoded: list[Encoded], batch_size: int = 64) -> list:
