@@ -65,8 +65,9 @@ def _scored(teacher, cfg, data, student_labels: list[str], what: str) -> torch.T
     return torch.stack(probs).index_select(1, order).clamp_min(1e-12).log()
 
 
-def with_transfer_set(teacher, cfg, task, fz, log_probs: torch.Tensor):
-    """``(training data, teacher rows)``: the student's training split followed by the transfer
+def with_transfer_set(teacher, cfg, task, fz, train_data, log_probs: torch.Tensor):
+    """``(training data, teacher rows)``: the student's training split (``train_data``, as it
+    is when the set comes out empty) followed by the transfer
     set of ``train.distill.augment`` (:func:`attnkit.data.augment.transfer_texts`), each new
     text labelled with the teacher's top class (the hard term's label: a pseudo-label, weighted
     ``1 - alpha`` like the true ones) and its distribution. Every rank of a data-parallel run
@@ -77,7 +78,7 @@ def with_transfer_set(teacher, cfg, task, fz, log_probs: torch.Tensor):
                            mask_token=getattr(tokenizer, "mask_token", None) or "[MASK]")
     log.info(f"transfer set: {len(texts):,} new texts from {len(raw):,} training texts (an epoch covers both)")
     if not texts:
-        return task.training_view(task.encode(fz, raw)), log_probs
+        return train_data, log_probs
 
     def table(labels):
         return TableData(path=f"{raw.path} (transfer set)", texts=texts, labels=labels, lines=[0] * len(texts))

@@ -118,7 +118,7 @@ def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, pro
     if teacher is not None:
         rows = teacher_log_probs(teacher, cfg, fz.labels, len(prepared.train))
         if cfg.train.distill.augment:
-            train_data, rows = with_transfer_set(teacher, cfg, task, fz, rows)
+            train_data, rows = with_transfer_set(teacher, cfg, task, fz, train_data, rows)
         train_data = WithTeacher(train_data, rows)
         loss = distillation_loss(model, cfg.train.distill)
     trainer = Trainer(model, train_data, prepared.dev, cfg.train, run_dir, evaluate_epoch, progress=progress,

@@ -110,7 +110,7 @@ def test_the_transfer_set_is_labelled_by_the_teacher(text_run, text_files_s, tmp
     fz, n = prepared.featurized, len(prepared.train)
     teacher = open_teacher(cfg, task)
     rows = teacher_log_probs(teacher, cfg, fz.labels, n)
-    data, both = with_transfer_set(teacher, cfg, task, fz, rows)
+    data, both = with_transfer_set(teacher, cfg, task, fz, prepared.train, rows)
     assert n < len(data) <= 3 * n and len(both) == len(data)
     assert torch.equal(both[:n], rows)  # the training split first, unchanged, in its order
     first = data.collate(list(range(n)))
@@ -146,8 +146,8 @@ def test_an_empty_transfer_set_leaves_the_training_split(text_run, text_files_s,
     task, prepared = get_task(cfg.task), prepare(cfg)
     teacher = D.open_teacher(cfg, task)
     rows = D.teacher_log_probs(teacher, cfg, prepared.featurized.labels, len(prepared.train))
-    data, both = D.with_transfer_set(teacher, cfg, task, prepared.featurized, rows)
-    assert len(data) == len(prepared.train) and both is rows
+    data, both = D.with_transfer_set(teacher, cfg, task, prepared.featurized, prepared.train, rows)
+    assert data is prepared.train and both is rows
 
 
 def test_a_transfer_set_needs_texts(image_run, tmp_path):
