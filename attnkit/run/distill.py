@@ -68,7 +68,8 @@ def _scored(teacher, cfg, data, student_labels: list[str], what: str) -> torch.T
 def with_transfer_set(teacher, cfg, task, fz, train_data, log_probs: torch.Tensor):
     """``(training data, teacher rows)``: the student's training split (``train_data``, handed
     back as it is when the set comes out empty) followed by the transfer set of
-    ``train.distill.augment`` (:func:`attnkit.data.augment.transfer_texts`), each new text labelled with the teacher's top class (the hard term's label: a pseudo-label, weighted
+    ``train.distill.augment`` (:func:`attnkit.data.augment.transfer_texts`), each new text
+    labelled with the teacher's top class (the hard term's label: a pseudo-label, weighted
     ``1 - alpha`` like the true ones) and its distribution. Every rank of a data-parallel run
     builds and scores the same set (deterministic: the split seed and ``train.seed``)."""
     raw = task.read_splits(cfg)[0]
