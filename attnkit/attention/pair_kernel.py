@@ -324,6 +324,6 @@ def pair_scores(qf: torch.Tensor, kf: torch.Tensor, v: torch.Tensor, activation:
 
 def pair_backward(qf, kf, v, ds, activation: str):
     """Gradients of ``sum(ds * pair_scores(qf, kf, v))``: ``(dq, dk, dv)``, float32."""
-    dq, dk, dv = kernel().pair_backward(_rows(qf), _rows(kf), v.float(), ds.reshape(-1, *ds.shape[-2:]).float(),
+    dq, dk, dv = kernel().pair_backward(_rows(qf), _rows(kf), v.float(), ds.reshape(-1).float(),
                                         ACTIVATIONS[activation])
     return dq.reshape(qf.shape), dk.reshape(kf.shape), dv
