@@ -164,6 +164,38 @@ def distill(
     _print_result(train_run(student, out=out, overrides=overrides + list(set_ or []), resume=resume))
 
 
+@app.command()
+def vectors(
+    teacher: Annotated[Path, typer.Option("--teacher", help="A run on a pretrained backbone (e.g. fine-tuned MiniLM).")],
+    student: Annotated[Path, typer.Option("--student", help="The student's run config (YAML): its training words "
+                                                            "get vectors.")],
+    out: Annotated[Path, typer.Option("--out", help="Word-vector text file to write.")],
+    corpus: Annotated[list[Path] | None, typer.Option("--corpus", help="Unlabelled text file (.gz too) whose words "
+                                                                       "get vectors as well (repeatable).")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="How corpus lines split into words: words "
+                                                                      "or whitespace (default: the student's "
+                                                                      "data.tokenizer).")] = None,
+    lowercase: Annotated[bool, typer.Option("--lowercase", help="Lower-case corpus words.")] = False,
+    min_count: Annotated[int, typer.Option("--min-count", help="Corpus words seen fewer times are left out.",
+                                           min=1)] = 2,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a student config value (repeatable).")]
+    = None,
+):
+    """Write word vectors from a backbone run's encoder for a student model from blocks: each
+    word read alone, the mean of its word pieces' last-layer states. Use them with
+    model.embedding.vectors (and extend_vocab: true for the corpus words)."""
+    from .run.vectors import teacher_vectors
+
+    done = teacher_vectors(teacher, student, out, corpus=corpus or (), tokenizer=tokenizer, lowercase=lowercase,
+                           min_count=min_count, overrides=list(set_ or []))
+    console.print(f"word vectors: {done['out']} ({done['words']:,} words: {done['training_words']:,} of the "
+                  f"training split, {done['corpus_words']:,} more from the corpus; {done['dim']} numbers each; "
+                  f"{done['seconds']:.0f} s)", highlight=False)
+    console.print(f"use them: --set model.embedding.dim={done['dim']} --set model.embedding.vectors={done['out']}"
+                  + (" --set model.embedding.extend_vocab=true --set model.embedding.freeze=true"
+                     if done["corpus_words"] else ""), highlight=False, markup=False)
+
+
 FormatOpt = Annotated[str | None, typer.Option("--format", help="tsv, csv, jsonl, json, conll, files (one file per "
                                                                  "class), folders (one folder per class); default: "
                                                                  "as the run was trained / from the suffix.")]

@@ -112,6 +112,19 @@ class Vocab:
             kept = kept[: max_size - len(specials)]
         return cls(specials + kept, lowercase=lowercase, num_specials=len(specials))
 
+    def extended(self, tokens: Iterable[str], max_size: int | None = None) -> Vocab:
+        """This vocabulary with the ``tokens`` it lacks appended in their order (at most
+        ``max_size`` entries in all); every id already given keeps its token."""
+        itos, seen = list(self.itos), set(self.itos)
+        for t in tokens:
+            if max_size is not None and len(itos) >= max_size:
+                break
+            t = self._norm(t)
+            if t not in seen:
+                seen.add(t)
+                itos.append(t)
+        return type(self)(itos, lowercase=self.lowercase, num_specials=self.num_specials)
+
     def __len__(self) -> int:
         return len(self.itos)
 

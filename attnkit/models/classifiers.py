@@ -16,9 +16,10 @@ from .model_config import ModelConfig
 
 def _embedding_options(cfg: ModelConfig, pretrained_vectors) -> dict:
     """``model.embedding`` as block options: ``vectors: FILE`` is read by the run (it needs the
-    vocabulary) and arrives here as a tensor."""
+    vocabulary) and arrives here as a tensor; ``extend_vocab`` acted on the vocabulary."""
     emb = {"type": "tokens", **cfg.embedding}
     emb.pop("vectors", None)
+    emb.pop("extend_vocab", None)
     if pretrained_vectors is not None:
         emb["pretrained"] = pretrained_vectors
     return emb

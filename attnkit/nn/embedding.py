@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import require_positive
 from ..errors import ConfigError, DataError
+from ..files import write_text
 from .registry import EMBEDDINGS
 
 INITS = {
@@ -44,6 +45,35 @@ def read_vectors(path: str | Path, vocab: dict[str, int], dim: int) -> tuple[tor
                 raise DataError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
             found += 1
     return out, found
+
+
+def vector_words(path: str | Path) -> list[str]:
+    """The words of a word-vector text file, in file order (the vectors are not parsed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: pretrained vector file not found")
+    words = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip().split(" ")
+            if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                continue  # word2vec header
+            if len(parts) < 2:
+                raise DataError(f"{path}:{lineno}: expected a word and its vector, got {line.strip()[:40]!r}")
+            words.append(parts[0])
+    return words
+
+
+def write_vectors(path: str | Path, words: list[str], vectors: torch.Tensor) -> None:
+    """``word v1 ... vD`` per line, the text format :func:`read_vectors` reads, written
+    atomically; a word that is empty or holds a space is refused."""
+    if len(words) != len(vectors):
+        raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+    bad = [w for w in words if not w or any(c.isspace() for c in w)]
+    if bad:
+        raise DataError(f"{path}: a word of a vector file cannot be empty or hold a space: {bad[0]!r}")
+    lines = (w + " " + " ".join(f"{x:.5g}" for x in v) for w, v in zip(words, vectors.tolist()))
+    write_text(path, "\n".join(lines) + "\n")
 
 
 @EMBEDDINGS.register("tokens")

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from .. import data as D
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..finetune.backbones import load_tokenizer, saved_tokenizer
-from ..nn import read_vectors
+from ..nn import read_vectors, vector_words
 from ..run_files import RunFiles
 from .base import Encoded, Featurized
 
@@ -50,9 +50,22 @@ def piece_sizes(cfg, tokenizer) -> dict:
 
 
 def word_vocab(cfg, sentences) -> D.Vocab:
-    """The word vocabulary of the training split, with ``data.lowercase/min_freq/max_vocab``."""
-    c = cfg.data
-    return D.Vocab.build(sentences, lowercase=c.lowercase, min_freq=c.min_freq, max_size=c.max_vocab)
+    """The word vocabulary of the training split, with ``data.lowercase/min_freq/max_vocab``;
+    with ``model.embedding.extend_vocab: true``, the words of ``model.embedding.vectors`` the
+    split lacks follow (in the file's order), so an unseen word still gets its pretrained vector."""
+    c, emb = cfg.data, cfg.model.embedding
+    vocab = D.Vocab.build(sentences, lowercase=c.lowercase, min_freq=c.min_freq, max_size=c.max_vocab)
+    extend = emb.get("extend_vocab", False)
+    if not isinstance(extend, bool):
+        raise ConfigError(f"model.embedding.extend_vocab: expected true or false, got {extend!r}")
+    if not extend:
+        return vocab
+    if not emb.get("vectors"):
+        raise ConfigError("model.embedding.extend_vocab: adds the words of model.embedding.vectors, which is not set")
+    grown = vocab.extended(vector_words(emb["vectors"]), max_size=c.max_vocab)
+    log.info(f"model.embedding.extend_vocab: {len(vocab):,} words from the training split + "
+             f"{len(grown) - len(vocab):,} from {emb['vectors']}")
+    return grown
 
 
 def word_vectors(fz: Featurized) -> dict:
