@@ -310,14 +310,14 @@ def _adam_update(lr, b1, b2, eps, decoupled):
 @pytest.mark.parametrize("name,decoupled", [("adam", False), ("adamw", True)])
 def test_adam_and_adamw_dense_steps_match_the_formula(name, decoupled):
     """Adam adds wd * p to the gradient (L2), AdamW shrinks p by (1 - lr * wd) (decoupled);
-    both with the configured lr and betas, bias-corrected moments, eps 1e-8, foreach kernels,
+    both with the configured lr and betas, bias-corrected moments, eps 1e-8, fused kernels,
     and no decay on the bias or the norm weight."""
     torch.manual_seed(2)
     model = _Tiny()
     start = [p.detach().clone() for p in model.parameters()]
     lr, betas, wd = 0.03, [0.7, 0.9], 0.2
     opt = build_optimizer(model, OptimizerConfig(name=name, lr=lr, betas=betas, weight_decay=wd))
-    assert opt.defaults["foreach"] is True and tuple(opt.defaults["betas"]) == (0.7, 0.9)
+    assert opt.defaults["fused"] is True and tuple(opt.defaults["betas"]) == (0.7, 0.9)
     expected = _reference(start, [wd, 0.0, 0.0, 0.0], 3, _adam_update(lr, 0.7, 0.9, 1e-8, decoupled))
     for got, want in zip(_run(model, opt), expected):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -475,3 +475,13 @@ def test_build_schedule_scales_every_group():
                 assert g["lr"] == pytest.approx(base * _TABLE[step][2], rel=1e-12), step
         opt.step()
         sched.step()
+
+
+def test_fused_only_where_every_parameter_allows_it():
+    from attnkit.train.optim import fastest_kind
+
+    cpu = torch.nn.Parameter(torch.zeros(2))
+    meta = torch.nn.Parameter(torch.zeros(2, device="meta"))
+    assert fastest_kind([{"params": [cpu]}]) == {"fused": True}
+    assert fastest_kind([{"params": [cpu]}, {"params": [meta]}]) == {"foreach": True}
+    assert fastest_kind([]) == {"foreach": True}
