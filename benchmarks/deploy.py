@@ -9,8 +9,14 @@ fp32. Results: ``benchmarks/results/deploy.json``.
 
     attnkit train examples/sst2_minilm_full.yaml --out /tmp/attnkit-deploy/sst2-minilm --set train.precision=bf16
     attnkit train examples/sst2_bilstm_attention.yaml --out /tmp/attnkit-deploy/sst2-bilstm     # the runs
+    zcat ../shared/data/imdb/train.tsv.gz ../shared/data/imdb/test.tsv.gz | cut -f1 > /tmp/imdb.txt  # unlabelled
+    attnkit vectors --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
+        --corpus /tmp/imdb.txt --tokenizer words --lowercase --out /tmp/attnkit-deploy/minilm-vectors.txt
     attnkit distill --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
-        --augment 3 --set train.epochs=2 --out /tmp/attnkit-deploy/sst2-bilstm-distilled
+        --augment 3 --set train.epochs=2 --set model.embedding.dim=384 \
+        --set model.embedding.vectors=/tmp/attnkit-deploy/minilm-vectors.txt \
+        --set model.embedding.extend_vocab=true --set model.embedding.freeze=true \
+        --out /tmp/attnkit-deploy/sst2-bilstm-distilled
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
