@@ -175,7 +175,8 @@ def vectors(
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="How corpus lines split into words: words "
                                                                       "or whitespace (default: the student's "
                                                                       "data.tokenizer).")] = None,
-    lowercase: Annotated[bool, typer.Option("--lowercase", help="Lower-case corpus words.")] = False,
+    lowercase: Annotated[bool, typer.Option("--lowercase", help="Lower-case corpus words (always done when the "
+                                                               "student's data.lowercase is on).")] = False,
     min_count: Annotated[int, typer.Option("--min-count", help="Corpus words seen fewer times are left out.",
                                            min=1)] = 2,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a student config value (repeatable).")]
@@ -190,7 +191,7 @@ def vectors(
                            min_count=min_count, overrides=list(set_ or []))
     console.print(f"word vectors: {done['out']} ({done['words']:,} words: {done['training_words']:,} of the "
                   f"training split, {done['corpus_words']:,} more from the corpus; {done['dim']} numbers each; "
-                  f"{done['seconds']:.0f} s)", highlight=False)
+                  f"{done['seconds']:.0f} s)", highlight=False, markup=False)
     console.print(f"use them: --set model.embedding.dim={done['dim']} --set model.embedding.vectors={done['out']}"
                   + (" --set model.embedding.extend_vocab=true --set model.embedding.freeze=true"
                      if done["corpus_words"] else ""), highlight=False, markup=False)

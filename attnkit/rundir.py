@@ -81,6 +81,24 @@ def write_meta(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.n
     write_json(files.meta, meta)
 
 
+def check_same_vocabs(run_dir: Path, prepared: Prepared) -> None:
+    """On resume: the vocabularies built again from the data must be those the run started
+    with (its checkpoint's embedding rows are their ids); a changed training file or
+    ``model.embedding.vectors`` is one RunError, before anything is written."""
+    for name, vocab in prepared.vocabs.items():
+        cls, path = VOCAB_TYPES.get(name), run_dir / name
+        if cls is None or not path.is_file() or type(vocab).__eq__ is object.__eq__:
+            continue
+        try:
+            saved = cls.load(path)
+        except AttnkitError as e:
+            raise _not_a_run(run_dir, name, f"damaged ({e})") from None
+        if saved != vocab:
+            raise RunError(f"{path}: the vocabulary built now ({len(vocab):,} entries) is not the one the run "
+                           f"started with ({len(saved):,}); the training data or model.embedding.vectors changed "
+                           f"since. Resume with the same files, or start a new run")
+
+
 def write_run_start(run_dir: Path, cfg: RunConfig, prepared: Prepared, model: torch.nn.Module) -> None:
     """What a run needs before its first epoch: the resolved config, meta.json, vocabularies."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def plain_loop(model, data, batches, lr):
     """What a user writes by hand: forward, loss, backward, step."""
     import torch
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # attnkit's Adam is fused since 2026-12-02
     model.train()
     for idx in batches:
         batch = data.collate(idx)
@@ -148,7 +148,7 @@ def main() -> None:
         rows.append(row(name, "speed_vs_plain_loop", round(ratio, 3), 0.95, "higher", "x",
                         steps=args.steps, samples=res["samples"], rounds=res["rounds"]))
     write_results("train_speed", rows, [
-        "same model, data, batch order, optimiser (Adam, foreach) and steps for both; grad clipping off for both",
+        "same model, data, batch order, optimiser (Adam, fused) and steps for both; grad clipping off for both",
         "attnkit time includes its per-epoch bookkeeping (metrics.jsonl, checkpoints at the end)",
         ("attnkit_step_loop_samples_per_s: the Trainer's own timing of its step loop (its epoch line), without "
          "the end-of-run bookkeeping; vs_plain_loop divides it by the plain loop's samples/s"),

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import require_positive
 from ..errors import ConfigError, DataError
-from ..files import write_text
+from ..files import atomic_write
 from .registry import EMBEDDINGS
 
 INITS = {
@@ -20,60 +20,61 @@ INITS = {
 }
 
 
-def read_vectors(path: str | Path, vocab: dict[str, int], dim: int) -> tuple[torch.Tensor, int]:
-    """Rows of ``vocab`` found in a word-vector text file (``word v1 ... vD`` per line; a
-    word2vec ``count dim`` header line is skipped). Returns ``(vectors [V, D] with NaN for
-    words not found, number found)``."""
+def _vector_lines(path: str | Path):
+    """``(line number, [word, v1, ...])`` of a word-vector text file (a word2vec ``count dim``
+    header line and lines without a word are skipped)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: pretrained vector file not found")
-    out = torch.full((len(vocab), dim), float("nan"))
-    found = 0
     with path.open(encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.rstrip().split(" ")
             if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
                 continue  # word2vec header
-            if len(parts) != dim + 1:
-                raise DataError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} numbers")
-            idx = vocab.get(parts[0])
-            if idx is None:
-                continue
-            try:
-                out[idx] = torch.tensor([float(x) for x in parts[1:]])
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
-            found += 1
-    return out, found
+            if parts[0]:
+                yield lineno, parts
+
+
+def read_vectors(path: str | Path, vocab: dict[str, int], dim: int,
+                 lowercase: bool = False) -> tuple[torch.Tensor, int]:
+    """Rows of ``vocab`` found in a word-vector text file (``word v1 ... vD`` per line; a
+    word2vec ``count dim`` header line is skipped). With ``lowercase`` (a lower-cased
+    vocabulary) a file word is looked up lower-cased, the first of its spellings wins.
+    Returns ``(vectors [V, D] with NaN for words not found, number found)``."""
+    out = torch.full((len(vocab), dim), float("nan"))
+    done: set[int] = set()
+    for lineno, parts in _vector_lines(path):
+        if len(parts) != dim + 1:
+            raise DataError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1} numbers")
+        idx = vocab.get(parts[0].lower() if lowercase else parts[0])
+        if idx is None or idx in done:
+            continue
+        try:
+            out[idx] = torch.tensor([float(x) for x in parts[1:]])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: not a number in the vector of {parts[0]!r}") from None
+        done.add(idx)
+    return out, len(done)
 
 
 def vector_words(path: str | Path) -> list[str]:
     """The words of a word-vector text file, in file order (the vectors are not parsed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: pretrained vector file not found")
-    words = []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip().split(" ")
-            if lineno == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
-                continue  # word2vec header
-            if len(parts) < 2:
-                raise DataError(f"{path}:{lineno}: expected a word and its vector, got {line.strip()[:40]!r}")
-            words.append(parts[0])
-    return words
+    return [parts[0] for _, parts in _vector_lines(path)]
 
 
 def write_vectors(path: str | Path, words: list[str], vectors: torch.Tensor) -> None:
     """``word v1 ... vD`` per line, the text format :func:`read_vectors` reads, written
-    atomically; a word that is empty or holds a space is refused."""
+    atomically row by row; a word that is empty or holds a space is refused."""
     if len(words) != len(vectors):
         raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
     bad = [w for w in words if not w or any(c.isspace() for c in w)]
     if bad:
         raise DataError(f"{path}: a word of a vector file cannot be empty or hold a space: {bad[0]!r}")
-    lines = (w + " " + " ".join(f"{x:.5g}" for x in v) for w, v in zip(words, vectors.tolist()))
-    write_text(path, "\n".join(lines) + "\n")
+
+    def write(f):
+        for w, v in zip(words, vectors):
+            f.write((w + " " + " ".join(f"{x:.5g}" for x in v.tolist()) + "\n").encode("utf-8"))
+    atomic_write(path, write)
 
 
 @EMBEDDINGS.register("tokens")

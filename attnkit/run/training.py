@@ -18,7 +18,7 @@ from ..files import write_json
 from ..models import count_parameters
 from ..report import write_report
 from ..run_files import RunFiles
-from ..rundir import check_new_run_dir, check_same_config, save_weights, write_run_start
+from ..rundir import check_new_run_dir, check_same_config, check_same_vocabs, save_weights, write_run_start
 from ..tasks import RunConfig, get_task, prepare, read_checked, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
 from ..train.distributed import barrier, init_from_env
@@ -81,6 +81,8 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
     task = get_task(cfg.task)
     teacher = open_teacher(cfg, task) if cfg.train.distill.teacher else None  # before anything is read or written
     prepared = prepare(cfg)  # its splits and shuffles use their own seeded generators
+    if resume:
+        check_same_vocabs(run_dir, prepared)
     fz = prepared.featurized
     check_model_fits(task, cfg, fz.sizes)
     extra = task.initial_weights(fz)

@@ -7,7 +7,6 @@ knows the corpus words its training split lacks (Tang et al. 2019 start their di
 from word2vec for the same reason; these need no download)."""
 from __future__ import annotations
 
-import gzip
 import logging
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..data import get_tokenizer
+from ..data._common import numbered_lines
 from ..errors import ConfigError, DataError
 from ..nn import write_vectors
 from ..rundir import load_run
@@ -42,21 +42,17 @@ def student_words(cfg) -> list[str]:
     return vocab.itos[vocab.num_specials:]
 
 
-def corpus_words(paths, tokenizer: str = "words", lowercase: bool = False, min_count: int = 2) -> list[str]:
-    """Words of plain-text files (``.gz`` read as gzip), seen ``min_count`` times or more in
-    all, most frequent first (then alphabetical)."""
+def corpus_words(paths, tokenizer: str = "words", lowercase: bool = False, min_count: int = 2,
+                 encoding: str = "auto") -> list[str]:
+    """Words of plain-text files (``.gz`` read as gzip; ``encoding`` as ``data.encoding``),
+    seen ``min_count`` times or more in all, most frequent first (then alphabetical)."""
     split = get_tokenizer(tokenizer)
     counts: Counter[str] = Counter()
     for path in map(Path, paths):
         if not path.is_file():
             raise DataError(f"{path}: corpus file not found")
-        opener = gzip.open if path.suffix == ".gz" else open
-        try:
-            with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    counts.update(split(line, lowercase=lowercase))
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path}: cannot read it as text ({e})") from None
+        for _, line in numbered_lines(path, encoding):
+            counts.update(split(line, lowercase=lowercase))
     return sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
 
 
@@ -78,9 +74,8 @@ def word_states(run, words: list[str]) -> torch.Tensor:
                 own[i, [p for p, unit in enumerate(e.unit_of) if unit is not None]] = 1.0
             out.append((h * own.unsqueeze(-1)).sum(1) / own.sum(1, keepdim=True).clamp(min=1))
             if time.perf_counter() - said > 30:
-                said = time.perf_counter()
-                log.info(f"word vectors: {start + BATCH:,} of {len(words):,} words "
-                         f"({(start + BATCH) / (said - t0):.0f} words/s)")
+                said, done = time.perf_counter(), min(start + BATCH, len(words))
+                log.info(f"word vectors: {done:,} of {len(words):,} words ({done / (said - t0):.0f} words/s)")
     return torch.cat(out) if out else torch.zeros(0, run.model.encoder.out_dim)
 
 
@@ -88,15 +83,23 @@ def teacher_vectors(teacher: str | Path, student, out: str | Path, corpus=(), to
                     lowercase: bool = False, min_count: int = 2, overrides=()) -> dict:
     """Write the word vectors of backbone run ``teacher`` for student config ``student``'s
     training words and the words of ``corpus`` files (split by ``tokenizer``, default the
-    student's ``data.tokenizer``); returns what was written."""
+    student's ``data.tokenizer``; lower-cased with ``lowercase`` or when the student lower-cases
+    its words); returns what was written."""
     cfg = resolve_config(student, overrides)
     if min_count < 1:
         raise ConfigError(f"--min-count: must be >= 1, got {min_count}")
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a folder; give the vector file to write")
     run = load_run(teacher)
     own = student_words(cfg)
-    extra = corpus_words(corpus, tokenizer or cfg.data.tokenizer, lowercase, min_count) if corpus else []
+    lowercase = lowercase or cfg.data.lowercase  # the student looks words up lower-cased: write them so
+    extra = corpus_words(corpus, tokenizer or cfg.data.tokenizer, lowercase, min_count, cfg.data.encoding) \
+        if corpus else []
     known = set(own)
     words = own + [w for w in extra if w not in known and not any(c.isspace() for c in w)]
+    if not words:
+        raise DataError(f"{student}: the training split gives no words (and the corpus none seen {min_count} times)")
     t0 = time.perf_counter()
     log.info(f"word vectors: {len(words):,} words ({len(own):,} of the training split) through {teacher}")
     table = word_states(run, words)

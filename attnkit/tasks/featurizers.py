@@ -62,7 +62,12 @@ def word_vocab(cfg, sentences) -> D.Vocab:
         return vocab
     if not emb.get("vectors"):
         raise ConfigError("model.embedding.extend_vocab: adds the words of model.embedding.vectors, which is not set")
-    grown = vocab.extended(vector_words(emb["vectors"]), max_size=c.max_vocab)
+    words = vector_words(emb["vectors"])
+    grown = vocab.extended(words)
+    if c.max_vocab is not None and len(grown) > c.max_vocab:
+        log.warning(f"model.embedding.extend_vocab: data.max_vocab = {c.max_vocab:,} stops the vocabulary at "
+                    f"{c.max_vocab:,} of {len(grown):,} words; raise it or leave it unset to add them all")
+        grown = vocab.extended(words, max_size=c.max_vocab)
     log.info(f"model.embedding.extend_vocab: {len(vocab):,} words from the training split + "
              f"{len(grown) - len(vocab):,} from {emb['vectors']}")
     return grown
@@ -70,14 +75,15 @@ def word_vocab(cfg, sentences) -> D.Vocab:
 
 def word_vectors(fz: Featurized) -> dict:
     """``model.embedding.vectors: FILE`` read for the run's vocabulary, as the model's
-    ``pretrained_vectors`` (only when training starts: the trained weights hold them after)."""
+    ``pretrained_vectors`` (when training starts or resumes; a trained run's weights hold them,
+    so loading it needs no file)."""
     cfg = fz.cfg
     vectors = cfg.model.embedding.get("vectors")
     if not vectors or "vocab.json" not in fz.vocabs:
         return {}
     vocab = fz.vocabs["vocab.json"]
     dim = int(cfg.model.embedding.get("dim", 128))
-    table, found = read_vectors(vectors, vocab.stoi, dim)
+    table, found = read_vectors(vectors, vocab.stoi, dim, lowercase=vocab.lowercase)
     log.info(f"model.embedding.vectors: {found:,} of {len(vocab):,} words found in {vectors}")
     return {"pretrained_vectors": table}
 

@@ -134,3 +134,39 @@ def test_misuse_is_one_clear_error(teacher, tiny_bert, data, text_run, tmp_path)
                   "--out", tmp_path / "v.txt"])
     assert got.code != 0 and "none.txt: corpus file not found" in got.out + got.err
     assert not (tmp_path / "v.txt").exists()
+
+
+def test_a_lowercase_student_gets_the_vectors_of_cased_corpus_words(teacher, data, tmp_path):
+    from attnkit.run.vectors import teacher_vectors
+
+    (tmp_path / "cased.txt").write_text("John JOHN London\n")
+    cfg = student(data)
+    cfg["data"]["lowercase"] = True
+    out = tmp_path / "v.txt"
+    done = teacher_vectors(teacher, cfg, out, corpus=[tmp_path / "cased.txt"], min_count=2)  # no lowercase asked
+    assert done["corpus_words"] == 1 and vector_words(out)[-1] == "john"  # counted as one word, twice
+    cfg["model"]["embedding"].update(vectors=str(out), extend_vocab=True, freeze=True)
+    run = load_run(train(cfg, out=tmp_path / "run", progress=False).run_dir)
+    table, _ = read_vectors(out, {"john": 0}, 32)
+    row = run.model.embedding.embed.weight[run.vocabs["vocab.json"].stoi["john"]]
+    torch.testing.assert_close(row, table[0], atol=1e-4, rtol=1e-4)
+    assert read_vectors(out, {"john": 0}, 32, lowercase=True)[1] == 1
+
+
+def test_resume_refuses_a_changed_vector_file_and_a_run_loads_without_it(teacher, data, tmp_path):
+    from attnkit.rundir import RunError
+
+    out = tmp_path / "v.txt"
+    write_vectors(out, ["film", "zebra", "yak"], torch.randn(3, 32))
+    cfg = student(data, vectors=str(out), extend_vocab=True, freeze=True)
+    run_dir = train(cfg, out=tmp_path / "run", progress=False).run_dir
+    before = (run_dir / "vocab.json").read_text()
+    write_vectors(out, ["film", "yak", "zebra"], torch.randn(3, 32))  # same words, other ids
+    with pytest.raises(RunError, match="is not the one the run started with"):
+        train(cfg, out=run_dir, resume=True, progress=False)
+    assert (run_dir / "vocab.json").read_text() == before
+    out.unlink()
+    run = load_run(run_dir)
+    assert run.vocabs["vocab.json"].itos[-2:] == ["zebra", "yak"]
+    encoded = run.task.encode_inputs(run.featurized, ["good film zebra"])
+    assert run.model(encoded[0].batch)["logits"].shape == (1, 2)
