@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from ..data import get_tokenizer
+from ..data import Vocab, get_tokenizer
 from ..data._common import numbered_lines
 from ..errors import ConfigError, DataError
 from ..nn import write_vectors
@@ -47,13 +46,15 @@ def corpus_words(paths, tokenizer: str = "words", lowercase: bool = False, min_c
     """Words of plain-text files (``.gz`` read as gzip; ``encoding`` as ``data.encoding``),
     seen ``min_count`` times or more in all, most frequent first (then alphabetical)."""
     split = get_tokenizer(tokenizer)
-    counts: Counter[str] = Counter()
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"{path}: corpus file not found")
-        for _, line in numbered_lines(path, encoding):
-            counts.update(split(line, lowercase=lowercase))
-    return sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+
+    def lines():
+        for path in map(Path, paths):
+            if not path.is_file():
+                raise DataError(f"{path}: corpus file not found")
+            for _, line in numbered_lines(path, encoding):
+                yield split(line)
+    vocab = Vocab.build(lines(), lowercase=lowercase, min_freq=min_count)
+    return vocab.itos[vocab.num_specials:]
 
 
 def word_states(run, words: list[str]) -> torch.Tensor:
@@ -97,7 +98,7 @@ def teacher_vectors(teacher: str | Path, student, out: str | Path, corpus=(), to
     extra = corpus_words(corpus, tokenizer or cfg.data.tokenizer, lowercase, min_count, cfg.data.encoding) \
         if corpus else []
     known = set(own)
-    words = own + [w for w in extra if w not in known and not any(c.isspace() for c in w)]
+    words = own + [w for w in extra if w not in known]
     if not words:
         raise DataError(f"{student}: the training split gives no words (and the corpus none seen {min_count} times)")
     t0 = time.perf_counter()
