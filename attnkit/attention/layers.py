@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError
+from .dropout import Dropout
 from .dispatch import Dispatch, choose_backend
 from .functional import attend, build_problem
 from .masks import key_padding, segment
@@ -181,7 +182,7 @@ class MultiHeadAttention(_AttentionBase):
         self.k_proj = nn.Linear(kv_dim, self.kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(kv_dim, self.kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.dropout = nn.Dropout(spec.dropout)
+        self.dropout = Dropout(spec.dropout)
         self._setup(spec, self.head_dim, self.head_dim)
 
     def _split(self, t, heads):

@@ -55,7 +55,7 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path, batch_size: int = 2
     first = list(range(min(batch_size, len(data))))  # what `auto` times
     batch = data.collate(first)
     work = model_work(run.model, lambda: run.model(batch), f"evaluate batch {batch_size_text(batch)}")
-    with inference_precision(precision, engine=engine_name(run), work=work).autocast():
+    with inference_precision(precision, engine=engine_name(run), work=work).autocast(run.model):
         metrics = evaluate_model(run.model, data, fz.labels, batch_size, task=task, featurized=fz)
     write_json(run.files.eval_of(data_file), metrics)
     return metrics

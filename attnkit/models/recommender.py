@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attention import Attention
+from ..attention.dropout import Dropout
 from ..attention.masks import segment
 from ..config import checked, from_dict, positive, unit_interval
 from ..errors import ConfigError
@@ -86,7 +87,7 @@ class AttentiveRecommender(TaskModel):
         self.genre = nn.Linear(n_genres, d, bias=False)
         self.year = nn.Embedding(32, d)  # 5-year buckets from 1900 (0: unknown)
         self.item_norm = nn.LayerNorm(d)
-        self.item_drop = nn.Dropout(icfg.dropout)
+        self.item_drop = Dropout(icfg.dropout)
         self.rating_emb = nn.Embedding(RATING_LEVELS + 1, d, padding_idx=0)
         self.recency = nn.Embedding(RECENCY_BUCKETS + 1, d) if hcfg.recency else None
         self.value = nn.Linear(2 * d, d)

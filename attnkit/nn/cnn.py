@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention.dropout import Dropout
 from ..config import require_positive
 from ..errors import ConfigError
 from .masking import padding_mask
@@ -33,7 +34,7 @@ class TextCNN(nn.Module):
         self.kernel_sizes = list(kernel_sizes)
         self.convs = nn.ModuleList(nn.Conv1d(in_dim, channels, k) for k in kernel_sizes)
         self.out_dim = channels * len(kernel_sizes)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Convolves each width and concatenates the ReLU features."""
@@ -63,7 +64,7 @@ class ImageCNN(nn.Module):
                 blocks.append(nn.MaxPool2d(2))
             c_in = c
         self.body = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = c_in
         self.grid: tuple[int, int] | None = None  # (H', W') of the last feature map
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..attention import Attention, AttentionSpec, MultiHeadAttention
+from ..attention.dropout import Dropout
 from ..attention.masks import causal
 from ..config import require_positive
 from ..errors import ConfigError
@@ -30,9 +31,9 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(dim, spec=spec)
         self.cross_attn = MultiHeadAttention(dim, spec=spec)
-        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim))
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, cross_kv, src_lengths, self_kv=None, need_weights: bool = False):
         """``x [B, T, D]``; ``self_kv``: the keys/values of earlier positions (a step), else
@@ -66,7 +67,7 @@ class TransformerDecoder(nn.Module):
         self.register_buffer("pos_table", sinusoidal_positions(max_len, dim), persistent=False)
         self.layers = nn.ModuleList(DecoderLayer(dim, spec, ff_dim or 4 * dim, dropout) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out_dim = dim
 
     def start(self, memory: torch.Tensor, src_lengths: torch.Tensor) -> dict:
@@ -135,7 +136,7 @@ class RNNDecoder(nn.Module):
         self.bridge = nn.Linear(memory_dim, hidden * layers)
         self.attn = Attention(hidden, hidden, score=score, **opts)
         self.combine = nn.Linear(2 * hidden, hidden, bias=False)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out_dim = hidden
 
     def start(self, memory: torch.Tensor, src_lengths: torch.Tensor) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..attention.dropout import Dropout
 from ..config import require_positive
 from ..errors import ConfigError, DataError
 from ..files import atomic_write
@@ -107,7 +108,7 @@ class TokenEmbedding(nn.Module):
             self.embed.weight.data[known] = pretrained[known]
         self.embed.weight.data[pad_id] = 0
         self.embed.weight.requires_grad_(not freeze)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embeds token ids (some read as unknown while training, with ``word_dropout``)."""

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention.dropout import Dropout
 from .crf import CRF
 from .registry import HEADS
 
@@ -18,9 +19,9 @@ class ClassificationHead(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0,
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None):
         super().__init__()
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        layers: list[nn.Module] = [Dropout(dropout)]
         if hidden:
-            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout)]
             in_dim = hidden
         layers.append(nn.Linear(in_dim, num_classes))
         self.net = nn.Sequential(*layers)
@@ -49,7 +50,7 @@ class TokenClassificationHead(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.0, crf: bool = False,
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None):
         super().__init__()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.proj = nn.Linear(in_dim, num_classes)
         self.crf = CRF(num_classes) if crf else None
         self.label_smoothing = label_smoothing

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..attention.dropout import Dropout
 from ..config import require_positive
 from .registry import ENCODERS
 
@@ -38,7 +39,7 @@ class _RNNEncoder(nn.Module):
         self.rnn = self.cell(in_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
                              dropout=dropout if layers > 1 else 0.0)
         self.out_dim = hidden * (2 if bidirectional else 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Runs the packed recurrence; returns per-position states, zero at padding."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..attention import AttentionSpec, MultiHeadAttention
+from ..attention.dropout import Dropout
 from ..config import require_positive
 from ..errors import ConfigError
 from .masking import padding_mask
@@ -32,9 +33,9 @@ class EncoderLayer(nn.Module):
     def __init__(self, dim: int, spec: AttentionSpec, ff_dim: int, dropout: float, norm: str):
         super().__init__()
         self.attn = MultiHeadAttention(dim, spec=spec)
-        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), Dropout(dropout), nn.Linear(ff_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.pre = norm == "pre"
 
     def forward(self, x, lengths, need_weights: bool = False):
@@ -85,7 +86,7 @@ class TransformerEncoder(nn.Module):
             self.register_buffer("pos_table", sinusoidal_positions(max_len, dim), persistent=False)
         self.layers = nn.ModuleList(EncoderLayer(dim, spec, ff_dim or 4 * dim, dropout, norm) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim) if norm == "pre" else nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out_dim = dim
         self.last_weights: list[torch.Tensor] | None = None
 

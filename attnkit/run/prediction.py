@@ -36,7 +36,7 @@ def predict(run_dir: str | Path | LoadedRun, texts: list, top_k: int | list[int]
         work = model_work(run.model, lambda: predict_encoded(run.model, task, first, batch_size),
                           f"predict batch {len(first)}")
         precision = inference_precision(precision, engine=engine_name(run), work=work)
-    with precision.autocast():
+    with precision.autocast(run.model):
         preds = predict_encoded(run.model, task, encoded, batch_size)
     ks = [top_k] * len(texts) if isinstance(top_k, int) else list(top_k)
     return [task.prediction(fz, enc, pred, raw, k) for enc, pred, raw, k in zip(encoded, preds, texts, ks)]

@@ -34,6 +34,7 @@ import torch
 from ..attention.backends.threads import BUSY_CORE, cpu_seconds, others_busy_between
 from ..errors import ConfigError
 from ..files import write_json
+from .bf16_weights import bf16_weights
 
 log = logging.getLogger("attnkit")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -55,11 +56,21 @@ class PrecisionChoice:
         """The autocast dtype (None: plain fp32)."""
         return torch.bfloat16 if self.name == "bf16" else None
 
-    def autocast(self):
-        """The context the model's forward runs in."""
-        if self.name == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def autocast(self, model: torch.nn.Module | None = None):
+        """The context the model's forward runs in; given the ``model`` (inference), under bf16
+        its weights declared safe are held in bf16 too (:mod:`attnkit.train.bf16_weights`),
+        instead of cast again by autocast on every call."""
+        if self.name != "bf16":
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(bf16_weights(model))
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        return stack
+
+    def frozen_weights(self, model: torch.nn.Module):
+        """A training step's context (forward and backward, which reads them): under bf16, the
+        model's declared weights that do not train are held in bf16."""
+        return bf16_weights(model, frozen_only=True) if self.name == "bf16" else contextlib.nullcontext()
 
     def __str__(self) -> str:
         return f"precision {self.name} ({self.why})"

@@ -270,7 +270,7 @@ class Trainer:
             idx, weight = self._share(batches[st["batch"]])
             batch = self.train_data.collate(idx)
             sync = (st["batch"] + 1) % cfg.accumulate == 0 or st["batch"] + 1 == len(batches)
-            with no_sync(self.ddp, sync):
+            with no_sync(self.ddp, sync), self.precision.frozen_weights(self.model):
                 with self._autocast(), self.adversary.probe() if self.adversary else contextlib.nullcontext():
                     out = self.ddp(batch)
                     loss = self.loss(out, batch)

@@ -24,10 +24,12 @@ def sentiment(tmp_path):
 
 
 def config(folder, data, method="lora", pooler=None, **finetune):
+    # full fine-tuning at lr 0.01 stayed at chance on 4-6 of 20 seeds; at 0.003 learnt on 12 of 12
+    lr = 0.003 if method == "full" else 0.01
     return {"task": "text_classification",
             "data": {"train": str(data / "train.tsv"), "dev": str(data / "dev.tsv")},
             "model": {"pretrained": str(folder), "finetune": {"method": method, **finetune}, "pooler": pooler or {}},
-            "train": {"epochs": 8, "batch_size": 8, "optimizer": {"name": "adamw", "lr": 0.01}}}
+            "train": {"epochs": 8, "batch_size": 8, "optimizer": {"name": "adamw", "lr": lr}}}
 
 
 # the random tiny backbone's [CLS] state hardly depends on the input, so methods that start
