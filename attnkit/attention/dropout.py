@@ -7,11 +7,11 @@ activation, 16% of a MiniLM LoRA training step in bf16 (20 dropouts a step). Her
 element, and an element is kept when its number is at least ``round(p * 2**15)``: four
 elements per draw instead of one. The probability is therefore ``p`` rounded to a multiple
 of 2**-15 (0.1 -> 0.100006); the kept elements are scaled by ``1 / (1 - that)``, so the
-expectation is exactly the input's. It reads the global generator, so ``torch.manual_seed``
+expectation is the input's (exactly in float32/64; in bf16 the scale rounds, as ``nn.Dropout``'s does). It reads the global generator, so ``torch.manual_seed``
 makes it reproducible, like ``F.dropout`` (whose stream it does not reproduce).
 
-On other devices (CUDA's dropout is a fused, fast kernel) and for ``p`` of 0 or 1 it is
-``F.dropout`` itself."""
+On other devices (CUDA's dropout is a fused, fast kernel), for integer tensors and for a
+``p`` that 15 bits round to 0 or 1 it is ``F.dropout`` itself."""
 from __future__ import annotations
 
 import torch
@@ -29,7 +29,7 @@ def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     for s in shape:
         n *= s
     threshold = round(p * LEVELS)
-    draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # 63 uniform bits each
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device="cpu").random_()  # 63 uniform bits each
     parts = draws.view(torch.int16)[:n].view(shape)  # four 16-bit parts, the top one 15 bits
     keep = torch.ge(parts.bitwise_and_(LEVELS - 1), threshold).view(torch.uint8)
     return keep, LEVELS / (LEVELS - threshold)
@@ -56,8 +56,8 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Dropout of ``x`` with probability ``p`` when ``training`` (see the module's docstring)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or not x.is_floating_point():
-        return F.dropout(x, p, training)
+    if x.device.type != "cpu" or not x.is_floating_point() or round(p * LEVELS) in (0, LEVELS):
+        return F.dropout(x, p, training)  # also p under 2**-16 or from 1 - 2**-16 up, which 15 bits cannot tell
     return _Dropout.apply(x, p)
 
 

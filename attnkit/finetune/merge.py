@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..train.bf16_weights import forget_bf16_copies
 from .encoder import BackboneEncoder
 
 
@@ -18,4 +19,6 @@ def merge_lora(model: nn.Module) -> bool:
         if hasattr(enc.model, "merge_and_unload") and not enc.prompt_learning:
             enc.model = enc.model.merge_and_unload()
             merged = True
+    if merged:  # PEFT adds the update through .data: bf16 copies made before would not see it
+        forget_bf16_copies(model)
     return merged

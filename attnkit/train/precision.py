@@ -56,16 +56,16 @@ class PrecisionChoice:
         """The autocast dtype (None: plain fp32)."""
         return torch.bfloat16 if self.name == "bf16" else None
 
+    @contextlib.contextmanager
     def autocast(self, model: torch.nn.Module | None = None):
         """The context the model's forward runs in; given the ``model`` (inference), under bf16
         its weights declared safe are held in bf16 too (:mod:`attnkit.train.bf16_weights`),
         instead of cast again by autocast on every call."""
         if self.name != "bf16":
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(bf16_weights(model))
-        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-        return stack
+            yield
+            return
+        with bf16_weights(model), torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
 
     def frozen_weights(self, model: torch.nn.Module):
         """A training step's context (forward and backward, which reads them): under bf16, the

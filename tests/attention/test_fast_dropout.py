@@ -72,6 +72,9 @@ def test_off_cases_and_the_module():
     x = torch.randn(5, 4)
     assert dropout(x, 0.5, training=False) is x and dropout(x, 0.0) is x
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))  # F.dropout's answer for p = 1
+    ones = torch.ones(100_000)
+    assert (dropout(ones, 1 - 2 ** -17) == 0).sum() > 99_000  # 15 bits would round it to 1: F.dropout's
+    assert (dropout(ones, 2 ** -17) == 0).sum() < 10  # ... and to 0: still dropout, F.dropout's
     assert torch.equal(dropout(torch.arange(4), 0.5, training=False), torch.arange(4))
     m = Dropout(0.5)
     assert isinstance(m, torch.nn.Dropout) and m.state_dict() == {}
@@ -105,3 +108,4 @@ def test_the_models_blocks_use_it(monkeypatch):
     TokenEmbedding(50, 8, dropout=0.3).train()(torch.randint(1, 50, (2, 5)))
     ClassificationHead(8, 2, dropout=0.2).train()(torch.randn(3, 8))
     assert drawn == [0.3, 0.2]
+

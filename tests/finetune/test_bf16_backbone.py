@@ -5,12 +5,28 @@ from safetensors.torch import load_file
 from torch import nn
 
 from attnkit.finetune import BackboneEncoder
+from attnkit.finetune.merge import merge_lora
+from attnkit.tasks.prediction import stack_batches
 from attnkit.rundir import load_run
 from attnkit.run import predict, train
 from attnkit.train.precision import PrecisionChoice
 
 POS = ["good film", "great movie , fun", "a great plot", "good acting and fun", "great fun"]
 NEG = ["bad film", "awful movie , boring", "a boring plot", "bad acting and awful", "awful"]
+
+
+def logits(run, precision, texts):
+    """The network's raw output for ``texts`` under ``precision``'s context for the model."""
+    batch = stack_batches([e.batch for e in run.task.encode_inputs(run.featurized, texts)])
+    with torch.inference_mode(), precision.autocast(run.model):
+        return run.model(batch)["logits"]
+
+
+class PlainAutocast(PrecisionChoice):
+    """bf16 autocast alone, nothing held: the reference."""
+
+    def autocast(self, model=None):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 def write_data(folder):
@@ -61,6 +77,11 @@ def test_lora_run_in_bf16_holds_the_frozen_base_in_bf16_and_keeps_it_exact(tiny_
             assert p.dtype == torch.float32 and torch.equal(p, base[key]), name
     for name, t in load_file(str(tmp_path / "run" / "model.safetensors")).items():
         assert t.dtype == torch.float32, name
+    held, plain = PrecisionChoice("bf16", "test"), PlainAutocast("bf16", "test")
+    texts = POS + NEG
+    assert torch.equal(logits(run, held, texts), logits(run, plain, texts))  # copies made here
+    assert merge_lora(run.model)  # PEFT adds B A through .data: the copies must be remade
+    assert torch.equal(logits(run, held, texts), logits(run, plain, texts))
 
 
 def test_prediction_in_bf16_equals_plain_autocast(tiny_bert, tmp_path):
@@ -78,11 +99,7 @@ def test_prediction_in_bf16_equals_plain_autocast(tiny_bert, tmp_path):
     held = predict(run, texts, precision=PrecisionChoice("bf16", "test"))
     assert set(dtypes) == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in run.model.parameters())
-
-    class PlainAutocast(PrecisionChoice):
-        def autocast(self, model=None):
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-    plain = predict(run, texts, precision=PlainAutocast("bf16", "test"))
-    assert held == plain
-    fp32 = predict(run, texts)
-    assert fp32 != plain  # bf16 is in effect at all (else the equality above says nothing)
+    assert held == predict(run, texts, precision=PlainAutocast("bf16", "test"))
+    bf16 = logits(run, PrecisionChoice("bf16", "test"), texts)
+    assert torch.equal(bf16, logits(run, PlainAutocast("bf16", "test"), texts))  # bit for bit
+    assert not torch.equal(bf16, logits(run, PrecisionChoice("fp32", "test"), texts))  # bf16 is in effect

@@ -5,18 +5,19 @@ import threading
 import torch
 from torch import nn
 
-from attnkit.train.bf16_weights import bf16_weights, declared_weights
+from attnkit.train.bf16_weights import bf16_weights, declared_weights, forget_bf16_copies
 from attnkit.train.precision import PrecisionChoice
 
 BF16 = PrecisionChoice("bf16", "test")
 
 
 class Net(nn.Module):
-    """Two Linears; only ``a`` is declared safe, ``b``'s weight is read directly."""
+    """Three Linears; only ``a`` is declared safe, ``b``'s weight is read directly; ``pre``
+    comes first, so its gradient flows back through ``a``."""
 
     def __init__(self):
         super().__init__()
-        self.a, self.b = nn.Linear(6, 5), nn.Linear(5, 3)
+        self.pre, self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 5), nn.Linear(5, 3)
         self.seen = []
 
     def bf16_safe_weights(self):
@@ -24,7 +25,7 @@ class Net(nn.Module):
 
     def forward(self, x):
         self.seen.append((self.a.weight.dtype, self.b.weight.dtype))
-        return self.b(torch.relu(self.a(x))) + self.b.weight.sum()
+        return self.b(torch.relu(self.a(torch.tanh(self.pre(x))))) + self.b.weight.sum()
 
 
 def fresh(seed=0):
@@ -59,7 +60,7 @@ def test_forward_and_gradients_are_bit_identical_to_autocast():
         got.sum().backward()
         assert held.seen[-1] == (torch.bfloat16, torch.float32)
     assert torch.equal(got, want)
-    for name in ("a.bias", "b.weight", "b.bias"):
+    for name in ("pre.weight", "pre.bias", "a.bias", "b.weight", "b.bias"):  # pre's: back through held a
         assert torch.equal(dict(held.named_parameters())[name].grad, dict(plain.named_parameters())[name].grad)
 
 
@@ -85,6 +86,15 @@ def test_copies_are_remade_when_a_weight_changes():
     net.a.weight.data = torch.zeros(5, 6)  # a new tensor
     with bf16_weights(net):
         assert torch.equal(net.a.weight.data, torch.zeros(5, 6, dtype=torch.bfloat16))
+    net.a.weight.data += 1  # through .data: neither storage nor version shows it ...
+    with bf16_weights(net):
+        assert torch.equal(net.a.weight.data, torch.zeros(5, 6, dtype=torch.bfloat16))  # stale
+    forget_bf16_copies(net)  # ... so the writer says so (the LoRA merge does)
+    with bf16_weights(net):
+        assert torch.equal(net.a.weight.data, torch.ones(5, 6, dtype=torch.bfloat16))
+    net.a = nn.Linear(6, 5)  # a replaced module (pruning) is picked up
+    with bf16_weights(net):
+        assert net.a.weight.dtype == torch.bfloat16
 
 
 def test_nested_and_concurrent_calls_share_one_swap():
@@ -94,22 +104,30 @@ def test_nested_and_concurrent_calls_share_one_swap():
             pass
         assert net.a.weight.dtype == torch.bfloat16  # the inner exit did not restore
     assert net.a.weight.dtype == torch.float32
-    errors, start = [], threading.Barrier(4)
+    net = fresh(1)  # no copies yet: the threads race to make them
+    net.a.weight.requires_grad_(False)
+    full = net.a.weight.detach().clone()
+    errors, start = [], threading.Barrier(6)
 
-    def predict():
+    def work(training):
         try:
             start.wait()
             for _ in range(50):
-                with BF16.autocast(net):
+                swap = BF16.frozen_weights(net) if training else BF16.autocast(net)
+                with swap, torch.autocast("cpu", dtype=torch.bfloat16):
                     net(torch.randn(2, 6))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
-    threads = [threading.Thread(target=predict) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(6)]  # both modes at once
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and net.a.weight.dtype == torch.float32
+    assert not errors
+    assert net.a.weight.dtype == torch.float32 and torch.equal(net.a.weight, full)
+    with BF16.frozen_weights(net), BF16.autocast(net):  # the two modes nested
+        assert net.a.weight.dtype == torch.bfloat16
+    assert net.a.weight.dtype == torch.float32 and torch.equal(net.a.weight, full)
 
 
 def test_fp32_does_nothing_and_a_model_without_declarations_is_untouched():
