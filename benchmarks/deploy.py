@@ -62,7 +62,9 @@ def shuffled(items: list, r: int) -> list:
 
 
 class Autocast:
-    """A model called under bf16 autocast; everything else is the model's."""
+    """A model called under bf16 autocast, as ``attnkit predict --precision bf16`` calls it
+    (the weights its modules declare safe held in bf16 for the call); everything else is the
+    model's."""
 
     def __init__(self, model):
         from attnkit.train.precision import choose_precision
@@ -70,7 +72,7 @@ class Autocast:
         self.model, self.precision = model, choose_precision("bf16", "benchmark")
 
     def __call__(self, batch):
-        with self.precision.autocast():
+        with self.precision.autocast(self.model):
             out = self.model(batch)
         return {k: v.float() if hasattr(v, "is_floating_point") and v.is_floating_point() else v
                 for k, v in out.items()}
