@@ -13,7 +13,7 @@ fp32. Results: ``benchmarks/results/deploy.json``.
     attnkit vectors --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
         --corpus /tmp/imdb.txt --tokenizer words --lowercase --out /tmp/attnkit-deploy/minilm-vectors.txt
     attnkit distill --teacher /tmp/attnkit-deploy/sst2-minilm --student examples/sst2_bilstm_attention.yaml \
-        --augment 3 --set train.epochs=2 --set model.embedding.dim=384 \
+        --augment 6 --set train.epochs=2 --set model.embedding.dim=384 \
         --set model.embedding.vectors=/tmp/attnkit-deploy/minilm-vectors.txt \
         --set model.embedding.extend_vocab=true --set model.embedding.freeze=true \
         --out /tmp/attnkit-deploy/sst2-bilstm-distilled
