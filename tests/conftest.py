@@ -91,3 +91,17 @@ def image_run(tmp_path_factory):
         "data": {"train": str(folder), "format": "mnist", "dev_fraction": 0.2},
         "model": {"encoder": {"type": "image_cnn", "channels": [8, 8]}, "pooler": {"type": "attention"}},
         "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.01}}})
+
+
+@pytest.fixture
+def dropout_draws(monkeypatch):
+    """The ``p`` of every mask attnkit's dropout draws while the test runs, in order."""
+    from attnkit.attention.dropout import keep_mask
+
+    drawn = []
+
+    def counting(shape, p):
+        drawn.append(p)
+        return keep_mask(shape, p)
+    monkeypatch.setattr("attnkit.attention.dropout.keep_mask", counting)
+    return drawn

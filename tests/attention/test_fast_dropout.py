@@ -94,18 +94,11 @@ def test_keep_mask_rounds_the_probability():
     assert scale == LEVELS / (LEVELS - round(0.1 * LEVELS))
 
 
-def test_the_models_blocks_use_it(monkeypatch):
+def test_the_models_blocks_use_it(dropout_draws):
     from attnkit.nn.embedding import TokenEmbedding
     from attnkit.nn.heads import ClassificationHead
 
-    drawn = []
-
-    def counting(shape, p, real=keep_mask):
-        drawn.append(p)
-        return real(shape, p)
-    monkeypatch.setattr("attnkit.attention.dropout.keep_mask", counting)
     torch.manual_seed(6)
     TokenEmbedding(50, 8, dropout=0.3).train()(torch.randint(1, 50, (2, 5)))
     ClassificationHead(8, 2, dropout=0.2).train()(torch.randn(3, 8))
-    assert drawn == [0.3, 0.2]
-
+    assert dropout_draws == [0.3, 0.2]

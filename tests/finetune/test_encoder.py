@@ -96,18 +96,10 @@ def test_non_bert_models_fall_back():
     assert h.shape == (3, 7, 32) and torch.isfinite(h).all()
 
 
-def test_hidden_dropouts_draw_with_attnkits_dropout(monkeypatch):
-    from attnkit.attention.dropout import keep_mask
-
-    drawn = []
-
-    def counting(shape, p, real=keep_mask):
-        drawn.append(p)
-        return real(shape, p)
-    monkeypatch.setattr("attnkit.attention.dropout.keep_mask", counting)
+def test_hidden_dropouts_draw_with_attnkits_dropout(dropout_draws):
     enc = BackboneEncoder(make("full", dropout=0.1)).train()
     enc(*batch())
-    assert drawn == [0.1] * (1 + 2 * len(enc.layers))  # the embeddings', then two per layer
-    drawn.clear()
+    assert dropout_draws == [0.1] * (1 + 2 * len(enc.layers))  # the embeddings', then two per layer
+    dropout_draws.clear()
     enc.eval()(*batch())
-    assert drawn == []
+    assert dropout_draws == []
