@@ -7,12 +7,15 @@ activation, 16% of a MiniLM LoRA training step in bf16 (20 dropouts a step). Her
 element, and an element is kept when its number is at least ``round(p * 2**15)``: four
 elements per draw instead of one. The probability is therefore ``p`` rounded to a multiple
 of 2**-15 (0.1 -> 0.100006); the kept elements are scaled by ``1 / (1 - that)``, so the
-expectation is the input's (exactly in float32/64; in bf16 the scale rounds, as ``nn.Dropout``'s does). It reads the global generator, so ``torch.manual_seed``
-makes it reproducible, like ``F.dropout`` (whose stream it does not reproduce).
+expectation is the input's (exactly in float32/64; in bf16 the scale rounds, as
+``nn.Dropout``'s does). It reads the global generator, so ``torch.manual_seed`` makes it
+reproducible, like ``F.dropout`` (whose stream it does not reproduce).
 
 On other devices (CUDA's dropout is a fused, fast kernel), for integer tensors and for a
 ``p`` that 15 bits round to 0 or 1 it is ``F.dropout`` itself."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -25,9 +28,7 @@ def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """``(keep, scale)``: a uint8 tensor of ``shape`` with each element 0 with probability
     ``p`` (rounded to a multiple of 2**-15), else 1, and ``1 / P(keep)``. (uint8, not bool:
     multiplying by a bool tensor, or ``torch.where`` on one, measured 3-10x slower.)"""
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     threshold = round(p * LEVELS)
     draws = torch.empty((n + 3) // 4, dtype=torch.int64, device="cpu").random_()  # 63 uniform bits each
     parts = draws.view(torch.int16)[:n].view(shape)  # four 16-bit parts, the top one 15 bits
