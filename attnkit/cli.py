@@ -451,19 +451,31 @@ def prune(
     data: Annotated[Path | None, typer.Option("--data", help="Labelled file to measure importance on (default: "
                                                              "the run's training split).")] = None,
     examples: Annotated[int, typer.Option("--examples", help="Examples importance is measured on.", min=1)] = 1024,
+    recover_epochs: Annotated[int, typer.Option("--recover-epochs", help="Then fine-tune the pruned model this many "
+                                                "epochs on the run's training split (0: no fine-tuning).")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a training value for the recovery "
+                                                   "fine-tuning: --set train.optimizer.lr=2e-5 (repeatable).")] = None,
 ):
     """Remove the least important attention heads and feed-forward neurons physically
-    (importance: |gradient| of a gate on each, Michel et al. 2019); measure the result with
-    `attnkit evaluate`."""
-    from .deploy import prune_run
+    (importance: |gradient| of a gate on each, Michel et al. 2019), optionally fine-tuning
+    the smaller model afterwards (--recover-epochs); measure the result with `attnkit evaluate`."""
     from .rundir import read_meta
+    from .run.pruning import prune as prune_and_recover
 
-    done = prune_run(run, out, heads=heads, ffn=ffn, data=data, examples=examples)
-    rec = read_meta(done)["pruned"]
+    done = prune_and_recover(run, out, heads=heads, ffn=ffn, data=data, examples=examples,
+                             recover_epochs=recover_epochs, overrides=list(set_ or []))
+    meta = read_meta(done)
+    rec = meta["pruned"]
     b, a = rec["before"], rec["after"]
     console.print(f"pruned: {done} (heads {b['heads']} -> {a['heads']}, feed-forward neurons {b['ffn']:,} -> "
-                  f"{a['ffn']:,}; importance from {rec['measured_on']:,} examples); measure it: attnkit evaluate "
-                  f"{done} --data FILE")
+                  f"{a['ffn']:,}; importance from {rec['measured_on']:,} examples)")
+    recovered = meta.get("recovered")
+    if recovered:
+        metric = recovered["metric"]
+        console.print(f"recovered: {recovered['epochs']} epoch(s) of fine-tuning; dev {metric} "
+                      f"{recovered['dev_before'].get(metric, float('nan')):.4f} -> {recovered['dev_after'][metric]:.4f}")
+    else:
+        console.print(f"measure it: attnkit evaluate {done} --data FILE")
 
 
 @app.command()

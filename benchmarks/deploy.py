@@ -17,6 +17,8 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --set model.embedding.vectors=/tmp/attnkit-deploy/minilm-vectors.txt \
         --set model.embedding.extend_vocab=true --set model.embedding.freeze=true \
         --out /tmp/attnkit-deploy/sst2-bilstm-distilled
+    attnkit prune /tmp/attnkit-deploy/sst2-minilm --out /tmp/attnkit-deploy/sst2-minilm-p50-50-r1 \
+        --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
@@ -45,6 +47,8 @@ DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
                 "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled"}
 TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full"}  # distilled student -> its teacher
+# pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run
+RECOVERED = {"sst2/minilm_full": {"torch_pruned_heads50_ffn50_recovered1": "/tmp/attnkit-deploy/sst2-minilm-p50-50-r1"}}
 PRUNE_LEVELS = ((0.25, 0.0), (0.5, 0.0), (0.25, 0.25), (0.5, 0.5))  # (heads, ffn) fractions removed, MiniLM
 LATENCY_TEXTS = 200
 BLOCK = 25  # batch-1 calls a variant makes in a row before the next one's turn
@@ -81,8 +85,9 @@ class Autocast:
         return getattr(self.__dict__["model"], name)
 
 
-def variants(run_dir: Path, scratch: Path) -> dict:
-    """name -> (model with forward(batch), file whose size counts)."""
+def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dict:
+    """name -> (model with forward(batch), file whose size counts); ``recovered``: {variant:
+    run dir} of runs pruned and fine-tuned from this one, measured beside it."""
     import torch
 
     from attnkit.deploy import attach_engine, compress_run, export_run
@@ -124,6 +129,12 @@ def variants(run_dir: Path, scratch: Path) -> dict:
             print(f"pruned heads {heads} ffn {ffn} in {time.perf_counter() - t0:.0f} s", flush=True)
             out[f"torch_pruned_heads{int(heads * 100)}_ffn{int(ffn * 100)}"] = (load_run(pruned).model,
                                                                                 pruned / "model.safetensors")
+    for k, where in (recovered or {}).items():
+        where = Path(where)
+        if (where / "model.safetensors").is_file():
+            out[k] = (load_run(where).model, where / "model.safetensors")
+        else:
+            out[k] = (None, f"no run at {where} (make it with the attnkit prune command in this file's docstring)")
     return out
 
 
@@ -160,7 +171,7 @@ def main() -> None:
         batches = [stack_batches([e.batch for e in run.task.encode_inputs(run.featurized, texts[i:i + 32])])
                    for i in range(0, len(texts), 32)]
         with tempfile.TemporaryDirectory() as scratch:
-            found = variants(run_dir, Path(scratch))
+            found = variants(run_dir, Path(scratch), RECOVERED.get(name))
             live = {k: m for k, (m, _) in found.items() if m is not None}
             for k, (m, why) in found.items():
                 if m is None:

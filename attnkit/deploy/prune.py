@@ -4,6 +4,7 @@
 pruned shapes in ``meta.json``, so ``load_run`` rebuilds them."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DeployError
@@ -18,12 +19,13 @@ PRUNABLE = ("full", "lora", "ia3", "bitfit")  # methods whose weights end up pla
 
 
 def prune_run(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, data: str | Path | None = None,
-              examples: int = 1024, batch_size: int = 1) -> Path:
+              examples: int = 1024, batch_size: int = 1, progress: bool | None = None) -> Path:
     """Write ``out``: ``run_dir`` without the ``heads`` fraction of its least important
     attention heads and the ``ffn`` fraction of its feed-forward neurons. Importance is
     measured on ``examples`` labelled examples of ``data`` (default: the run's training split),
     one example per backward pass by default: Michel et al. average each example's own
-    |gradient|, and in a batch's mean loss gradients of opposite sign would cancel."""
+    |gradient|, and in a batch's mean loss gradients of opposite sign would cancel.
+    ``progress``: a bar over the examples (default: when stderr is a terminal)."""
     run_dir, out = Path(run_dir), Path(out)
     for name, value in (("--heads", heads), ("--ffn", ffn)):
         if not 0.0 <= value < 1.0:  # [0, 1), unlike unit_interval's [0, 1]: removing every unit is no model
@@ -49,9 +51,10 @@ def prune_run(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0
     n = min(examples, len(encoded))
     picks = [round(i * (len(encoded) - 1) / max(n - 1, 1)) for i in range(n)]  # spread over the file
     batches = [encoded.collate(picks[i:i + batch_size]) for i in range(0, n, batch_size)]
+    shown = sys.stderr.isatty() if progress is None else progress
     try:
         before = count_units(run.model)
-        record = prune(run.model, plan(importance(run.model, batches, run.model.loss), heads, ffn))
+        record = prune(run.model, plan(importance(run.model, batches, run.model.loss, shown), heads, ffn))
     except ValueError as e:
         raise DeployError(f"{run_dir}: {e}") from None
     after = count_units(run.model)

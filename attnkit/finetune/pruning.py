@@ -40,9 +40,10 @@ def _head_dim(sa: nn.Module) -> int:
     return sa.attention_head_size if hasattr(sa, "attention_head_size") else sa.query.out_features // sa.num_attention_heads
 
 
-def importance(model: nn.Module, batches: Iterable[dict], loss: Callable[[dict, dict], torch.Tensor]) -> dict:
+def importance(model: nn.Module, batches: Iterable[dict], loss: Callable[[dict, dict], torch.Tensor],
+               progress: bool = False) -> dict:
     """``{"heads": [L, H], "ffn": [L, I]}``: mean |gradient| of each unit's gate over
-    ``batches``, each layer's row divided by its L2 norm."""
+    ``batches``, each layer's row divided by its L2 norm (``progress``: a bar over them)."""
     layers = _encoder(model).layers
     n_heads = [layer.attention.self.num_attention_heads for layer in layers]
     widths = [layer.output.dense.in_features for layer in layers]
@@ -66,6 +67,10 @@ def importance(model: nn.Module, batches: Iterable[dict], loss: Callable[[dict, 
     was_training = model.training
     model.eval()  # no dropout: the estimate is of the deployed model
     seen = 0
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="importance", leave=False, dynamic_ncols=True)
     try:
         for batch in batches:
             for g in head_gates + ffn_gates:

@@ -21,7 +21,7 @@ from ..run_files import RunFiles
 from ..rundir import check_new_run_dir, check_same_config, check_same_vocabs, save_weights, write_run_start
 from ..tasks import RunConfig, get_task, prepare, read_checked, run_config
 from ..train import Trainer, WithTeacher, distillation_loss, load_checkpoint
-from ..train.distributed import barrier, init_from_env
+from ..train.distributed import World, barrier, init_from_env
 from .distill import open_teacher, teacher_log_probs, with_transfer_set
 from .init_from import load_pretrained_blocks, merge_pretrained_blocks
 
@@ -92,6 +92,15 @@ def train(config, out: str | Path | None = None, overrides=(), resume: bool = Fa
         if cfg.model.init_from and not resume:  # a resumed run's checkpoint holds the weights
             load_pretrained_blocks(model, cfg.model.init_from)
         return _fit(task, cfg, prepared, model, run_dir, resume, progress, teacher, on_epoch, world)
+
+
+def train_model(cfg: RunConfig, prepared, model, out: str | Path, progress: bool | None = None) -> TrainResult:
+    """Train an already built ``model`` (a pruned run's, say) on ``prepared`` under ``cfg``
+    into the new run directory ``out``: the Trainer, the best epoch, eval.json, as
+    :func:`train` does after building its model."""
+    run_dir = Path(out)
+    check_new_run_dir(run_dir, False)
+    return _fit(get_task(cfg.task), cfg, prepared, model, run_dir, False, progress, None, None, World())
 
 
 def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,

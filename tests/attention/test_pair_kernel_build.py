@@ -83,3 +83,17 @@ def test_the_kernel_is_built_once_per_process(monkeypatch):
     monkeypatch.setattr(pair_kernel, "_build", lambda: calls.append(1) or ("module", None))
     assert pair_kernel.kernel() == "module" and pair_kernel.kernel() == "module"
     assert calls == [1]
+
+
+@pytest.mark.parametrize("error, said", [(RuntimeError("ninja: build stopped\nsecond line"),
+                                          "could not build it: RuntimeError: ninja: build stopped"),
+                                         (OSError(""), "could not build it: OSError: ")])
+def test_a_failed_build_is_one_line_saying_why_and_the_tensor_ops_take_over(monkeypatch, tmp_path, error, said):
+    import torch.utils.cpp_extension as ext
+
+    def fail(*a, **kw):
+        raise error
+    monkeypatch.setattr(ext, "load_inline", fail)
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
+    monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    assert pair_kernel._build() == (None, said)

@@ -3,6 +3,7 @@ computes with those units' outputs zeroed (a reference written here with its own
 importance is the gate gradient (checked by finite differences); a pruned run saves, loads,
 predicts and exports; misuse is one clear error."""
 import copy
+import json
 
 import pytest
 import torch
@@ -185,6 +186,53 @@ def test_the_prune_command_says_what_it_removed_and_refuses_cleanly(tiny_bert, t
     assert r.code == 0, r.err
     assert "heads 12 -> 9, feed-forward neurons 192 -> 96; importance from 8 examples" in r.out
     assert load_run(tmp_path / "p").meta["pruned"]["after"] == {"heads": 9, "ffn": 96}
+    r = invoke(["prune", run, "--out", tmp_path / "r", "--heads", "0.5", "--examples", "8", "--recover-epochs", "1"])
+    assert r.code == 0, r.err
+    rec = load_run(tmp_path / "r").meta["recovered"]
+    assert (f"recovered: 1 epoch(s) of fine-tuning; dev accuracy {rec['dev_before']['accuracy']:.4f} -> "
+            f"{rec['dev_after']['accuracy']:.4f}") in r.out
     r = invoke(["prune", run, "--out", tmp_path / "q", "--heads", "1"])
     assert r.kind == "clean_error" and r.code == 2 and "--heads: the fraction to remove must be in [0, 1)" in r.err
     assert not (tmp_path / "q").exists()
+
+
+def test_recovery_fine_tunes_the_pruned_model_and_records_both_scores(tiny_bert, tmp_path):
+    """``--recover-epochs``: the pruned shapes stay, the weights move away from the pruned-only
+    run's, eval.json is the recovered model's own dev score (evaluated again here), and the
+    record keeps the pruned model's score before recovery."""
+    from attnkit.run import evaluate
+    from attnkit.run.pruning import prune as prune_and_recover
+
+    run = _train_tiny(tiny_bert, tmp_path)
+    plain = prune_run(run, tmp_path / "plain", heads=0.5, ffn=0.5, examples=16)
+    out = prune_and_recover(run, tmp_path / "recovered", heads=0.5, ffn=0.5, examples=16, recover_epochs=2,
+                            overrides=["train.optimizer.lr=0.003"], progress=False)
+    rec, plain_run, done = load_run(out).meta["recovered"], load_run(plain), load_run(out)
+    assert count_units(done.model) == count_units(plain_run.model) == {"heads": 6, "ffn": 96}
+    assert done.meta["pruned"]["heads"] == plain_run.meta["pruned"]["heads"]  # the same units removed
+    moved = [n for (n, a), b in zip(done.model.state_dict().items(), plain_run.model.state_dict().values())
+             if a.is_floating_point() and not torch.equal(a, b)]
+    assert len(moved) > 10
+    assert rec["epochs"] == 2 and rec["overrides"] == ["train.optimizer.lr=0.003"] and rec["metric"] == "accuracy"
+    again = evaluate(out, tmp_path / "t.tsv")
+    saved = json.loads((out / "eval.json").read_text())["dev"]
+    assert saved["accuracy"] == pytest.approx(again["accuracy"]) == pytest.approx(rec["dev_after"]["accuracy"])
+    before = evaluate(plain, tmp_path / "t.tsv")
+    assert rec["dev_before"]["accuracy"] == pytest.approx(before["accuracy"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the scratch training is gone
+
+
+def test_recovery_misuse_is_one_clear_error_and_leaves_nothing(tiny_bert, tmp_path):
+    from attnkit.run.pruning import prune as prune_and_recover
+
+    run = _train_tiny(tiny_bert, tmp_path)
+    with pytest.raises(ConfigError, match="--recover-epochs: must be 0"):
+        prune_and_recover(run, tmp_path / "a", heads=0.5, recover_epochs=-1)
+    with pytest.raises(ConfigError, match="give --recover-epochs N with it"):
+        prune_and_recover(run, tmp_path / "a", heads=0.5, overrides=["train.optimizer.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) 'nonsense'"):  # before pruning
+        prune_and_recover(run, tmp_path / "a", heads=0.5, examples=8, recover_epochs=1,
+                          overrides=["train.nonsense=1"], progress=False)
+    with pytest.raises(ConfigError, match=r"--set model.dropout=0.2: the recovery fine-tuning takes train\.\* values"):
+        prune_and_recover(run, tmp_path / "a", heads=0.5, recover_epochs=1, overrides=["model.dropout=0.2"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "t.tsv"]

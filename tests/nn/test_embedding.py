@@ -123,3 +123,20 @@ def test_word_dropout_reads_some_words_as_unknown_while_training_only():
     assert torch.equal(seen["ids"], tokens)
     with pytest.raises(ConfigError, match=r"embedding.word_dropout: must be in \[0, 1\), got 1.0"):
         TokenEmbedding(50, 4, word_dropout=1.0)
+
+
+def test_written_vectors_read_back_and_bad_words_are_refused(tmp_path):
+    from attnkit.errors import DataError
+    from attnkit.nn.embedding import write_vectors
+
+    vecs = torch.tensor([[0.5, -1.25, 3.0], [1e-3, 2.0, -0.0625]])
+    path = tmp_path / "v.txt"
+    write_vectors(path, ["café", "naïve"], vecs)
+    assert path.read_bytes().decode("utf-8").splitlines()[0] == "café 0.5 -1.25 3"
+    got, found = read_vectors(path, {"naïve": 0, "café": 1, "absent": 2}, 3)
+    assert found == 2 and torch.equal(got[0], vecs[1]) and torch.equal(got[1], vecs[0]) and got[2].isnan().all()
+    with pytest.raises(ValueError, match="2 words but 1 vectors"):
+        write_vectors(tmp_path / "w.txt", ["a", "b"], vecs[:1])
+    with pytest.raises(DataError, match="cannot be empty or hold a space: 'a b'"):
+        write_vectors(tmp_path / "w.txt", ["ok", "a b"], vecs)
+    assert not (tmp_path / "w.txt").exists()

@@ -67,3 +67,10 @@ def test_attention_pooler_is_a_masked_softmax_per_head():
     h2 = h.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda x: pool(x, torch.tensor(lengths))[0], (h2,))
     assert (h.grad[1, 3:] == 0).all() and (h.grad[2, 1:] == 0).all()
+
+
+def test_attention_pooler_options_follow_its_score():
+    assert AttentionPooler.known_options({}) == ["score", "heads", "hidden"]  # additive by default
+    assert AttentionPooler.known_options({"score": "scaled_dot"}) == ["score", "heads", "scale"]
+    assert "hidden" in AttentionPooler.known_options({"score": "mlp"})
+    assert AttentionPooler.known_options({"score": lambda q, k: q @ k.transpose(-1, -2)}) == ["score", "heads"]

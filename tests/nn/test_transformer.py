@@ -105,3 +105,13 @@ def test_transformer_defaults():
 def test_transformer_rejects_non_positive_sizes(key):
     with pytest.raises(ConfigError, match=rf"^encoder\.{key}: must be > 0, got 0$"):
         TransformerEncoder(8, **{key: 0})
+
+
+def test_the_length_a_transformer_encoder_allows():
+    from attnkit.nn.transformer import position_limit
+
+    assert position_limit({}) == 512  # a transformer with sinusoidal positions by default
+    assert position_limit({"type": "transformer", "max_len": 64}) == 64
+    assert position_limit({"type": "transformer", "positions": "learned", "max_len": 32}) == 32
+    assert position_limit({"type": "transformer", "positions": "none", "max_len": 64}) is None
+    assert position_limit({"type": "lstm", "max_len": 64}) is None

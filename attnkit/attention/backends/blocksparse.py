@@ -123,7 +123,7 @@ def _tile_mask(p: Problem, qb: QueryBlock, tile, cache: bool = False, block_rows
     return out.expand(*out.shape[:2], qb.q1 - qb.q0, tile.k1 - tile.k0)
 
 
-def _span_tile(plan: list[QueryBlock], p: Problem, k0: int, k1: int, lq: int, full: bool) -> KeyTile:
+def _span_tile(p: Problem, k0: int, k1: int, lq: int, full: bool) -> KeyTile:
     """One tile covering all queries and keys ``[k0, k1)`` (its mask re-evaluated if needed)."""
     if full:
         return KeyTile(k0, k1)
@@ -229,7 +229,7 @@ class BlockSparseBackend(Backend):
         full = all(t.allowed is None for qb in plan for t in qb.tiles)
         mask = None
         if not full or any(m.kind == "bias" for m in p.mods):
-            mask = _tile_mask(p, QueryBlock(0, lq, []), _span_tile(plan, p, k0, k1, lq, full), cache=full)
+            mask = _tile_mask(p, QueryBlock(0, lq, []), _span_tile(p, k0, k1, lq, full), cache=full)
         return F.scaled_dot_product_attention(p.qf, p.kf[:, :, k0:k1], p.v[:, :, k0:k1], attn_mask=mask,
                                               scale=p.score.dot_scale)
 
