@@ -131,10 +131,14 @@ def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dic
                                                                                 pruned / "model.safetensors")
     for k, where in (recovered or {}).items():
         where = Path(where)
-        if (where / "model.safetensors").is_file():
-            out[k] = (load_run(where).model, where / "model.safetensors")
-        else:
+        if not (where / "model.safetensors").is_file():
             out[k] = (None, f"no run at {where} (make it with the attnkit prune command in this file's docstring)")
+            continue
+        made = load_run(where)
+        if Path(made.meta.get("pruned_from", "")).resolve() != run_dir.resolve():
+            out[k] = (None, f"{where} was pruned from {made.meta.get('pruned_from')}, not from {run_dir}: make it again")
+            continue
+        out[k] = (made.model, where / "model.safetensors")
     return out
 
 

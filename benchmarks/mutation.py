@@ -5,6 +5,8 @@
     python benchmarks/mutation.py                    # run every mutant, then write the result
     python benchmarks/mutation.py --no-run           # only summarise mutmut's stored results
     python benchmarks/mutation.py "attnkit.attention.masks*"   # only these mutants
+    python benchmarks/mutation.py --sample 400 --seed 7   # a random sample: the score with its 95% interval
+    python benchmarks/mutation.py --no-run --only-given --names-file benchmarks/mutation_sample.txt  # those only
 
 A mutant is *killed* when some test fails (or it times out); it *survives* when every test
 covering it passes. Survivors reviewed as equivalent (no input can tell them from the
@@ -126,10 +128,58 @@ def run_issue_mutants(start: int = 0) -> list[dict]:
     return out
 
 
+def given_names(args) -> list[str]:
+    """The mutant names or patterns given as NAMES and in ``--names-file``."""
+    names = list(args.names)
+    if args.names_file:
+        names += [ln.strip() for ln in args.names_file.read_text().splitlines() if ln.strip()]
+    return names
+
+
+def only(status: dict[str, str], given: list[str]) -> dict[str, str]:
+    """The statuses of the ``given`` mutants (names, or patterns with ``*``); a name that
+    matches no mutant is said (the code changed since the list was made)."""
+    import fnmatch
+
+    names = {g for g in given if not any(c in g for c in "*?[")}
+    patterns = [g for g in given if g not in names]
+    missing = sorted(names - status.keys())
+    if missing:
+        print(f"{len(missing)} named mutants no longer exist (the code changed since): {missing[:5]} ...", flush=True)
+    return {k: v for k, v in status.items() if k in names or any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+
+
+def draw_sample(n: int, seed: int, cwd: Path = ROOT) -> list[str]:
+    """``n`` mutant names drawn without replacement from every mutant mutmut generated (sorted
+    by name first, so the same seed draws the same mutants of the same code)."""
+    import random
+
+    names = sorted(statuses(cwd))
+    if not names:
+        sys.exit("no mutants yet: run `mutmut run` once (it generates them) before drawing a sample")
+    return sorted(random.Random(seed).sample(names, min(n, len(names))))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (95% for z = 1.96)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="mutant name patterns (default: every mutant)")
     ap.add_argument("--names-file", type=Path, help="more names or patterns, one per line")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="run a random sample of this many mutants (drawn from all of them with --seed) and "
+                         "summarise only those: an estimate of the whole set's score with its 95%% interval")
+    ap.add_argument("--seed", type=int, default=0, help="with --sample: the draw's seed")
+    ap.add_argument("--only-given", action="store_true",
+                    help="summarise only the mutants named (NAMES, --names-file), e.g. a sample drawn before")
     ap.add_argument("--full-grid", action="store_true",
                     help="run the attention tests' full score x mask x modifier product for every mutant "
                          "(default: the pairwise-covering subset, ATTNKIT_TEST_GRID=pairwise)")
@@ -142,6 +192,13 @@ def main(argv=None) -> None:
     ap.add_argument("--issue-mutants", action="store_true",
                     help="only run the hand-written mutants of benchmarks/issue_mutants.json")
     args = ap.parse_args(argv)
+    if args.sample and (args.names or args.names_file):
+        ap.error("--sample draws its own mutants: give it without NAMES or --names-file (its total is then a "
+                 "simple random sample)")
+    if args.only_given and not given_names(args):
+        ap.error("--only-given: name the mutants (NAMES or --names-file)")
+    if args.out is None and (args.sample or args.only_given):
+        args.out = str(ROOT / "benchmarks" / "results" / "mutation_sample.json")  # never over the full result
     if args.issue_mutants:
         rows = run_issue_mutants(start=args.start)
         caught = sum(r["caught"] for r in rows)
@@ -153,9 +210,10 @@ def main(argv=None) -> None:
         return
     seconds = None
     if not args.no_run:
-        names = list(args.names)
-        if args.names_file:
-            names += [ln.strip() for ln in args.names_file.read_text().splitlines() if ln.strip()]
+        names = given_names(args)
+        if args.sample:
+            names += draw_sample(args.sample, args.seed, args.cwd)
+            print(f"drew {len(names)} mutants (seed {args.seed})", flush=True)
         env = dict(os.environ)
         if not args.full_grid:
             env["ATTNKIT_TEST_GRID"] = "pairwise"
@@ -168,11 +226,27 @@ def main(argv=None) -> None:
     status = statuses(args.cwd)
     if not status:
         sys.exit("no mutmut results: run `mutmut run` (or this script without --no-run) first")
+    population = len(status)
+    sampled = bool(args.sample or args.only_given)
+    if sampled:
+        given = draw_sample(args.sample, args.seed, args.cwd) if args.sample else given_names(args)
+        status = only(status, given)
     equivalent = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
     rows, survivors = summarise(status, equivalent)
     for r in rows:
         r["label"] = args.label
+    if sampled:
+        total = rows[-1]
+        lo, hi = wilson(total["killed"], total["run"] - total["equivalent"])
+        total["interval_95"] = [round(lo, 4), round(hi, 4)]
+        total["population"] = population
     notes = [f"label: {args.label}",
+             *([f"only {len(status)} of the {population:,} mutants generated: "
+                + (f"a simple random sample (--sample {args.sample} --seed {args.seed}), so the total's score "
+                   f"estimates the whole set's and interval_95 is its Wilson 95% interval" if args.sample else
+                   "those named (NAMES / --names-file); interval_95 is the Wilson 95% interval of the total, an "
+                   "estimate of the whole set's score only where the names were drawn at random")
+                + "; per-module rows rest on few mutants"] if sampled else []),
              "mutation_score = killed / (run - reviewed equivalent); raw_score = killed / run; killed includes "
              "timeouts; other = suspicious or crashed runs, counted as not killed",
              "mutants: mutmut 3 operators on attnkit/attention, attnkit/nn, attnkit/train/optim.py; the text of "

@@ -81,6 +81,8 @@ def importance(model: nn.Module, batches: Iterable[dict], loss: Callable[[dict, 
                 s += g.grad.abs()
             seen += 1
     finally:
+        if progress:
+            batches.close()
         for h in hooks:
             h.remove()
         model.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ the run's own vocabularies and labels, and keeps the best epoch by the dev metri
 appears at ``--out`` until the pruned and recovered run is complete."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from ..evaluate import evaluate_model
 from ..files import write_json
 from ..run_files import RunFiles
 from ..rundir import check_new_out, derived_run, load_run, open_run, read_meta, save_weights
-from ..tasks import Prepared, read_checked
+from ..tasks import prepare, read_checked
 from .training import resolve_config, train_model
 
 log = logging.getLogger("attnkit")
@@ -31,45 +32,62 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
     """Write ``out``: ``run_dir`` without the ``heads`` / ``ffn`` fractions of its least
     important heads and feed-forward neurons, then (``recover_epochs`` > 0) fine-tuned for
     that many epochs. Its ``eval.json`` holds the recovered model's dev score and
-    ``meta.json`` a ``recovered`` record (epochs, overrides, dev before and after)."""
+    ``meta.json`` a ``recovered`` record (epochs, overrides, dev before and after, the
+    recovery's epochs)."""
     if recover_epochs < 0:
         raise ConfigError(f"--recover-epochs: must be 0 (no fine-tuning after pruning) or more, got {recover_epochs}")
     if not recover_epochs:
         if overrides:
             raise ConfigError("--set: applies to the fine-tuning after pruning; give --recover-epochs N with it")
         return prune_run(run_dir, out, heads, ffn, data, examples, progress=progress)
-    other = [o for o in overrides if not str(o).startswith("train.")]
-    if other:
-        raise ConfigError(f"--set {other[0]}: the recovery fine-tuning takes train.* values only (the model is "
-                          f"the pruned one)")
     out = Path(out)
     check_new_out(out)
-    settings = [f"train.epochs={recover_epochs}", "train.report=false", *overrides]
-    resolve_config(open_run(run_dir)[0], settings)  # a bad --set stops here, before the slow pruning
+    settings = _recovery_settings(run_dir, recover_epochs, list(overrides))
+    splits = read_checked(resolve_config(open_run(run_dir)[0], settings))  # data problems too, before pruning
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".recover"))
     try:
         pruned = prune_run(run_dir, scratch / "pruned", heads, ffn, data, examples, progress=progress)
         run = load_run(pruned)
         cfg = resolve_config(run.cfg, settings)
-        task, fz = run.task, run.featurized  # the run's own vocabularies and labels, not refitted
-        train, dev, test = read_checked(cfg)
-        prepared = Prepared(task.training_view(task.encode(fz, train)), task.encode(fz, dev),
-                            None if test is None else task.encode(fz, test), fz)
-        before = evaluate_model(run.model, prepared.dev, fz.labels, cfg.train.eval_batch_size, task=task,
-                                featurized=fz)  # the pruned model's own score (its parent's is not)
+        prepared = prepare(cfg, run.featurized, splits)  # the run's own vocabularies and labels, not refitted
+        before = evaluate_model(run.model, prepared.dev, run.featurized.labels, cfg.train.eval_batch_size,
+                                task=run.task, featurized=run.featurized)  # the pruned model's own score
         log.info(f"recovering the pruned model: {recover_epochs} epoch(s) of {len(prepared.train):,} examples")
         result = train_model(cfg, prepared, run.model, scratch / "training", progress)
+        trained = RunFiles(scratch / "training")
         with derived_run(pruned, out) as final:
             files = RunFiles(final)
             save_weights(run.model, files.weights, everything=True)
-            write_json(files.eval, {"dev": result.dev, "test": result.test,
-                                    "weights": f"pruned, then fine-tuned {recover_epochs} epoch(s)"})
+            scores = json.loads(trained.eval.read_text(encoding="utf-8"))
+            write_json(files.eval, {**scores, "weights": f"pruned, then fine-tuned {recover_epochs} epoch(s)"})
             meta = read_meta(final)
             meta["recovered"] = {"epochs": recover_epochs, "overrides": list(overrides), "metric": cfg.train.metric,
-                                 "dev_before": before, "dev_after": result.dev}
+                                 "dev_before": before, "dev_after": result.dev, "history": trained.read_metrics()}
             write_json(files.meta, meta)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
 
+
+def _recovery_settings(run_dir, epochs: int, overrides: list[str]) -> list[str]:
+    """The ``--set`` values of the recovery, checked: ``train.*`` only, the epochs from
+    ``--recover-epochs``, and a learning rate of its own for a run whose rate was its adapters'."""
+    for o in overrides:
+        key = str(o).split("=", 1)[0].strip()
+        if not key.startswith("train."):
+            raise ConfigError(f"--set {o}: the recovery fine-tuning takes train.* values only (the model is the "
+                              f"pruned one)")
+        if key == "train.epochs":
+            raise ConfigError(f"--set {o}: the recovery's epochs are --recover-epochs")
+    cfg = open_run(run_dir)[0]
+    method = cfg.model.finetune.method
+    if method != "full" and not any(str(o).startswith("train.optimizer.lr=") for o in overrides):
+        raise ConfigError(f"{run_dir}: a {method} run's learning rate ({cfg.train.optimizer.lr:g}) was its "
+                          f"adapters'; the recovery fine-tunes every weight of the merged model: give it one with "
+                          f"--set train.optimizer.lr=RATE (full fine-tuning commonly uses 2e-5 to 1e-4)")
+    settings = [f"train.epochs={epochs}", "train.report=false", *overrides]
+    resolve_config(cfg, settings)  # a bad value stops here, before the slow pruning
+    if cfg.train.distill.teacher:
+        log.info("the recovery trains on the labels: the run's distillation teacher is not used")
+    return settings

@@ -100,7 +100,8 @@ def train_model(cfg: RunConfig, prepared, model, out: str | Path, progress: bool
     :func:`train` does after building its model."""
     run_dir = Path(out)
     check_new_run_dir(run_dir, False)
-    return _fit(get_task(cfg.task), cfg, prepared, model, run_dir, False, progress, None, None, World())
+    with _no_half_written_run(run_dir):
+        return _fit(get_task(cfg.task), cfg, prepared, model, run_dir, False, progress, None, None, World())
 
 
 def _fit(task, cfg: RunConfig, prepared, model, run_dir: Path, resume: bool, progress,

@@ -43,11 +43,13 @@ def read_checked(cfg: RunConfig) -> tuple:
     return train, dev, test
 
 
-def prepare(cfg: RunConfig) -> Prepared:
-    """Data sets and the featurizer of a run config, through its task."""
+def prepare(cfg: RunConfig, featurized: Featurized | None = None, splits=None) -> Prepared:
+    """Data sets and the featurizer of a run config, through its task. ``featurized``: a run's
+    own featurizer (its vocabularies and labels) instead of one fitted on the training split;
+    ``splits``: the ``(train, dev, test)`` already read by :func:`read_checked`."""
     task = get_task(cfg.task)
-    train, dev, test = read_checked(cfg)
-    fz = task.fit(cfg, train)
+    train, dev, test = read_checked(cfg) if splits is None else splits
+    fz = task.fit(cfg, train) if featurized is None else featurized
     return Prepared(task.training_view(task.encode(fz, train)), task.encode(fz, dev),
                     None if test is None else task.encode(fz, test), fz)
 

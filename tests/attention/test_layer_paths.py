@@ -89,3 +89,114 @@ def test_the_block_sparse_plan_cache_keeps_the_most_recent_plans_that_fit(monkey
         blocksparse._plans[name] = {"plan": name}
     blocksparse.trim_plan_cache()
     assert list(blocksparse._plans) == ["c", "d"]  # 200 bytes fit; the oldest two went
+
+
+@pytest.mark.parametrize("score", ["dot", "scaled_dot"])
+@pytest.mark.parametrize("lengths", [(1, 1), (7, 7), (40, 40), (9, 23)])
+def test_plain_causal_attention_equals_the_formula(score, lengths):
+    """A causal mask alone, no modifiers, no weights: the block-sparse backend hands it to the
+    fused kernel's own causal flag, with the score's scale (1 for ``dot``)."""
+    from tests.attention.cases import make_score
+    from tests.attention.oracle import oracle_attention
+
+    from attnkit.attention import attend, causal
+
+    torch.manual_seed(1)
+    lq, lk = lengths
+    q, k, v = torch.randn(2, 3, lq, 8), torch.randn(2, 3, lk, 8), torch.randn(2, 3, lk, 5)
+    s = make_score(score, 8, "cpu")
+    with torch.no_grad():
+        out, _, how = attend(q, k, v, s, causal())
+    allowed = torch.arange(lq)[:, None] >= torch.arange(lk)[None, :]
+    want = oracle_attention(q.double(), k.double(), v.double(), s.double(), allowed.view(1, 1, lq, lk))
+    assert how.backend == "blocksparse"
+    torch.testing.assert_close(out.double(), want.out, atol=1e-5, rtol=1e-5)
+
+
+def test_combined_masks_bound_the_keys_by_intersection_and_union():
+    from attnkit.attention import causal, window
+
+    both = window(2) & causal()
+    assert both.kv_bounds(10, 14, 100) == (8, 14)  # window's [8, 16) within causal's [0, 14)
+    either = window(2) | causal()
+    assert either.kv_bounds(10, 14, 100) == (0, 16)
+    users = lambda b, h, q, kv: q < 0  # noqa: E731  (a user's mask: no bounds, so every key)
+    assert (window(0) & users).kv_bounds(3, 5, 50) == (3, 5)  # the window's bounds remain
+    assert (window(0) | users).kv_bounds(3, 5, 50) == (0, 50)  # or'ed with every key: every key
+
+
+def test_or_of_a_head_dependent_mask_keeps_each_head():
+    from attnkit.attention import causal
+    from attnkit.attention.masks import as_mask, evaluate_mask
+
+    first_head_sees_all = as_mask(lambda b, h, q, kv: h == 0)
+    got = evaluate_mask(first_head_sees_all | causal(), 1, 2, (0, 4), (0, 4), "cpu").expand(1, 2, 4, 4)
+    tril = torch.ones(4, 4, dtype=torch.bool).tril()
+    assert torch.equal(got[0, 0], torch.ones(4, 4, dtype=torch.bool)) and torch.equal(got[0, 1], tril)
+    got = evaluate_mask(first_head_sees_all & causal(), 1, 2, (0, 4), (0, 4), "cpu").expand(1, 2, 4, 4)
+    assert torch.equal(got[0, 0], tril) and not got[0, 1].any()
+
+
+def test_a_users_score_with_its_own_tile_backward_gets_the_gradients_of_its_formula():
+    """A Score subclass may write out its tile backward (``block_backward(qf, kf, dS)``, no
+    state kept): the chunked backend then calls it instead of autograd through ``block``; the
+    gradients equal autograd through the formula (float64)."""
+    from attnkit.attention import attend
+    from attnkit.attention.scores import Score
+
+    calls = []
+
+    class ScaledBy3(Score):
+        def block(self, qf, kf):
+            return 3.0 * qf @ kf.transpose(-1, -2)
+
+        def block_backward(self, qf, kf, ds):
+            calls.append(ds.shape)
+            return 3.0 * ds @ kf, 3.0 * ds.transpose(-1, -2) @ qf, {}
+
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 2, n, 4, dtype=torch.float64, requires_grad=True) for n in (5, 7, 7))
+    out, _, how = attend(q, k, v, ScaledBy3(4, 4), backend="chunked")
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), g)
+    want = torch.autograd.grad(torch.softmax(3.0 * q @ k.transpose(-1, -2), -1) @ v, (q, k, v), g)
+    assert calls and how.backend == "chunked"
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_block_sparse_backend_says_it_is_for_the_cpu():
+    """Off the CPU the dispatcher's record says why block-sparse was passed over (tensors on
+    the meta device stand in for an accelerator's: no GPU is needed to read the reason)."""
+    from attnkit.attention.backends import BACKENDS, Problem
+    from attnkit.attention.scores import build_score
+
+    t = torch.empty(1, 1, 4, 8, device="meta")
+    why = BACKENDS.get("blocksparse").why_not(Problem(t, t, t, build_score("scaled_dot", 8, 8)))
+    assert why == "CPU only (built on the CPU flash kernel); FlexAttention covers GPUs"
+
+
+def test_padding_positions_are_worked_out_where_the_inputs_live():
+    """``real_positions`` puts the lengths on the inputs' device (meta tensors stand in for an
+    accelerator's: mixing devices is an error there as on a GPU)."""
+    from attnkit.attention.layers import real_positions
+
+    x = torch.empty(2, 5, 3, device="meta")
+    got = real_positions(x, lengths=torch.tensor([5, 3]))
+    assert got.device.type == "meta" and got.shape == (2, 5, 1)
+    got = real_positions(torch.zeros(2, 5, 3), lengths=torch.tensor([5, 3]), key_padding_mask=torch.ones(2, 5, dtype=torch.bool))
+    assert got[:, :, 0].tolist() == [[True] * 5, [True] * 3 + [False] * 2]
+
+
+def test_a_graph_being_exported_gets_the_plain_formula(monkeypatch):
+    from attnkit.attention import choose_backend
+    from attnkit.attention.functional import build_problem
+    from attnkit.attention.scores import build_score
+
+    q = torch.randn(1, 1, 3, 8)
+    p = build_problem(q, q, q, build_score("additive", 8, 8, hidden=4))
+    assert choose_backend(p).backend == "chunked"
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    d = choose_backend(p)
+    assert (d.backend, d.reason) == ("reference", "exporting a graph: the fused and custom-gradient kernels have no "
+                                                  "ONNX form, the plain formula does (the runtime fuses it)")

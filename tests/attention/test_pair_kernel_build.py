@@ -96,4 +96,5 @@ def test_a_failed_build_is_one_line_saying_why_and_the_tensor_ops_take_over(monk
     monkeypatch.setattr(ext, "load_inline", fail)
     monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
     monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # restored after, whatever _build adds to it
     assert pair_kernel._build() == (None, said)

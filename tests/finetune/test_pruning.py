@@ -10,7 +10,7 @@ import torch
 
 from attnkit.config import from_dict
 from attnkit.deploy import export_run, prune_run
-from attnkit.errors import ConfigError, DeployError
+from attnkit.errors import AttnkitError, ConfigError, DeployError
 from attnkit.finetune.pruning import count_units, importance, plan, prune
 from attnkit.models import ModelConfig
 from attnkit.run import load_run, predict, train
@@ -98,6 +98,8 @@ def test_importance_is_the_gate_gradient_by_finite_differences(tiny_bert):
         grads.append(abs(loss_at(1 + eps) - loss_at(1 - eps)) / (2 * eps))
     grads = torch.tensor(grads, dtype=torch.float64)
     torch.testing.assert_close(scores["heads"][1].double(), grads / grads.norm(), atol=1e-4, rtol=1e-3)
+    shown = importance(model, bs, model.loss, progress=True)  # with a progress bar: the same measurement
+    assert all(torch.equal(a, b) for k in scores for a, b in zip(scores[k], shown[k]))
 
 
 def test_plan_removes_the_least_important_and_keeps_one_per_layer():
@@ -198,8 +200,8 @@ def test_the_prune_command_says_what_it_removed_and_refuses_cleanly(tiny_bert, t
 
 def test_recovery_fine_tunes_the_pruned_model_and_records_both_scores(tiny_bert, tmp_path):
     """``--recover-epochs``: the pruned shapes stay, the weights move away from the pruned-only
-    run's, eval.json is the recovered model's own dev score (evaluated again here), and the
-    record keeps the pruned model's score before recovery."""
+    run's, eval.json is the recovered model's own dev score (evaluated again here: its loss
+    differs from the pruned-only model's), and the record keeps the score before recovery."""
     from attnkit.run import evaluate
     from attnkit.run.pruning import prune as prune_and_recover
 
@@ -214,25 +216,35 @@ def test_recovery_fine_tunes_the_pruned_model_and_records_both_scores(tiny_bert,
              if a.is_floating_point() and not torch.equal(a, b)]
     assert len(moved) > 10
     assert rec["epochs"] == 2 and rec["overrides"] == ["train.optimizer.lr=0.003"] and rec["metric"] == "accuracy"
-    again = evaluate(out, tmp_path / "t.tsv")
-    saved = json.loads((out / "eval.json").read_text())["dev"]
-    assert saved["accuracy"] == pytest.approx(again["accuracy"]) == pytest.approx(rec["dev_after"]["accuracy"])
-    before = evaluate(plain, tmp_path / "t.tsv")
-    assert rec["dev_before"]["accuracy"] == pytest.approx(before["accuracy"])
+    assert [h["epoch"] for h in rec["history"]] == [1, 2]
+    again, before = evaluate(out, tmp_path / "t.tsv"), evaluate(plain, tmp_path / "t.tsv")
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["dev"]["loss"] == pytest.approx(again["loss"]) == pytest.approx(rec["dev_after"]["loss"])
+    assert rec["dev_before"]["loss"] == pytest.approx(before["loss"]) != pytest.approx(again["loss"])
+    assert saved["best_epoch"] in (1, 2) and saved["weights"] == "pruned, then fine-tuned 2 epoch(s)"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the scratch training is gone
 
 
-def test_recovery_misuse_is_one_clear_error_and_leaves_nothing(tiny_bert, tmp_path):
-    from attnkit.run.pruning import prune as prune_and_recover
+def test_recovery_misuse_is_one_clear_error_before_any_pruning(tiny_bert, tmp_path, monkeypatch):
+    from attnkit.run import pruning
 
     run = _train_tiny(tiny_bert, tmp_path)
-    with pytest.raises(ConfigError, match="--recover-epochs: must be 0"):
-        prune_and_recover(run, tmp_path / "a", heads=0.5, recover_epochs=-1)
-    with pytest.raises(ConfigError, match="give --recover-epochs N with it"):
-        prune_and_recover(run, tmp_path / "a", heads=0.5, overrides=["train.optimizer.lr=0.1"])
-    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) 'nonsense'"):  # before pruning
-        prune_and_recover(run, tmp_path / "a", heads=0.5, examples=8, recover_epochs=1,
-                          overrides=["train.nonsense=1"], progress=False)
-    with pytest.raises(ConfigError, match=r"--set model.dropout=0.2: the recovery fine-tuning takes train\.\* values"):
-        prune_and_recover(run, tmp_path / "a", heads=0.5, recover_epochs=1, overrides=["model.dropout=0.2"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "t.tsv"]
+    (tmp_path / "l").mkdir()
+    lora = _train_tiny(tiny_bert, tmp_path / "l", "lora")
+
+    def no_pruning(*a, **kw):
+        raise AssertionError("pruned before the arguments were checked")
+    monkeypatch.setattr(pruning, "prune_run", no_pruning)
+    cases = [(run, -1, [], "--recover-epochs: must be 0"),
+             (run, 0, ["train.optimizer.lr=0.1"], "give --recover-epochs N with it"),
+             (run, 1, ["train.nonsense=1"], r"train: unknown key\(s\) 'nonsense'"),
+             (run, 1, ["model.dropout=0.2"], r"--set model.dropout=0.2: the recovery fine-tuning takes train\.\*"),
+             (run, 1, ["train.epochs=3"], "the recovery's epochs are --recover-epochs"),
+             (lora, 1, [], r"a lora run's learning rate \(0.01\) was its adapters'.*--set train.optimizer.lr=RATE")]
+    for source, epochs, overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            pruning.prune(source, tmp_path / "a", heads=0.5, recover_epochs=epochs, overrides=overrides)
+    (tmp_path / "t.tsv").rename(tmp_path / "moved.tsv")  # the training data, gone since the run
+    with pytest.raises(AttnkitError, match="t.tsv"):
+        pruning.prune(run, tmp_path / "a", heads=0.5, recover_epochs=1)
+    assert not (tmp_path / "a").exists()
