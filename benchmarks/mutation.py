@@ -178,6 +178,10 @@ def main(argv=None) -> None:
                     help="run a random sample of this many mutants (drawn from all of them with --seed) and "
                          "summarise only those: an estimate of the whole set's score with its 95%% interval")
     ap.add_argument("--seed", type=int, default=0, help="with --sample: the draw's seed")
+    ap.add_argument("--carry", type=Path,
+                    help="statuses of an earlier run ('name: status' lines, as `mutmut results --all true` prints "
+                         "them) for the mutants this store has not run: a re-run of the survivors after new tests "
+                         "then counts with the earlier kills (tests were added, none removed)")
     ap.add_argument("--only-given", action="store_true",
                     help="summarise only the mutants named (NAMES, --names-file), e.g. a sample drawn before")
     ap.add_argument("--full-grid", action="store_true",
@@ -226,6 +230,9 @@ def main(argv=None) -> None:
     status = statuses(args.cwd)
     if not status:
         sys.exit("no mutmut results: run `mutmut run` (or this script without --no-run) first")
+    if args.carry:
+        earlier = dict(ln.strip().rsplit(": ", 1) for ln in args.carry.read_text().splitlines() if ": " in ln)
+        status = {k: (earlier.get(k, v) if v in NOT_RUN else v) for k, v in status.items()}
     population = len(status)
     sampled = bool(args.sample or args.only_given)
     if sampled:
@@ -241,6 +248,8 @@ def main(argv=None) -> None:
         total["interval_95"] = [round(lo, 4), round(hi, 4)]
         total["population"] = population
     notes = [f"label: {args.label}",
+             *([f"mutants this store has not run count with their status in {args.carry.name} (an earlier run "
+                f"of the same mutants; tests were only added since)"] if args.carry else []),
              *([f"only {len(status)} of the {population:,} mutants generated: "
                 + (f"a simple random sample (--sample {args.sample} --seed {args.seed}), so the total's score "
                    f"estimates the whole set's and interval_95 is its Wilson 95% interval" if args.sample else

@@ -200,3 +200,18 @@ def test_a_graph_being_exported_gets_the_plain_formula(monkeypatch):
     d = choose_backend(p)
     assert (d.backend, d.reason) == ("reference", "exporting a graph: the fused and custom-gradient kernels have no "
                                                   "ONNX form, the plain formula does (the runtime fuses it)")
+
+
+def test_dispatch_and_input_errors_say_what_and_where():
+    from attnkit.attention import attend, choose_backend
+    from attnkit.attention.functional import build_problem
+    from attnkit.attention.scores import build_score
+    from attnkit.errors import UnknownNameError
+
+    t = torch.empty(1, 1, 3, 8, device="meta")  # a device without automatic exclusions (CPU always passes over flex)
+    assert choose_backend(build_problem(t, t, t, build_score("scaled_dot", 8, 8))).reason == "first able for meta, grad=no"
+    with pytest.raises(UnknownNameError, match=r"^score: unknown score 'nonexistent'; known: additive"):
+        build_score("nonexistent", 4, 4)
+    q = torch.randn(1, 1, 3, 8)
+    with pytest.raises(ShapeError, match=r"^value: expected rank 4 \[B, Hk, Lk, Dv\], got shape \[1, 3, 8\]"):
+        attend(q, q, q[0], build_score("scaled_dot", 8, 8))

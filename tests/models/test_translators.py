@@ -184,3 +184,18 @@ def test_untied_recurrent_model_and_separate_target_embedding():
     out = m({"src": torch.tensor([[5, 6, 7]]), "src_lengths": torch.tensor([3]), "tgt_in": torch.tensor([[BOS, 8]]),
              "tgt_out": torch.tensor([[8, EOS]])})
     assert out["logits"].shape == (1, 2, 20) and torch.isfinite(m.loss(out, {"tgt_out": torch.tensor([[8, EOS]])}))
+
+
+def test_decoder_blocks_take_their_options_and_name_themselves_in_errors():
+    import warnings
+
+    from attnkit.errors import ConfigError
+    from attnkit.nn.decoders import RNNDecoder, TransformerDecoder
+
+    dec = RNNDecoder(dim=8, memory_dim=6, hidden=10, attention={"score": "additive", "hidden": 7})
+    assert dec.attn.score.w_q.out_features == 7  # the attention's own options reach it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one layer: no dropout between layers, and no warning about it
+        RNNDecoder(dim=8, memory_dim=6, hidden=10, layers=1, dropout=0.3)
+    with pytest.raises(ConfigError, match=r"^decoder.dim: must be > 0, got 0"):
+        TransformerDecoder(dim=0)
