@@ -33,7 +33,7 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
     important heads and feed-forward neurons, then (``recover_epochs`` > 0) fine-tuned for
     that many epochs. Its ``eval.json`` holds the recovered model's dev score and
     ``meta.json`` a ``recovered`` record (epochs, overrides, dev before and after, the
-    recovery's epochs)."""
+    recovery's per-epoch history)."""
     if recover_epochs < 0:
         raise ConfigError(f"--recover-epochs: must be 0 (no fine-tuning after pruning) or more, got {recover_epochs}")
     if not recover_epochs:
@@ -42,8 +42,8 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
         return prune_run(run_dir, out, heads, ffn, data, examples, progress=progress)
     out = Path(out)
     check_new_out(out)
-    settings = _recovery_settings(run_dir, recover_epochs, list(overrides))
-    splits = read_checked(resolve_config(open_run(run_dir)[0], settings))  # data problems too, before pruning
+    settings, checked = _recovery_settings(run_dir, recover_epochs, list(overrides))
+    splits = read_checked(checked)  # data problems too, before the pruning
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".recover"))
     try:
@@ -70,11 +70,12 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
     return out
 
 
-def _recovery_settings(run_dir, epochs: int, overrides: list[str]) -> list[str]:
-    """The ``--set`` values of the recovery, checked: ``train.*`` only, the epochs from
-    ``--recover-epochs``, and a learning rate of its own for a run whose rate was its adapters'."""
-    for o in overrides:
-        key = str(o).split("=", 1)[0].strip()
+def _recovery_settings(run_dir, epochs: int, overrides: list[str]):
+    """``(settings, config)``: the recovery's ``--set`` values, checked (``train.*`` only, the
+    epochs from ``--recover-epochs``, a learning rate of its own for a run whose rate was its
+    adapters'), and the run's config with them."""
+    keys = [str(o).split("=", 1)[0].strip() for o in overrides]
+    for o, key in zip(overrides, keys):
         if not key.startswith("train."):
             raise ConfigError(f"--set {o}: the recovery fine-tuning takes train.* values only (the model is the "
                               f"pruned one)")
@@ -82,12 +83,12 @@ def _recovery_settings(run_dir, epochs: int, overrides: list[str]) -> list[str]:
             raise ConfigError(f"--set {o}: the recovery's epochs are --recover-epochs")
     cfg = open_run(run_dir)[0]
     method = cfg.model.finetune.method
-    if method != "full" and not any(str(o).startswith("train.optimizer.lr=") for o in overrides):
+    if method != "full" and "train.optimizer.lr" not in keys:
         raise ConfigError(f"{run_dir}: a {method} run's learning rate ({cfg.train.optimizer.lr:g}) was its "
                           f"adapters'; the recovery fine-tunes every weight of the merged model: give it one with "
                           f"--set train.optimizer.lr=RATE (full fine-tuning commonly uses 2e-5 to 1e-4)")
     settings = [f"train.epochs={epochs}", "train.report=false", *overrides]
-    resolve_config(cfg, settings)  # a bad value stops here, before the slow pruning
+    checked = resolve_config(cfg, settings)  # a bad value stops here, before the slow pruning
     if cfg.train.distill.teacher:
         log.info("the recovery trains on the labels: the run's distillation teacher is not used")
-    return settings
+    return settings, checked
