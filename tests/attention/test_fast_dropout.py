@@ -102,3 +102,11 @@ def test_the_models_blocks_use_it(dropout_draws):
     TokenEmbedding(50, 8, dropout=0.3).train()(torch.randint(1, 50, (2, 5)))
     ClassificationHead(8, 2, dropout=0.2).train()(torch.randn(3, 8))
     assert dropout_draws == [0.3, 0.2]
+
+
+def test_the_mask_is_drawn_on_the_cpu_whatever_the_default_device():
+    from attnkit.attention.dropout import keep_mask
+
+    with torch.device("meta"):  # a default device elsewhere (as torch.set_default_device("cuda") would make)
+        keep, scale = keep_mask(torch.Size([3, 5]), 0.5)
+    assert keep.device.type == "cpu" and keep.shape == (3, 5) and scale == 2.0

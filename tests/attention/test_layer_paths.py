@@ -215,3 +215,77 @@ def test_dispatch_and_input_errors_say_what_and_where():
     q = torch.randn(1, 1, 3, 8)
     with pytest.raises(ShapeError, match=r"^value: expected rank 4 \[B, Hk, Lk, Dv\], got shape \[1, 3, 8\]"):
         attend(q, q, q[0], build_score("scaled_dot", 8, 8))
+
+
+
+def _position_bias(scale: float):
+    """A user's bias modifier on *absolute* positions (not relative: no shared band), with a
+    cache key, so the block-sparse backend caches it per tile."""
+    from attnkit.attention.mods import ScoreMod
+
+    class PositionBias(ScoreMod):
+        kind = "bias"
+
+        def forward(self, s, b, h, q, kv):
+            return s + scale * torch.sin(0.3 * kv + 0.1 * q * kv)
+
+        def cache_key(self):
+            return ("position-bias", scale)
+
+    return PositionBias()
+
+
+@pytest.mark.parametrize("with_alibi", [False, True])
+def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, with_alibi):
+    """Two such modifiers that differ only in their scale must not share a cache entry; with
+    ALiBi beside one of them both terms add (block-sparse tiles and the relative band)."""
+    from attnkit.attention import attend, window
+    from attnkit.attention.mods import ALiBi
+    from attnkit.attention.scores import build_score
+    from attnkit.attention.backends import base, blocksparse
+
+    small_tiles.setattr(base, "_bias_cache", type(base._bias_cache)())
+    small_tiles.setattr(blocksparse, "_plans", type(blocksparse._plans)())
+    torch.manual_seed(3)
+    h, lq, lk = 2, 40, 40
+    q, k, v = torch.randn(1, h, lq, 8), torch.randn(1, h, lk, 8), torch.randn(1, h, lk, 8)
+    score = build_score("scaled_dot", 8, 8)
+    i, j = torch.arange(lq, dtype=torch.float64)[:, None], torch.arange(lk, dtype=torch.float64)[None, :]
+    allowed = (i - j).abs() <= 5
+    slopes = torch.tensor([2.0 ** -4, 2.0 ** -8], dtype=torch.float64).view(1, h, 1, 1)
+    for scale in (0.5, 2.0):
+        mods = ([ALiBi(h)] if with_alibi else []) + [_position_bias(scale)]
+        with torch.no_grad():
+            out, _, how = attend(q, k, v, score, window(5), mods)
+        s = (q.double() @ k.double().transpose(-1, -2)) / 8 ** 0.5 + scale * torch.sin(0.3 * j + 0.1 * i * j)
+        if with_alibi:
+            s = s - slopes * (i - j).abs()
+        w = torch.softmax(s.masked_fill(~allowed, float("-inf")), -1)
+        assert how.backend == "blocksparse"
+        torch.testing.assert_close(out.double(), w @ v.double(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tiles", [False, True])
+@pytest.mark.parametrize("dv", [4, 13])
+def test_values_with_their_own_head_size_under_a_mask(small_tiles, tiles, dv):
+    """Values narrower or wider than queries and keys (``attend`` allows it) through the
+    block-sparse backend, whose flash kernel takes one head size (tiles and the one-call path),
+    forward and gradients against the formula (a RuntimeError from the kernel before)."""
+    from attnkit.attention import attend, window
+    from attnkit.attention.scores import build_score
+    from tests.attention.oracle import oracle_attention
+
+    if not tiles:
+        small_tiles.undo()
+    torch.manual_seed(4)
+    q, k = torch.randn(2, 2, 40, 8, requires_grad=True), torch.randn(2, 2, 40, 8, requires_grad=True)
+    v = torch.randn(2, 2, 40, dv, requires_grad=True)
+    score = build_score("scaled_dot", 8, 8)
+    out, _, how = attend(q, k, v, score, window(5))
+    assert how.backend == "blocksparse" and out.shape == (2, 2, 40, dv)
+    i = torch.arange(40)
+    want = oracle_attention(q.double(), k.double(), v.double(), score.double(), ((i[:, None] - i).abs() <= 5)).out
+    torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), g.float()), torch.autograd.grad(want, (q, k, v), g)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

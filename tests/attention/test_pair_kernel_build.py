@@ -98,3 +98,28 @@ def test_a_failed_build_is_one_line_saying_why_and_the_tensor_ops_take_over(monk
     monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
     monkeypatch.setenv("PATH", os.environ.get("PATH", ""))  # restored after, whatever _build adds to it
     assert pair_kernel._build() == (None, said)
+
+
+def test_the_build_says_building_or_loading_and_keeps_its_reason_short(monkeypatch, tmp_path, caplog):
+    import logging
+
+    import torch.utils.cpp_extension as ext
+
+    long = "x" * 500
+    monkeypatch.setattr(ext, "load_inline", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError(long)))
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
+    monkeypatch.setattr(pair_kernel, "_clear_stale_lock", lambda name: None)
+    monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
+    monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
+    with caplog.at_level(logging.DEBUG, logger="attnkit"):
+        module, why = pair_kernel._build()
+    assert module is None and why.startswith("could not build it: RuntimeError: xxx") and len(why) == 300
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "pair kernel for" in r.getMessage()]
+    assert said[0][0] == logging.INFO and said[0][1].startswith("building the additive/MLP pair kernel")
+    name = f"attnkit_pairs_{pair_kernel.capability().lower()}"
+    (pair_kernel.build_dir(name) / f"{name}.so").write_bytes(b"")  # built before: only loaded
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="attnkit"):
+        pair_kernel._build()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "pair kernel for" in r.getMessage()]
+    assert said[0][0] == logging.DEBUG and said[0][1].startswith("loading the additive/MLP pair kernel")

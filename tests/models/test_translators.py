@@ -199,3 +199,5 @@ def test_decoder_blocks_take_their_options_and_name_themselves_in_errors():
         RNNDecoder(dim=8, memory_dim=6, hidden=10, layers=1, dropout=0.3)
     with pytest.raises(ConfigError, match=r"^decoder.dim: must be > 0, got 0"):
         TransformerDecoder(dim=0)
+    with pytest.raises(ConfigError, match=r"^decoder.attention: unknown key"):
+        TransformerDecoder(dim=8, attention={"nonsense": 1})

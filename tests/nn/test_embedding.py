@@ -141,3 +141,15 @@ def test_written_vectors_read_back_and_bad_words_are_refused(tmp_path):
     with pytest.raises(DataError, match="cannot be empty or hold a space: 'a b'"):
         write_vectors(tmp_path / "w.txt", ["ok", "a b"], vecs)
     assert not (tmp_path / "w.txt").exists()
+
+
+def test_file_words_are_matched_as_written_unless_the_vocabulary_is_lower_cased(tmp_path):
+    from attnkit.nn.embedding import vector_words
+
+    path = tmp_path / "v.txt"
+    path.write_text("Good 1 2\ngood 3 4\nBAD 5 6\n", encoding="utf-8")
+    assert vector_words(path) == ["Good", "good", "BAD"]
+    got, found = read_vectors(path, {"Good": 0, "bad": 1}, 2)  # case-sensitive: "BAD" is not "bad"
+    assert found == 1 and got[0].tolist() == [1.0, 2.0] and got[1].isnan().all()
+    got, found = read_vectors(path, {"good": 0, "bad": 1}, 2, lowercase=True)  # the first spelling wins
+    assert found == 2 and got.tolist() == [[1.0, 2.0], [5.0, 6.0]]

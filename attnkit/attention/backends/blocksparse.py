@@ -271,6 +271,7 @@ class BlockSparseBackend(Backend):
                 span = None
         if span is not None:
             return self._one_call(p, plan, *span), None
+        qf, kf, v = _one_head_size(p.qf, p.kf, p.v)
         if not p.mods:  # bias modifiers stay on the tile path (their per-tile views are cached bands)
             key = ("band", p.qf.dtype, self.band_waste)  # cached plans are positional: one layout for any B, H
             if key not in derived:
@@ -279,11 +280,23 @@ class BlockSparseBackend(Backend):
             layout = derived[key]
             if layout is not None:
                 with threads_for_tiles():
-                    return BandFlash.apply(layout, p.score.dot_scale, p.qf, p.kf, p.v), None
+                    return BandFlash.apply(layout, p.score.dot_scale, qf, kf, v)[..., :p.v.shape[-1]], None
         calls = _calls(p, plan, bq)
         with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
-            out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, p.qf, p.kf, p.v)
-        return out, None
+            out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, qf, kf, v)
+        return out[..., :p.v.shape[-1]], None
+
+
+def _one_head_size(qf: torch.Tensor, kf: torch.Tensor, v: torch.Tensor):
+    """The CPU flash kernel takes one head size for queries, keys and values: the narrower side
+    gets zero features (queries and keys: the dot products are unchanged and the scale is passed
+    explicitly; values: extra output columns, cut off after). Differentiable, a no-op when equal."""
+    d, dv = qf.shape[-1], v.shape[-1]
+    if d == dv:
+        return qf, kf, v
+    if dv < d:
+        return qf, kf, F.pad(v, (0, d - dv))
+    return F.pad(qf, (0, dv - d)), F.pad(kf, (0, dv - d)), v
 
 
 BACKENDS.register("blocksparse")(BlockSparseBackend())
