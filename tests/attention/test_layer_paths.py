@@ -135,6 +135,9 @@ def test_or_of_a_head_dependent_mask_keeps_each_head():
     assert torch.equal(got[0, 0], torch.ones(4, 4, dtype=torch.bool)) and torch.equal(got[0, 1], tril)
     got = evaluate_mask(first_head_sees_all & causal(), 1, 2, (0, 4), (0, 4), "cpu").expand(1, 2, 4, 4)
     assert torch.equal(got[0, 0], tril) and not got[0, 1].any()
+    second_row_sees_all = as_mask(lambda b, h, q, kv: b == 1)  # on the right of | this time, by batch row
+    got = evaluate_mask(causal() | second_row_sees_all, 2, 1, (0, 4), (0, 4), "cpu").expand(2, 1, 4, 4)
+    assert torch.equal(got[0, 0], tril) and bool(got[1, 0].all())
 
 
 def test_a_users_score_with_its_own_tile_backward_gets_the_gradients_of_its_formula():
@@ -215,6 +218,8 @@ def test_dispatch_and_input_errors_say_what_and_where():
     q = torch.randn(1, 1, 3, 8)
     with pytest.raises(ShapeError, match=r"^value: expected rank 4 \[B, Hk, Lk, Dv\], got shape \[1, 3, 8\]"):
         attend(q, q, q[0], build_score("scaled_dot", 8, 8))
+    with pytest.raises(ShapeError, match=r"^key: expected rank 4 \[B, Hk, Lk, Dk\], got shape \[1, 3, 8\]"):
+        attend(q, q[0], q, build_score("scaled_dot", 8, 8))
 
 
 
@@ -235,10 +240,14 @@ def _position_bias(scale: float):
     return PositionBias()
 
 
+@pytest.mark.parametrize("tiles", [False, True])
 @pytest.mark.parametrize("with_alibi", [False, True])
-def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, with_alibi):
-    """Two such modifiers that differ only in their scale must not share a cache entry; with
-    ALiBi beside one of them both terms add (block-sparse tiles and the relative band)."""
+def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, with_alibi, tiles):
+    """Two such modifiers that differ only in their scale must not share a cache entry (the
+    one-call path caches the whole bias); with ALiBi beside one of them both terms add
+    (block-sparse tiles and the relative band)."""
+    if not tiles:
+        small_tiles.undo()
     from attnkit.attention import attend, window
     from attnkit.attention.mods import ALiBi
     from attnkit.attention.scores import build_score

@@ -85,6 +85,38 @@ def test_the_kernel_is_built_once_per_process(monkeypatch):
     assert calls == [1]
 
 
+def test_threads_asking_for_the_kernel_at_once_build_it_once(monkeypatch):
+    """Both threads miss the cache before either has built: the second, once it has the lock,
+    finds the first one's module instead of building again (40-80 s each)."""
+    import threading
+    import time
+
+    calls, both_missed = [], threading.Barrier(2)
+    monkeypatch.setattr(pair_kernel, "_built", {})
+
+    class Missing(dict):  # the first, unlocked look finds nothing for both threads
+        def __contains__(self, key):
+            if threading.current_thread().name.startswith("asker") and not getattr(threading.current_thread(), "looked", 0):
+                threading.current_thread().looked = 1
+                both_missed.wait(timeout=5)
+                return False
+            return dict.__contains__(self, key)
+    monkeypatch.setattr(pair_kernel, "_built", Missing())
+
+    def build():
+        calls.append(1)
+        time.sleep(0.05)
+        return "module", None
+    monkeypatch.setattr(pair_kernel, "_build", build)
+    got = []
+    askers = [threading.Thread(target=lambda: got.append(pair_kernel.kernel()), name=f"asker{i}") for i in range(2)]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join(timeout=10)
+    assert got == ["module", "module"] and calls == [1]
+
+
 @pytest.mark.parametrize("error, said", [(RuntimeError("ninja: build stopped\nsecond line"),
                                           "could not build it: RuntimeError: ninja: build stopped"),
                                          (OSError(""), "could not build it: OSError: ")])
