@@ -181,7 +181,9 @@ def main(argv=None) -> None:
     ap.add_argument("--carry", type=Path,
                     help="statuses of an earlier run ('name: status' lines, as `mutmut results --all true` prints "
                          "them) for the mutants this store has not run: a re-run of the survivors after new tests "
-                         "then counts with the earlier kills (tests were added, none removed)")
+                         "then counts with the earlier kills (tests were added, none removed). Only for code "
+                         "unchanged since: mutmut numbers mutants within a function, so a changed function's "
+                         "names then mean other mutations")
     ap.add_argument("--only-given", action="store_true",
                     help="summarise only the mutants named (NAMES, --names-file), e.g. a sample drawn before")
     ap.add_argument("--full-grid", action="store_true",

@@ -240,12 +240,12 @@ def _position_bias(scale: float):
     return PositionBias()
 
 
-@pytest.mark.parametrize("tiles", [False, True])
+@pytest.mark.parametrize("masked, tiles", [(True, True), (True, False), (False, False)])
 @pytest.mark.parametrize("with_alibi", [False, True])
-def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, with_alibi, tiles):
+def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, with_alibi, masked, tiles):
     """Two such modifiers that differ only in their scale must not share a cache entry (the
-    one-call path caches the whole bias); with ALiBi beside one of them both terms add
-    (block-sparse tiles and the relative band)."""
+    unmasked one-call path caches the whole bias: checked that it does); with ALiBi beside one
+    of them both terms add (block-sparse tiles, one call)."""
     if not tiles:
         small_tiles.undo()
     from attnkit.attention import attend, window
@@ -260,12 +260,14 @@ def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, 
     q, k, v = torch.randn(1, h, lq, 8), torch.randn(1, h, lk, 8), torch.randn(1, h, lk, 8)
     score = build_score("scaled_dot", 8, 8)
     i, j = torch.arange(lq, dtype=torch.float64)[:, None], torch.arange(lk, dtype=torch.float64)[None, :]
-    allowed = (i - j).abs() <= 5
+    allowed = (i - j).abs() <= 5 if masked else torch.ones(lq, lk, dtype=torch.bool)
     slopes = torch.tensor([2.0 ** -4, 2.0 ** -8], dtype=torch.float64).view(1, h, 1, 1)
     for scale in (0.5, 2.0):
         mods = ([ALiBi(h)] if with_alibi else []) + [_position_bias(scale)]
         with torch.no_grad():
-            out, _, how = attend(q, k, v, score, window(5), mods)
+            out, _, how = attend(q, k, v, score, window(5) if masked else None, mods)
+        if not masked:
+            assert len(base._bias_cache) == (1 if scale == 0.5 else 2)  # one entry per scale
         s = (q.double() @ k.double().transpose(-1, -2)) / 8 ** 0.5 + scale * torch.sin(0.3 * j + 0.1 * i * j)
         if with_alibi:
             s = s - slopes * (i - j).abs()
@@ -274,9 +276,9 @@ def test_cached_biases_on_absolute_positions_stay_apart_and_add_up(small_tiles, 
         torch.testing.assert_close(out.double(), w @ v.double(), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("tiles", [False, True])
+@pytest.mark.parametrize("path, size, length", [("one call", 5, 40), ("tiles", 5, 40), ("band", 16, 128)])
 @pytest.mark.parametrize("dv", [4, 13])
-def test_values_with_their_own_head_size_under_a_mask(small_tiles, tiles, dv):
+def test_values_with_their_own_head_size_under_a_mask(small_tiles, path, size, length, dv):
     """Values narrower or wider than queries and keys (``attend`` allows it) through the
     block-sparse backend, whose flash kernel takes one head size (tiles and the one-call path),
     forward and gradients against the formula (a RuntimeError from the kernel before)."""
@@ -284,16 +286,24 @@ def test_values_with_their_own_head_size_under_a_mask(small_tiles, tiles, dv):
     from attnkit.attention.scores import build_score
     from tests.attention.oracle import oracle_attention
 
-    if not tiles:
+    from attnkit.attention.backends import blocksparse
+
+    if path == "one call":
         small_tiles.undo()
+    ran = []
+    for kernel in ("BandFlash", "_BlockSparseFlash"):
+        real = getattr(blocksparse, kernel).apply
+        small_tiles.setattr(getattr(blocksparse, kernel), "apply",
+                            lambda *a, real=real, kernel=kernel: ran.append(kernel) or real(*a))
     torch.manual_seed(4)
-    q, k = torch.randn(2, 2, 40, 8, requires_grad=True), torch.randn(2, 2, 40, 8, requires_grad=True)
-    v = torch.randn(2, 2, 40, dv, requires_grad=True)
+    q, k = (torch.randn(2, 2, length, 8, requires_grad=True) for _ in range(2))
+    v = torch.randn(2, 2, length, dv, requires_grad=True)
     score = build_score("scaled_dot", 8, 8)
-    out, _, how = attend(q, k, v, score, window(5))
-    assert how.backend == "blocksparse" and out.shape == (2, 2, 40, dv)
-    i = torch.arange(40)
-    want = oracle_attention(q.double(), k.double(), v.double(), score.double(), ((i[:, None] - i).abs() <= 5)).out
+    out, _, how = attend(q, k, v, score, window(size))
+    assert how.backend == "blocksparse" and out.shape == (2, 2, length, dv)
+    assert ran == {"one call": [], "tiles": ["_BlockSparseFlash"], "band": ["BandFlash"]}[path]
+    i = torch.arange(length)
+    want = oracle_attention(q.double(), k.double(), v.double(), score.double(), ((i[:, None] - i).abs() <= size)).out
     torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
     g = torch.randn_like(want)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), g.float()), torch.autograd.grad(want, (q, k, v), g)):
