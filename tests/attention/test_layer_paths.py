@@ -300,7 +300,7 @@ def test_values_with_their_own_head_size_under_a_mask(small_tiles, path, size, l
     v = torch.randn(2, 2, length, dv, requires_grad=True)
     score = build_score("scaled_dot", 8, 8)
     out, _, how = attend(q, k, v, score, window(size))
-    assert how.backend == "blocksparse" and out.shape == (2, 2, length, dv)
+    assert how.backend == "blocksparse" and out.shape == (2, 2, length, dv) and out.is_contiguous()
     assert ran == {"one call": [], "tiles": ["_BlockSparseFlash"], "band": ["BandFlash"]}[path]
     i = torch.arange(length)
     want = oracle_attention(q.double(), k.double(), v.double(), score.double(), ((i[:, None] - i).abs() <= size)).out

@@ -280,11 +280,16 @@ class BlockSparseBackend(Backend):
             layout = derived[key]
             if layout is not None:
                 with threads_for_tiles():
-                    return BandFlash.apply(layout, p.score.dot_scale, qf, kf, v)[..., :p.v.shape[-1]], None
+                    return _cut(BandFlash.apply(layout, p.score.dot_scale, qf, kf, v), p.v.shape[-1]), None
         calls = _calls(p, plan, bq)
         with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
             out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, qf, kf, v)
-        return out[..., :p.v.shape[-1]], None
+        return _cut(out, p.v.shape[-1]), None
+
+
+def _cut(out: torch.Tensor, dv: int) -> torch.Tensor:
+    """The output's first ``dv`` features (the values' own width), contiguous as before."""
+    return out if out.shape[-1] == dv else out[..., :dv].contiguous()
 
 
 def _one_head_size(qf: torch.Tensor, kf: torch.Tensor, v: torch.Tensor):
