@@ -225,9 +225,10 @@ def main() -> None:
                     batch1[name][2][k] = (p50, score)
                 tgt_speed = 2.0 if (k == "onnxruntime_int8" and "minilm" in name) else (
                     1.2 if k.startswith("torch_pruned") else None)
+                drop = round(100 * (base["score"] - score), 2)
                 speed = row(name, f"{k}_speedup_batch1", round(base["p50"] / p50, 2), tgt_speed, "higher", "x")
                 if k.startswith("torch_pruned"):
-                    pruning_target(speed, round(100 * (base["score"] - score), 2))
+                    pruning_target(speed, drop)
                 rows += [
                     row(name, f"{k}_latency_p50_ms", round(p50, 3), better="lower", unit="ms",
                         p99_ms=round(p99, 3), speedup_vs_torch_fp32=round(base["p50"] / p50, 2)),
@@ -239,7 +240,7 @@ def main() -> None:
                     row(name, f"{k}_size_reduction", round(base["size"] / size, 2),
                         3.5 if "int8" in k else None, "higher", "x"),
                     row(name, f"{k}_dev_{metric}", round(score, 4), better="higher"),
-                    row(name, f"{k}_dev_{metric}_drop_points", round(100 * (base["score"] - score), 2),
+                    row(name, f"{k}_dev_{metric}_drop_points", drop,
                         1.0 if ("int8" in k or "pruned" in k) else None, "lower", "points"),
                 ]
                 print(f"{name:24} {k:20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  {sps:8.1f} sent/s  {size:7.2f} MiB  "

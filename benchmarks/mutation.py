@@ -203,7 +203,8 @@ def main(argv=None) -> None:
                  "simple random sample)")
     if args.only_given and not given_names(args):
         ap.error("--only-given: name the mutants (NAMES or --names-file)")
-    if args.out is None and (args.sample or args.only_given):
+    sampled = bool(args.sample or args.only_given)
+    if args.out is None and sampled:
         args.out = str(ROOT / "benchmarks" / "results" / "mutation_sample.json")  # never over the full result
     if args.issue_mutants:
         rows = run_issue_mutants(start=args.start)
@@ -215,11 +216,10 @@ def main(argv=None) -> None:
                        "tests/train/test_optim.py -x -m 'not slow_compile' (full grid) on it"])
         return
     seconds = None
+    names = draw_sample(args.sample, args.seed, args.cwd) if args.sample else given_names(args)  # read once
+    if args.sample:
+        print(f"drew {len(names)} mutants (seed {args.seed})", flush=True)
     if not args.no_run:
-        names = given_names(args)
-        if args.sample:
-            names += draw_sample(args.sample, args.seed, args.cwd)
-            print(f"drew {len(names)} mutants (seed {args.seed})", flush=True)
         env = dict(os.environ)
         if not args.full_grid:
             env["ATTNKIT_TEST_GRID"] = "pairwise"
@@ -236,10 +236,8 @@ def main(argv=None) -> None:
         earlier = dict(ln.strip().rsplit(": ", 1) for ln in args.carry.read_text().splitlines() if ": " in ln)
         status = {k: (earlier.get(k, v) if v in NOT_RUN else v) for k, v in status.items()}
     population = len(status)
-    sampled = bool(args.sample or args.only_given)
     if sampled:
-        given = draw_sample(args.sample, args.seed, args.cwd) if args.sample else given_names(args)
-        status = only(status, given)
+        status = only(status, names)
     equivalent = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
     rows, survivors = summarise(status, equivalent)
     for r in rows:

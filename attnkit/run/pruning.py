@@ -9,7 +9,6 @@ the run's own vocabularies and labels, and keeps the best epoch by the dev metri
 appears at ``--out`` until the pruned and recovered run is complete."""
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -19,8 +18,8 @@ from ..deploy import prune_run
 from ..errors import ConfigError
 from ..evaluate import evaluate_model
 from ..files import write_json
-from ..run_files import RunFiles
-from ..rundir import check_new_out, derived_run, load_run, open_run, read_meta, save_weights
+from ..run_files import WEIGHTS, RunFiles
+from ..rundir import check_new_out, derived_run, load_run, open_run, read_eval, read_meta, save_weights
 from ..tasks import prepare, read_checked
 from .training import resolve_config, train_model
 
@@ -56,11 +55,11 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
         log.info(f"recovering the pruned model: {recover_epochs} epoch(s) of {len(prepared.train):,} examples")
         result = train_model(cfg, prepared, run.model, scratch / "training", progress)
         trained = RunFiles(scratch / "training")
-        with derived_run(pruned, out) as final:
+        with derived_run(pruned, out, skip=(WEIGHTS,)) as final:  # the pruned weights: replaced below
             files = RunFiles(final)
             save_weights(run.model, files.weights, everything=True)
-            scores = json.loads(trained.eval.read_text(encoding="utf-8"))
-            write_json(files.eval, {**scores, "weights": f"pruned, then fine-tuned {recover_epochs} epoch(s)"})
+            write_json(files.eval, {**read_eval(trained.root), "weights": f"pruned, then fine-tuned {recover_epochs} "
+                                                                           f"epoch(s)"})
             meta = read_meta(final)
             meta["recovered"] = {"epochs": recover_epochs, "overrides": list(overrides), "metric": cfg.train.metric,
                                  "dev_before": before, "dev_after": result.dev, "history": trained.read_metrics()}
