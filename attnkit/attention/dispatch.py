@@ -3,8 +3,9 @@
 Order (each backend's ``why_not`` decides whether it can run the call):
 
 * CPU: ``sdpa`` (unmasked dot product: one fused call) -> ``blocksparse`` (masked or
-  biased dot product: fused kernel on visible tiles only) -> ``chunked`` (anything).
-* CUDA: ``sdpa`` -> ``flex`` (compiled FlexAttention, any mask/modifier) -> ``chunked``.
+  biased dot product: fused kernel on visible tiles only) -> ``direct`` (small calls without
+  gradients: all scores at once) -> ``chunked`` (anything).
+* CUDA: ``sdpa`` -> ``flex`` (compiled FlexAttention, any mask/modifier) -> ``direct`` -> ``chunked``.
 
 ``flex`` is never picked automatically on CPU: there it runs forward only, compiles for
 every new shape (2-8 s measured), and was slower than SDPA on the dense and ALiBi rows of
@@ -28,10 +29,10 @@ from .backends import BACKENDS, Problem
 log = logging.getLogger("attnkit.attention")
 
 ORDER = {
-    "cpu": ["sdpa", "blocksparse", "chunked"],
-    "cuda": ["sdpa", "flex", "chunked"],
+    "cpu": ["sdpa", "blocksparse", "direct", "chunked"],
+    "cuda": ["sdpa", "flex", "direct", "chunked"],
 }
-DEFAULT_ORDER = ["sdpa", "chunked"]
+DEFAULT_ORDER = ["sdpa", "direct", "chunked"]
 NOT_AUTOMATIC = {
     "cpu": {"flex": "not picked automatically on CPU: forward-only, compiles per shape (2-8 s), and "
                     "slower than sdpa/blocksparse on dense and ALiBi rows (faster forward only on "
@@ -68,7 +69,7 @@ def choose_backend(p: Problem, force: str | None = None) -> Dispatch:
     order = ORDER.get(p.device.type, DEFAULT_ORDER)
     passed = []
     for name in order:
-        why = BACKENDS.get(name).why_not(p)
+        why = BACKENDS.get(name).why_not_automatic(p)
         if why is None:
             passed += list(NOT_AUTOMATIC.get(p.device.type, {}).items())
             kind = "first able" if not passed else "fastest able"

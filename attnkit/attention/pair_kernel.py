@@ -224,15 +224,22 @@ def capability() -> str:
 
 def kernel():
     """The compiled kernel module, built on first call (None where it cannot be: see :func:`why_not`)."""
-    if "module" in _built:
-        return _built["module"]
-    with _lock:
-        if "module" not in _built:
-            _built["module"], _built["why"] = _build()
-            if _built["module"] is None:
-                log.warning(f"additive/MLP pair kernel not used ({_built['why']}): the tensor-op tile path runs, "
-                            f"several times slower")
-    return _built["module"]
+    return built_once(_built, _lock, lambda: _build(), "additive/MLP pair kernel",
+                      "the tensor-op tile path runs, several times slower")
+
+
+def built_once(cache: dict, lock, build, what: str, instead: str):
+    """``cache["module"]``, made by ``build() -> (module or None, why)`` on the first call only
+    (one build however many threads ask at once); a kernel that cannot be built is said once,
+    with what runs ``instead``."""
+    if "module" in cache:
+        return cache["module"]
+    with lock:
+        if "module" not in cache:
+            cache["module"], cache["why"] = build()
+            if cache["module"] is None:
+                log.warning(f"{what} not used ({cache['why']}): {instead}")
+    return cache["module"]
 
 
 def why_not() -> str | None:
@@ -241,31 +248,38 @@ def why_not() -> str | None:
 
 
 def _build():
-    if os.environ.get("ATTNKIT_PAIR_KERNEL", "1") == "0":
-        return None, "ATTNKIT_PAIR_KERNEL=0"
+    return compile_kernel("attnkit_pairs", SOURCE, ["pair_scores", "pair_backward"], "ATTNKIT_PAIR_KERNEL",
+                          "the additive/MLP pair kernel")
+
+
+def compile_kernel(prefix: str, source: str, functions: list[str], switch: str, what: str):
+    """Build (or load from the cache) the C++ ``source`` exporting ``functions`` for this CPU's
+    vector instructions: ``(module, None)``, or ``(None, why)`` when the environment variable
+    ``switch`` is ``0`` or the build fails (no compiler, no ninja ...)."""
+    if os.environ.get(switch, "1") == "0":
+        return None, f"{switch}=0"
     cap = capability()
     if shutil.which("ninja") is None:  # the `ninja` wheel (a dependency) when its bin/ is not on PATH
         with contextlib.suppress(ImportError):
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    name = f"attnkit_pairs_{cap.lower()}"
+    name = f"{prefix}_{cap.lower()}"
     _clear_stale_lock(name)
     try:
         built = any(build_dir(name).glob(f"{name}*.so"))
     except OSError:
         built = False
-    (log.debug if built else log.info)(f"{'loading' if built else 'building'} the additive/MLP pair kernel for "
+    (log.debug if built else log.info)(f"{'loading' if built else 'building'} {what} for "
                                        f"{cap} (built once per machine: 40-80 s)")
     flags = _FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])  # plain C++: still fused, not vectorised
     try:
         from torch.utils.cpp_extension import load_inline
 
-        module = load_inline(name, cpp_sources=SOURCE, build_directory=str(build_dir(name)),
-                             functions=["pair_scores", "pair_backward"],
-                             extra_cflags=["-O3", "-fopenmp", *flags], verbose=False)
+        module = load_inline(name, cpp_sources=source, build_directory=str(build_dir(name)),
+                             functions=functions, extra_cflags=["-O3", "-fopenmp", *flags], verbose=False)
     except Exception as e:  # no compiler, no ninja, a failed build: the tensor-op path still works
-        log.debug(f"pair kernel build failed: {e}")
+        log.debug(f"{name} build failed: {e}")
         first = str(e).strip().splitlines()
         return None, f"could not build it: {type(e).__name__}: {first[0] if first else ''}"[:300]
     return module, None
@@ -302,10 +316,10 @@ def usable(qf: torch.Tensor, kf: torch.Tensor, activation: str) -> bool:
     return (activation in ACTIVATIONS and not getattr(_off, "on", False) and qf.device.type == "cpu"
             and kf.device.type == "cpu" and qf.shape[:-2] == kf.shape[:-2] and qf.shape[-1] == kf.shape[-1]
             and qf.dtype in LOW_OR_SINGLE and kf.dtype in LOW_OR_SINGLE and qf.numel() > 0 and kf.numel() > 0
-            and not _tracing() and kernel() is not None)
+            and not tracing() and kernel() is not None)
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """Whether a tracer or compiler is recording: it cannot see into the kernel (an opaque call
     would be baked into the graph as a constant)."""
     return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()

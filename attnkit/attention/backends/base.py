@@ -65,6 +65,11 @@ class Backend:
     def why_not(self, p: Problem) -> str | None:
         raise NotImplementedError
 
+    def why_not_automatic(self, p: Problem) -> str | None:
+        """Why the dispatcher does not pick it for ``p`` by itself (it may still be forced):
+        by default, the same as :meth:`why_not`."""
+        return self.why_not(p)
+
     def run(self, p: Problem) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 

@@ -1,0 +1,137 @@
+"""Small inference calls: the paths attnkit takes for them against the general ones.
+
+1. Attention: the ``direct`` backend (all scores at once) against ``chunked`` (online
+   softmax over tiles), both forced, without gradients, on the shapes where the dispatcher
+   now picks ``direct``: attention pooling over a sentence, a short self-attention, up to
+   the one-tile budget (4M floats of score work).
+2. LSTM: the fused kernel (``attnkit.nn.lstm_kernel``) against PyTorch's LSTM on the packed
+   batch (oneDNN), as ``LSTMEncoder`` runs each, at batch 1-32: where the kernel stops
+   paying (``MAX_BATCH``).
+
+Each case's contenders run interleaved, in rounds (the order alternating), medians of the
+per-call times; ratios are general / small-call path (> 1: the small-call path is faster).
+
+    python benchmarks/small_calls.py            # -> benchmarks/results/small_calls.json
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from _common import machine, row, write_results
+
+ROUNDS = 7
+CALLS = 30
+
+
+def interleaved(contenders: dict, calls: int = CALLS, rounds: int = ROUNDS) -> dict:
+    """name -> median ms per call over ``rounds`` rounds of ``calls`` calls, contenders taking turns."""
+    with torch.inference_mode():
+        for f in contenders.values():
+            for _ in range(3):
+                f()
+        times = {k: [] for k in contenders}
+        for r in range(rounds):
+            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+            for k in order:
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    contenders[k]()
+                times[k].append((time.perf_counter() - t0) / calls * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def attention_cases() -> list[dict]:
+    from attnkit.attention import Attention, AttentionPooling
+
+    rows = []
+    cases = [  # name, module, inputs
+        ("pooling additive B1 L20 d256", AttentionPooling(256, score="additive", hidden=128),
+         (torch.randn(1, 20, 256),), {"lengths": torch.tensor([20])}),
+        ("pooling additive B32 L50 d256", AttentionPooling(256, score="additive", hidden=128),
+         (torch.randn(32, 50, 256),), {"lengths": torch.randint(10, 51, (32,)).clamp(max=50)}),
+        ("self additive B1 L64 d64", Attention(64, 64, score="additive", hidden=64),
+         (torch.randn(1, 64, 64),) * 3, {}),
+        ("self mlp B2 L256 d64", Attention(64, 64, score="mlp", hidden=32),
+         (torch.randn(2, 256, 64),) * 3, {}),
+        ("self additive B1 L1000 d64", Attention(64, 64, score="additive", hidden=64),
+         (torch.randn(1, 1000, 64),) * 3, {}),
+    ]
+    for name, module, args, kw in cases:
+        module.eval()
+        got = {}
+        for backend in ("direct", "chunked"):
+            module.spec.backend = backend
+            with torch.inference_mode():
+                got[backend] = module(*args, **kw)[0]
+        err = (got["direct"] - got["chunked"]).abs().max().item()
+
+        def call(backend, module=module, args=args, kw=kw):
+            module.spec.backend = backend
+            return module(*args, **kw)
+
+        ms = interleaved({b: (lambda b=b: call(b)) for b in ("direct", "chunked")})
+        module.spec.backend = "auto"
+        with torch.inference_mode():
+            module(*args, **kw)
+        auto = module.last_dispatch.backend
+        print(f"{name:32} direct {ms['direct']:8.3f} ms  chunked {ms['chunked']:8.3f} ms  "
+              f"{ms['chunked'] / ms['direct']:5.2f}x  auto: {auto}  max diff {err:.1e}", flush=True)
+        rows += [row(name, "direct_ms", round(ms["direct"], 4), unit="ms"),
+                 row(name, "chunked_ms", round(ms["chunked"], 4), unit="ms"),
+                 row(name, "chunked_over_direct", round(ms["chunked"] / ms["direct"], 2), better="higher", unit="x",
+                     auto_picks=auto, max_abs_diff=err)]
+    return rows
+
+
+def lstm_cases() -> list[dict]:
+    from attnkit.nn import LSTMEncoder, lstm_kernel
+
+    rows = []
+    for hidden in (128, 256):
+        enc = LSTMEncoder(384, hidden=hidden).eval()
+        for b in (1, 2, 4, 8, 16, 32):
+            x = torch.randn(b, 24, 384)
+            lengths = torch.randint(8, 25, (b,))
+            lengths[0] = 24
+
+            def torch_lstm(enc=enc, x=x, lengths=lengths):
+                with lstm_kernel.off():
+                    return enc(x, lengths)
+
+            def fused(enc=enc, x=x, lengths=lengths):
+                return lstm_kernel.lstm(enc.rnn, x, lengths)
+
+            with torch.inference_mode():
+                err = (fused() - torch_lstm()).abs().max().item()
+            ms = interleaved({"fused": fused, "torch": torch_lstm})
+            name = f"lstm bi H{hidden} D384 T<=24 B{b}"
+            used = b <= lstm_kernel.MAX_BATCH
+            print(f"{name:32} fused {ms['fused']:8.3f} ms  torch {ms['torch']:8.3f} ms  "
+                  f"{ms['torch'] / ms['fused']:5.2f}x  encoder uses fused: {used}  max diff {err:.1e}", flush=True)
+            rows += [row(name, "fused_ms", round(ms["fused"], 4), unit="ms"),
+                     row(name, "torch_ms", round(ms["torch"], 4), unit="ms"),
+                     row(name, "torch_over_fused", round(ms["torch"] / ms["fused"], 2), better="higher", unit="x",
+                         encoder_uses_fused=used, max_abs_diff=err)]
+    return rows
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    from attnkit.nn import lstm_kernel
+
+    if lstm_kernel.kernel() is None:
+        raise SystemExit(f"the fused LSTM kernel is not available here: {lstm_kernel.why_not()}")
+    rows = attention_cases() + lstm_cases()
+    notes = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, inference mode",
+             f"medians of {ROUNDS} rounds of {CALLS} calls per contender, contenders interleaved (order alternating)",
+             "ratios: general path / small-call path; > 1: the small-call path is faster",
+             f"CPU: {machine().get('cpu', '?')}"]
+    print(write_results("small_calls", rows, notes))
+
+
+if __name__ == "__main__":
+    main()

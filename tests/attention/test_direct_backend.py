@@ -1,0 +1,66 @@
+"""The ``direct`` backend: small calls without gradients in one pass. When the dispatcher
+picks it (and when not), and its output and weights against the float64 reference on the
+cases its one-pass softmax must get right: padding, rows with nothing visible, modifiers.
+(Gradients, forced, are held to the oracle with every other backend in test_backends.py.)"""
+import pytest
+import torch
+
+from attnkit.attention import AttentionPooling, attend, causal, explain_dispatch, key_padding
+from attnkit.attention.backends import BACKENDS
+from attnkit.attention.backends.direct import score_work
+from attnkit.attention.functional import build_problem
+from attnkit.attention.mods import build_mod
+from attnkit.attention.scores import build_score
+
+
+def test_small_inference_calls_go_direct_and_training_calls_stay_chunked():
+    pool = AttentionPooling(16, score="additive", hidden=8)
+    x, lengths = torch.randn(2, 7, 16), torch.tensor([7, 3])
+    d = explain_dispatch(pool, x, lengths=lengths)
+    assert d.backend == "chunked"
+    assert ("direct", "gradients needed: the chunked backend recomputes its tiles in the backward instead of "
+                      "keeping them") in d.passed_over
+    with torch.no_grad():
+        d = explain_dispatch(pool, x, lengths=lengths)
+        assert d.backend == "direct" and d.reason == "fastest able for cpu, grad=no"
+        assert [name for name, _ in d.passed_over] == ["sdpa", "blocksparse", "flex"]  # flex: never automatic on CPU
+        pool(x, lengths=lengths)
+        assert pool.last_dispatch.backend == "direct"
+
+
+def test_a_call_larger_than_one_tile_is_tiled(monkeypatch):
+    score = build_score("additive", 8, 8, hidden=4)
+    q, k = torch.randn(1, 1, 6, 8), torch.randn(1, 1, 10, 8)
+    p = build_problem(q, k, k, score, None, [])
+    work = score_work(p)
+    assert work == 6 * 10 * max(1, score.tile_cost(p.qf, p.kf))
+    direct = BACKENDS.get("direct")
+    monkeypatch.setattr(type(direct), "budget", work)
+    assert direct.why_not(p) is None
+    monkeypatch.setattr(type(direct), "budget", work - 1)
+    assert direct.why_not(p) == f"{work:,} floats of scores exceed one tile ({work - 1:,}): tiled instead"
+    with torch.no_grad():
+        assert attend(q, k, k, score)[2].backend == "chunked"
+
+
+@pytest.mark.parametrize("score_name,mods", [("additive", []), ("scaled_dot", ["alibi"]), ("mlp", [])])
+def test_direct_equals_the_float64_reference_with_padding_and_empty_rows(score_name, mods):
+    """Padding by lengths (one sequence empty: its row sees nothing and must give zeros, not
+    NaN), causal masking, weights returned."""
+    torch.manual_seed(4)
+    b, h, lq, lk, d = 3, 2, 5, 6, 8
+    score = build_score(score_name, d, d)
+    q, k, v = torch.randn(b, h, lq, d), torch.randn(b, h, lk, d), torch.randn(b, h, lk, 4)
+    mod_list = [build_mod(m, heads=h) for m in mods]
+    mask = causal() & key_padding(lengths=torch.tensor([6, 2, 0]))
+    with torch.no_grad():
+        # a masked dot product goes to blocksparse by itself: forced here
+        out, w, how = attend(q, k, v, score, mask, mod_list, need_weights=True,
+                             backend="auto" if score_name != "scaled_dot" else "direct")
+        assert how.backend == "direct"
+        ref, ref_w, _ = attend(q.double(), k.double(), v.double(), score.double(), mask, mod_list,
+                               need_weights=True, backend="reference")
+    score.float()
+    torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(w.double(), ref_w, atol=2e-6, rtol=1e-5)
+    assert (out[2] == 0).all() and (w[2] == 0).all() and torch.isfinite(out).all()
