@@ -17,6 +17,7 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --set model.embedding.vectors=/tmp/attnkit-deploy/minilm-vectors.txt \
         --set model.embedding.extend_vocab=true --set model.embedding.freeze=true \
         --out /tmp/attnkit-deploy/sst2-bilstm-distilled
+    attnkit distill ... (the same) --set model.encoder.hidden=128 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128
     attnkit prune /tmp/attnkit-deploy/sst2-minilm --out /tmp/attnkit-deploy/sst2-minilm-p50-50-r1 \
         --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
@@ -45,8 +46,10 @@ from _common import has_bf16_units, machine, row, write_results
 
 DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
-                "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled"}
-TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full"}  # distilled student -> its teacher
+                "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled",
+                "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128"}
+TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full",  # distilled student -> its teacher
+           "sst2/bilstm_distilled_h128": "sst2/minilm_full"}
 # pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run
 RECOVERED = {"sst2/minilm_full": {"torch_pruned_heads50_ffn50_recovered1": "/tmp/attnkit-deploy/sst2-minilm-p50-50-r1"}}
 PRUNE_LEVELS = ((0.25, 0.0), (0.5, 0.0), (0.25, 0.25), (0.5, 0.5))  # (heads, ffn) fractions removed, MiniLM
@@ -63,6 +66,27 @@ def shuffled(items: list, r: int) -> list:
     order = list(items)
     random.Random(r).shuffle(order)
     return order
+
+
+class GeneralPaths:
+    """A model run on the general paths only, as before the small-call ones (2026-12-02):
+    PyTorch's LSTM (oneDNN) instead of the fused LSTM kernel, and the chunked attention
+    backend instead of ``direct`` (its budget set to nothing for the call)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, batch):
+        from attnkit.attention.backends.direct import DirectBackend
+        from attnkit.nn import rnn_kernel
+
+        budget = DirectBackend.budget
+        DirectBackend.budget = -1
+        try:
+            with rnn_kernel.off():
+                return self.model(batch)
+        finally:
+            DirectBackend.budget = budget
 
 
 class Autocast:
@@ -96,6 +120,8 @@ def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dic
     out = {}
     base = load_run(run_dir)
     out["torch_fp32"] = (base.model, run_dir / "model.safetensors")
+    if base.cfg.model.pretrained is None:  # the small-call paths (fused LSTM, direct attention) against the general ones
+        out["torch_fp32_general_paths"] = (GeneralPaths(base.model), run_dir / "model.safetensors")
     if has_bf16_units():
         out["torch_bf16"] = (Autocast(base.model), run_dir / "model.safetensors")
     onnx = export_run(run_dir, scratch / "onnx")

@@ -4,9 +4,9 @@
    softmax over tiles), both forced, without gradients, on the shapes where the dispatcher
    now picks ``direct``: attention pooling over a sentence, a short self-attention, up to
    the one-tile budget (4M floats of score work).
-2. LSTM: the fused kernel (``attnkit.nn.lstm_kernel``) against PyTorch's LSTM on the packed
-   batch (oneDNN), as ``LSTMEncoder`` runs each, at batch 1-32: where the kernel stops
-   paying (``MAX_BATCH``).
+2. LSTM and GRU: the fused kernel (``attnkit.nn.rnn_kernel``) against PyTorch's LSTM/GRU on
+   the packed batch (oneDNN), as ``LSTMEncoder``/``GRUEncoder`` run each, at batch 1-32:
+   where the kernel stops paying (``MAX_BATCH``).
 
 Each case's contenders run interleaved, in rounds (the order alternating), medians of the
 per-call times; ratios are general / small-call path (> 1: the small-call path is faster).
@@ -86,29 +86,31 @@ def attention_cases() -> list[dict]:
     return rows
 
 
-def lstm_cases() -> list[dict]:
-    from attnkit.nn import LSTMEncoder, lstm_kernel
+def rnn_cases() -> list[dict]:
+    from attnkit.nn import GRUEncoder, LSTMEncoder, rnn_kernel
 
     rows = []
-    for hidden in (128, 256):
-        enc = LSTMEncoder(384, hidden=hidden).eval()
-        for b in (1, 2, 4, 8, 16, 32):
+    for cell, cls, hidden, batches in (("lstm", LSTMEncoder, 128, (1, 2, 4, 8, 16, 32)),
+                                       ("lstm", LSTMEncoder, 256, (1, 2, 4, 8, 16, 32)),
+                                       ("gru", GRUEncoder, 256, (1, 8, 16))):
+        enc = cls(384, hidden=hidden).eval()
+        for b in batches:
             x = torch.randn(b, 24, 384)
             lengths = torch.randint(8, 25, (b,))
             lengths[0] = 24
 
             def torch_lstm(enc=enc, x=x, lengths=lengths):
-                with lstm_kernel.off():
+                with rnn_kernel.off():
                     return enc(x, lengths)
 
             def fused(enc=enc, x=x, lengths=lengths):
-                return lstm_kernel.lstm(enc.rnn, x, lengths)
+                return rnn_kernel.run(enc.rnn, x, lengths)
 
             with torch.inference_mode():
                 err = (fused() - torch_lstm()).abs().max().item()
             ms = interleaved({"fused": fused, "torch": torch_lstm})
-            name = f"lstm bi H{hidden} D384 T<=24 B{b}"
-            used = b <= lstm_kernel.MAX_BATCH
+            name = f"{cell} bi H{hidden} D384 T<=24 B{b}"
+            used = b <= rnn_kernel.MAX_BATCH
             print(f"{name:32} fused {ms['fused']:8.3f} ms  torch {ms['torch']:8.3f} ms  "
                   f"{ms['torch'] / ms['fused']:5.2f}x  encoder uses fused: {used}  max diff {err:.1e}", flush=True)
             rows += [row(name, "fused_ms", round(ms["fused"], 4), unit="ms"),
@@ -121,11 +123,11 @@ def lstm_cases() -> list[dict]:
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    from attnkit.nn import lstm_kernel
+    from attnkit.nn import rnn_kernel
 
-    if lstm_kernel.kernel() is None:
-        raise SystemExit(f"the fused LSTM kernel is not available here: {lstm_kernel.why_not()}")
-    rows = attention_cases() + lstm_cases()
+    if rnn_kernel.kernel() is None:
+        raise SystemExit(f"the fused LSTM/GRU kernel is not available here: {rnn_kernel.why_not()}")
+    rows = attention_cases() + rnn_cases()
     notes = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, inference mode",
              f"medians of {ROUNDS} rounds of {CALLS} calls per contender, contenders interleaved (order alternating)",
              "ratios: general path / small-call path; > 1: the small-call path is faster",

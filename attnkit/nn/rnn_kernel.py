@@ -1,0 +1,236 @@
+"""LSTM and GRU recurrences for small inference batches, fused into one C++ kernel (CPU).
+
+At batch 1 PyTorch's CPU LSTM (oneDNN) re-packs its weights on every call: measured on a
+BiLSTM of hidden 256 over 384-dim inputs, about 0.47 ms per direction whatever the length
+(0.53 ms for one token), most of a distilled student's time per sentence. Without oneDNN,
+ATen's own LSTM runs ~8 small ops per step. Here a layer is one matrix product for the
+input projections of every step and both directions (oneDNN's GEMM), then one kernel call
+for the recurrence: each (sequence, direction) on its own thread, the step's
+``W_hh h`` as register-blocked FMAs over ``W_hh`` kept transposed (packed once per weight
+version, not per call), the gates in the same pass. Padded positions stay zero and a
+backward direction starts at each sequence's own last token, as with packed sequences.
+The GRU's hidden bias stays inside the reset gate's product, as PyTorch's GRU has it:
+``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
+
+It runs only where it is faster and exact in meaning: inference (no gradient wanted), CPU
+float32 (bf16 inputs are widened: the recurrence runs in float32 either way, see
+``rnn.run_recurrence``), a plain ``nn.LSTM`` (without projections) or ``nn.GRU``, batches of
+at most :data:`MAX_BATCH` sequences (beyond that oneDNN's batched GEMMs win:
+``benchmarks/results/small_calls.json``), nothing tracing (an exported graph keeps the
+PyTorch module). ``ATTNKIT_RNN_KERNEL=0`` turns it off; it is built like the attention pair
+kernel (once per machine, then cached) and where it cannot be, PyTorch's RNN runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+
+import torch
+from torch import nn
+
+from ..attention.pair_kernel import built_once, compile_kernel, tracing
+
+MAX_BATCH = 8
+CELLS = {nn.LSTM: 0, nn.GRU: 1}  # the kernel's CELL template argument
+
+SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+using Vec = at::vec::Vectorized<float>;
+constexpr int64_t W = Vec::size();
+constexpr int64_t K = 8;  // gate vectors accumulated in registers at once
+
+static inline float sigmoid1(float x) { return 1.f / (1.f + std::exp(-x)); }
+static inline Vec sigmoid(const Vec& x) { const Vec one(1.f); return one / (one + x.neg().exp()); }
+
+// g[j] = a[j] + sum_k h[k] * w[k, j] for j < G (w: H rows of G floats)
+static inline void matvec(const float* a, const float* w, const float* h, float* g, int64_t H, int64_t G) {
+  int64_t j = 0;
+  for (; j + K * W <= G; j += K * W) {
+    Vec acc[K];
+    for (int64_t q = 0; q < K; ++q) acc[q] = Vec::loadu(a + j + q * W);
+    for (int64_t k = 0; k < H; ++k) {
+      const Vec hk(h[k]);
+      const float* wr = w + k * G + j;
+      for (int64_t q = 0; q < K; ++q) acc[q] = at::vec::fmadd(hk, Vec::loadu(wr + q * W), acc[q]);
+    }
+    for (int64_t q = 0; q < K; ++q) acc[q].store(g + j + q * W);
+  }
+  for (; j + W <= G; j += W) {
+    Vec acc = Vec::loadu(a + j);
+    for (int64_t k = 0; k < H; ++k) acc = at::vec::fmadd(Vec(h[k]), Vec::loadu(w + k * G + j), acc);
+    acc.store(g + j);
+  }
+  for (; j < G; ++j) {
+    float acc = a[j];
+    for (int64_t k = 0; k < H; ++k) acc += h[k] * w[k * G + j];
+    g[j] = acc;
+  }
+}
+
+// CELL 0 (LSTM, gates i f g o; xp holds both biases), CELL 1 (GRU, gates r z n; xp holds b_ih, bh b_hh).
+// xp (B, T, D*G) input projections; whT (D, H, G) W_hh transposed per direction; bh (D, G);
+// lengths (B) int64 -> (B, T, D*H), zero past each length.
+template <int CELL>
+torch::Tensor recurrence(const torch::Tensor& xp, const torch::Tensor& whT, const torch::Tensor& bh,
+                         const torch::Tensor& lengths) {
+  const int64_t B = xp.size(0), T = xp.size(1), D = whT.size(0), H = whT.size(1), G = whT.size(2);
+  auto out = torch::zeros({B, T, D * H}, xp.options());
+  const float* xpp = xp.data_ptr<float>();
+  const float* wp = whT.data_ptr<float>();
+  const float* bhp = bh.data_ptr<float>();
+  const int64_t* lp = lengths.data_ptr<int64_t>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, B * D, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> g(G), h(H), c(H);
+    const Vec one(1.f);
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t b = r / D, d = r % D, n = std::min<int64_t>(std::max<int64_t>(lp[b], 0), T);
+      const float* w = wp + d * H * G;
+      std::fill(h.begin(), h.end(), 0.f);
+      std::fill(c.begin(), c.end(), 0.f);
+      for (int64_t s = 0; s < n; ++s) {
+        const int64_t t = d == 0 ? s : n - 1 - s;
+        const float* x = xpp + (b * T + t) * D * G + d * G;
+        float* o = op + (b * T + t) * D * H + d * H;
+        matvec(CELL == 0 ? x : bhp + d * G, w, h.data(), g.data(), H, G);
+        int64_t u = 0;
+        if (CELL == 0) {
+          for (; u + W <= H; u += W) {
+            const Vec cc = sigmoid(Vec::loadu(g.data() + H + u)) * Vec::loadu(c.data() + u)
+                           + sigmoid(Vec::loadu(g.data() + u)) * Vec::loadu(g.data() + 2 * H + u).tanh();
+            cc.store(c.data() + u);
+            const Vec hh = sigmoid(Vec::loadu(g.data() + 3 * H + u)) * cc.tanh();
+            hh.store(h.data() + u);
+            hh.store(o + u);
+          }
+          for (; u < H; ++u) {
+            c[u] = sigmoid1(g[H + u]) * c[u] + sigmoid1(g[u]) * std::tanh(g[2 * H + u]);
+            h[u] = sigmoid1(g[3 * H + u]) * std::tanh(c[u]);
+            o[u] = h[u];
+          }
+        } else {
+          for (; u + W <= H; u += W) {
+            const Vec rr = sigmoid(Vec::loadu(x + u) + Vec::loadu(g.data() + u));
+            const Vec zz = sigmoid(Vec::loadu(x + H + u) + Vec::loadu(g.data() + H + u));
+            const Vec cand = (Vec::loadu(x + 2 * H + u) + rr * Vec::loadu(g.data() + 2 * H + u)).tanh();
+            const Vec hh = (one - zz) * cand + zz * Vec::loadu(h.data() + u);
+            hh.store(h.data() + u);
+            hh.store(o + u);
+          }
+          for (; u < H; ++u) {
+            const float rr = sigmoid1(x[u] + g[u]), zz = sigmoid1(x[H + u] + g[H + u]);
+            const float cand = std::tanh(x[2 * H + u] + rr * g[2 * H + u]);
+            h[u] = (1.f - zz) * cand + zz * h[u];
+            o[u] = h[u];
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+torch::Tensor rnn_recurrence(const torch::Tensor& xp, const torch::Tensor& whT, const torch::Tensor& bh,
+                             const torch::Tensor& lengths, int64_t cell) {
+  return cell == 0 ? recurrence<0>(xp, whT, bh, lengths) : recurrence<1>(xp, whT, bh, lengths);
+}
+"""
+_lock = threading.Lock()
+_built: dict = {}  # "module" (None when it cannot be built) and "why"
+_off = threading.local()
+_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # nn.LSTM -> (version key, per-layer weights)
+
+
+def kernel():
+    """The compiled kernel module, built on first call (None where it cannot be: :func:`why_not`)."""
+    return built_once(_built, _lock, lambda: _build(), "fused LSTM/GRU kernel", "PyTorch's LSTM/GRU runs")
+
+
+def _build():
+    return compile_kernel("attnkit_rnn", SOURCE, ["rnn_recurrence"], "ATTNKIT_RNN_KERNEL", "the fused LSTM/GRU kernel")
+
+
+def why_not() -> str | None:
+    """Why the kernel is not available (None when it is, or not tried yet)."""
+    return _built.get("why")
+
+
+@contextlib.contextmanager
+def off():
+    """Run PyTorch's LSTM/GRU inside this block on this thread (tests and A/B benchmarks)."""
+    before = getattr(_off, "on", False)
+    _off.on = True
+    try:
+        yield
+    finally:
+        _off.on = before
+
+
+def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`run` runs ``rnn`` on ``x [B, T, D]`` (see the module's docstring)."""
+    if type(rnn) not in CELLS or getattr(_off, "on", False) or rnn.proj_size or not rnn.batch_first:
+        return False
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3:
+        return False
+    if x.shape[0] > MAX_BATCH or x.numel() == 0 or tracing():
+        return False
+    if rnn.training and rnn.dropout > 0 and rnn.num_layers > 1:  # dropout between layers
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in rnn.parameters())):
+        return False
+    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in rnn.parameters()) and kernel() is not None
+
+
+def packed(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, ...]]:
+    """Per layer ``(W_ih^T [in, dirs*G], b [dirs*G], W_hh^T [dirs, H, G], b_h [dirs, G])`` with
+    ``G = gates * H``: the LSTM's two biases summed into ``b`` (``b_h`` zeros), the GRU's hidden
+    bias kept apart (it sits inside the reset gate's product). Made once per weight version
+    (an optimizer step or ``load_state_dict`` makes them again); weights made under
+    ``torch.inference_mode`` have no version counter: they are packed on every call."""
+    params = list(rnn.parameters())
+    key = None if any(p.is_inference() for p in params) else tuple((p.data_ptr(), p._version) for p in params)
+    hit = _packed.get(rnn)
+    if key is not None and hit is not None and hit[0] == key:
+        return hit[1]
+    dirs = 2 if rnn.bidirectional else 1
+    gru = type(rnn) is nn.GRU
+    layers = []
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            sfx = [f"_l{layer}" + ("_reverse" if d else "") for d in range(dirs)]
+            w_ih = torch.cat([getattr(rnn, "weight_ih" + s) for s in sfx]).t().contiguous()
+            w_hh = torch.stack([getattr(rnn, "weight_hh" + s).t() for s in sfx]).contiguous()
+            b_h = w_hh.new_zeros(dirs, w_hh.shape[-1])
+            if not rnn.bias:
+                b = w_ih.new_zeros(w_ih.shape[1])
+            elif gru:
+                b = torch.cat([getattr(rnn, "bias_ih" + s) for s in sfx])
+                b_h = torch.stack([getattr(rnn, "bias_hh" + s) for s in sfx]).contiguous()
+            else:
+                b = torch.cat([getattr(rnn, "bias_ih" + s) + getattr(rnn, "bias_hh" + s) for s in sfx])
+            layers.append((w_ih, b, w_hh, b_h))
+    if key is not None:
+        _packed[rnn] = (key, layers)
+    return layers
+
+
+def run(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``rnn`` (an ``nn.LSTM`` or ``nn.GRU``) over ``x [B, T, D]`` with each sequence's
+    ``lengths``: ``[B, T, dirs*H]`` float32, zero past each length (what the PyTorch module
+    on the packed batch gives, padded)."""
+    b, t, _ = x.shape
+    lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    cell = CELLS[type(rnn)]
+    h = x.float()
+    with torch.autocast("cpu", enabled=False):  # float32 throughout, as rnn.run_recurrence
+        for w_ih, bias, w_hh, b_h in packed(rnn):
+            xp = torch.addmm(bias, h.reshape(b * t, -1), w_ih).view(b, t, -1)
+            h = kernel().rnn_recurrence(xp, w_hh, b_h, lengths, cell)
+    return h

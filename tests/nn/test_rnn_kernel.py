@@ -1,0 +1,200 @@
+"""The fused LSTM/GRU inference kernel against the LSTM and GRU equations written out in
+float64, on random shapes that reach every loop of the kernel (register blocks, single
+vectors, scalar tails), padding, empty sequences and several layers; when it runs and when
+PyTorch's RNN does; the weights it packs following the module's."""
+import os
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from attnkit.nn import GRUEncoder, LSTMEncoder, rnn_kernel
+
+needs_kernel = pytest.mark.skipif(rnn_kernel.kernel() is None,
+                                  reason=f"fused LSTM kernel not built here: {rnn_kernel.why_not()}")
+
+
+def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths) -> torch.Tensor:
+    """``rnn`` over each sequence alone, from the equations, in float64: LSTM gates i, f, g, o;
+    GRU gates r, z, n with ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``."""
+    gru = isinstance(rnn, nn.GRU)
+    x = x.double()
+    dirs = 2 if rnn.bidirectional else 1
+    hsz = rnn.hidden_size
+    out = torch.zeros(x.shape[0], x.shape[1], dirs * hsz, dtype=torch.float64)
+    for b, n in enumerate(int(v) for v in lengths):
+        seq = x[b, :n]
+        for layer in range(rnn.num_layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                w_ih, w_hh = (getattr(rnn, w + sfx).detach().double() for w in ("weight_ih", "weight_hh"))
+                b_ih, b_hh = ((getattr(rnn, b + sfx).detach().double() if rnn.bias
+                               else torch.zeros(w_ih.shape[0], dtype=torch.float64)) for b in ("bias_ih", "bias_hh"))
+                h, c = torch.zeros(hsz, dtype=torch.float64), torch.zeros(hsz, dtype=torch.float64)
+                states = [None] * n
+                for t in (range(n) if d == 0 else reversed(range(n))):
+                    if gru:
+                        xr, xz, xn = (w_ih @ seq[t] + b_ih).split(hsz)
+                        hr, hz, hn = (w_hh @ h + b_hh).split(hsz)
+                        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+                        h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+                    else:
+                        i, f, g, o = (w_ih @ seq[t] + w_hh @ h + b_ih + b_hh).split(hsz)
+                        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                        h = torch.sigmoid(o) * torch.tanh(c)
+                    states[t] = h
+                outs.append(torch.stack(states) if n else torch.zeros(0, hsz, dtype=torch.float64))
+            seq = torch.cat(outs, -1)
+        out[b, :n] = seq
+    return out
+
+
+SHAPES = [  # batch, time, input dim, hidden (3 or 4 x hidden gate columns: blocks of 8 vectors, single vectors, scalars)
+    (1, 1, 5, 3),
+    (1, 9, 16, 40),
+    (3, 7, 6, 17),
+    (2, 12, 33, 64),
+    (4, 5, 8, 130),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("b,t,d,h", SHAPES, ids=[f"B{b}-T{t}-D{d}-H{h}" for b, t, d, h in SHAPES])
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
+@pytest.mark.parametrize("layers,bias", [(1, True), (2, True), (1, False)], ids=["1layer", "2layers", "nobias"])
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU], ids=["lstm", "gru"])
+def test_kernel_equals_the_equations_in_float64(cell, b, t, d, h, bidirectional, layers, bias):
+    torch.manual_seed(b * 1000 + t * 100 + h)
+    rnn = cell(d, h, num_layers=layers, bias=bias, batch_first=True, bidirectional=bidirectional)
+    x = torch.randn(b, t, d)
+    lengths = torch.randint(1, t + 1, (b,))
+    lengths[0] = t
+    if b > 2:
+        lengths[-1] = 0  # an empty sequence: all zeros
+    with torch.no_grad():
+        assert rnn_kernel.usable(rnn, x)
+        got = rnn_kernel.run(rnn, x, lengths)
+    want = rnn_reference(rnn, x, lengths)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    torch.testing.assert_close(got.double(), want, atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cls", [LSTMEncoder, GRUEncoder])
+def test_encoder_in_inference_takes_the_kernel_with_the_same_output_as_torchs_rnn(monkeypatch, cls):
+    """The encoder under ``no_grad`` runs the kernel (counted) and gives what PyTorch's packed
+    LSTM/GRU gives (``rnn_kernel.off()``), dropout off in eval."""
+    torch.manual_seed(3)
+    enc = cls(12, hidden=20, layers=2, dropout=0.3).eval()
+    x, lengths = torch.randn(5, 9, 12), torch.tensor([9, 3, 1, 0, 6])
+    calls = []
+    real = rnn_kernel.run
+    monkeypatch.setattr(rnn_kernel, "run", lambda *a: calls.append(1) or real(*a))
+    with torch.inference_mode():
+        fused = enc(x, lengths)
+        with rnn_kernel.off():
+            plain = enc(x, lengths)
+    assert calls == [1]
+    torch.testing.assert_close(fused, plain, atol=2e-6, rtol=1e-5)
+    assert (fused[3] == 0).all() and (fused[1, 3:] == 0).all()
+
+
+@needs_kernel
+def test_the_kernel_runs_only_where_it_should():
+    rnn = nn.LSTM(4, 6, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 3, 4)
+    assert not rnn_kernel.usable(rnn, x)  # gradients wanted (the parameters require them)
+    with torch.no_grad():
+        assert rnn_kernel.usable(rnn, x)
+        assert rnn_kernel.usable(rnn, x.bfloat16())  # widened: the recurrence runs in fp32 anyway
+        assert not rnn_kernel.usable(rnn, torch.randn(rnn_kernel.MAX_BATCH + 1, 3, 4))  # oneDNN's batched GEMMs
+        assert not rnn_kernel.usable(rnn, x.double())
+        assert not rnn_kernel.usable(rnn.double(), x.double())
+        assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=False), x)
+        assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=True, proj_size=3), x)
+        assert rnn_kernel.usable(nn.GRU(4, 6, batch_first=True), x)
+        assert not rnn_kernel.usable(nn.RNN(4, 6, batch_first=True), x)  # the plain tanh RNN: not in the kernel
+        assert not rnn_kernel.usable(rnn, torch.randn(0, 3, 4))
+        with rnn_kernel.off():
+            assert not rnn_kernel.usable(rnn, x)
+        deep = nn.LSTM(4, 6, num_layers=2, dropout=0.5, batch_first=True)
+        assert not rnn_kernel.usable(deep.train(), x)  # dropout between layers in training
+        assert rnn_kernel.usable(deep.eval(), x)
+    frozen = nn.LSTM(4, 6, batch_first=True).requires_grad_(False)
+    assert rnn_kernel.usable(frozen, x) and not rnn_kernel.usable(frozen, x.requires_grad_())
+
+
+@needs_kernel
+def test_an_exported_graph_keeps_torchs_lstm(monkeypatch):
+    """While tracing (ONNX export, ``torch.jit.trace``) the kernel stays out: it would be an
+    opaque call baked into the graph."""
+    rnn = nn.LSTM(4, 6, batch_first=True).eval()
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)
+    with torch.no_grad():
+        assert not rnn_kernel.usable(rnn, torch.randn(1, 3, 4))
+
+
+@needs_kernel
+def test_packed_weights_follow_the_modules_weights():
+    """An in-place update (an optimizer step) or ``load_state_dict`` is seen on the next call,
+    and unchanged weights are packed once; weights made under inference mode work (packed per call)."""
+    torch.manual_seed(5)
+    rnn = nn.LSTM(5, 7, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(2, 4, 5), torch.tensor([4, 2])
+    with torch.no_grad():
+        first = rnn_kernel.run(rnn, x, lengths)
+        assert rnn_kernel.packed(rnn) is rnn_kernel.packed(rnn)
+        rnn.weight_hh_l0_reverse.mul_(-1.5)
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+                                   atol=2e-6, rtol=1e-5)
+        other = nn.LSTM(5, 7, batch_first=True, bidirectional=True)
+        rnn.load_state_dict(other.state_dict())
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(other, x, lengths),
+                                   atol=2e-6, rtol=1e-5)
+        assert not torch.allclose(first, rnn_kernel.run(rnn, x, lengths))
+    with torch.inference_mode():
+        made = nn.LSTM(5, 7, batch_first=True)
+        torch.testing.assert_close(rnn_kernel.run(made, x, lengths).double(), rnn_reference(made, x, lengths),
+                                   atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cls", [LSTMEncoder, GRUEncoder])
+def test_bf16_inputs_under_autocast_give_the_fp32_recurrence(cls):
+    torch.manual_seed(8)
+    enc = cls(6, hidden=5).eval()
+    x, lengths = torch.randn(3, 7, 6).bfloat16(), torch.tensor([7, 4, 1])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = enc(x, lengths)
+        with rnn_kernel.off():
+            plain = enc(x, lengths)
+    assert fused.dtype == plain.dtype == torch.float32
+    torch.testing.assert_close(fused, plain, atol=2e-6, rtol=1e-5)
+
+
+def test_the_kernel_builds_where_a_compiler_is_installed():
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C++ compiler ({compiler}) here: PyTorch's LSTM/GRU runs")
+    if os.environ.get("ATTNKIT_RNN_KERNEL") == "0":
+        pytest.skip("ATTNKIT_RNN_KERNEL=0 is set")
+    module, why = rnn_kernel._build()
+    assert module is not None and why is None, why
+    assert hasattr(module, "rnn_recurrence")
+
+
+def test_switched_off_it_says_so_and_torchs_rnn_runs(monkeypatch, caplog):
+    monkeypatch.setenv("ATTNKIT_RNN_KERNEL", "0")
+    monkeypatch.setattr(rnn_kernel, "_built", {})
+    with caplog.at_level("WARNING", logger="attnkit"):
+        assert rnn_kernel.kernel() is None
+        enc = LSTMEncoder(3, hidden=4).eval()
+        with torch.no_grad():
+            assert not rnn_kernel.usable(enc.rnn, torch.randn(1, 2, 3))
+            out = enc(torch.randn(1, 2, 3), torch.tensor([2]))
+    assert out.shape == (1, 2, 8)
+    assert rnn_kernel.why_not() == "ATTNKIT_RNN_KERNEL=0"
+    assert [r.getMessage() for r in caplog.records] == [
+        "fused LSTM/GRU kernel not used (ATTNKIT_RNN_KERNEL=0): PyTorch's LSTM/GRU runs"]
