@@ -1,6 +1,7 @@
 """Choosing a backend: fastest correct first, per device, with the reason recorded.
 
-Order (each backend's ``why_not`` decides whether it can run the call):
+Order (each backend's ``why_not_automatic`` decides whether it is picked for the call: its
+``why_not``, plus ``direct``'s rule of no gradients):
 
 * CPU: ``sdpa`` (unmasked dot product: one fused call) -> ``blocksparse`` (masked or
   biased dot product: fused kernel on visible tiles only) -> ``direct`` (small calls without

@@ -252,10 +252,11 @@ def _build():
                           "the additive/MLP pair kernel")
 
 
-def compile_kernel(prefix: str, source: str, functions: list[str], switch: str, what: str):
-    """Build (or load from the cache) the C++ ``source`` exporting ``functions`` for this CPU's
-    vector instructions: ``(module, None)``, or ``(None, why)`` when the environment variable
-    ``switch`` is ``0`` or the build fails (no compiler, no ninja ...)."""
+def compile_kernel(prefix: str, source: str, functions: list[str] | None, switch: str, what: str):
+    """Build (or load from the cache) the C++ ``source`` exporting ``functions`` (None: the
+    source declares its own ``PYBIND11_MODULE``) for this CPU's vector instructions:
+    ``(module, None)``, or ``(None, why)`` when the environment variable ``switch`` is ``0``
+    or the build fails (no compiler, no ninja ...)."""
     if os.environ.get(switch, "1") == "0":
         return None, f"{switch}=0"
     cap = capability()
@@ -265,7 +266,7 @@ def compile_kernel(prefix: str, source: str, functions: list[str], switch: str, 
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     name = f"{prefix}_{cap.lower()}"
-    _clear_stale_lock(name)
+    _clear_stale_lock(name, switch)
     try:
         built = any(build_dir(name).glob(f"{name}*.so"))
     except OSError:
@@ -298,12 +299,12 @@ def build_dir(name: str) -> Path:
     return path
 
 
-def _clear_stale_lock(name: str) -> None:
+def _clear_stale_lock(name: str, switch: str = "ATTNKIT_PAIR_KERNEL") -> None:
     """Remove the build lock a killed build left behind: PyTorch's builder waits on it forever."""
     try:
         lock = build_dir(name) / "lock"
         if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
-            log.warning(f"{lock}: left by a build that did not finish; removed (ATTNKIT_PAIR_KERNEL=0 skips the kernel)")
+            log.warning(f"{lock}: left by a build that did not finish; removed ({switch}=0 skips the kernel)")
             lock.unlink()
     except (ImportError, OSError):
         pass

@@ -12,12 +12,13 @@ backward direction starts at each sequence's own last token, as with packed sequ
 The GRU's hidden bias stays inside the reset gate's product, as PyTorch's GRU has it:
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
 
-It runs only where it is faster and exact in meaning: inference (no gradient wanted), CPU
-float32 (bf16 inputs are widened: the recurrence runs in float32 either way, see
-``rnn.run_recurrence``), a plain ``nn.LSTM`` (without projections) or ``nn.GRU``, batches of
-at most :data:`MAX_BATCH` sequences (beyond that oneDNN's batched GEMMs win:
-``benchmarks/results/small_calls.json``), nothing tracing (an exported graph keeps the
-PyTorch module). ``ATTNKIT_RNN_KERNEL=0`` turns it off; it is built like the attention pair
+It runs only where it is faster and computes what PyTorch's module does (to float32
+rounding, ~1e-6): inference (no gradient wanted), CPU float32 weights (bf16 inputs are
+widened: under bf16 autocast the recurrence runs in float32 either way, see
+``rnn.run_recurrence``), a plain ``nn.LSTM`` (without projections) or ``nn.GRU`` without
+forward hooks, batches of at most :data:`MAX_BATCH` sequences (beyond that oneDNN's batched
+GEMMs win: ``benchmarks/results/small_calls.json``), nothing tracing (an exported graph
+keeps the PyTorch module). The Python lock is released during the recurrence. ``ATTNKIT_RNN_KERNEL=0`` turns it off; it is built like the attention pair
 kernel (once per machine, then cached) and where it cannot be, PyTorch's RNN runs.
 """
 from __future__ import annotations
@@ -139,13 +140,29 @@ torch::Tensor recurrence(const torch::Tensor& xp, const torch::Tensor& whT, cons
 
 torch::Tensor rnn_recurrence(const torch::Tensor& xp, const torch::Tensor& whT, const torch::Tensor& bh,
                              const torch::Tensor& lengths, int64_t cell) {
+  TORCH_CHECK(cell == 0 || cell == 1, "cell must be 0 (LSTM) or 1 (GRU)");
+  TORCH_CHECK(xp.dim() == 3 && whT.dim() == 3 && bh.dim() == 2 && lengths.dim() == 1, "ranks: xp 3, whT 3, bh 2, lengths 1");
+  TORCH_CHECK(xp.scalar_type() == at::kFloat && whT.scalar_type() == at::kFloat && bh.scalar_type() == at::kFloat,
+              "xp, whT, bh must be float32");
+  TORCH_CHECK(lengths.scalar_type() == at::kLong, "lengths must be int64");
+  TORCH_CHECK(xp.is_contiguous() && whT.is_contiguous() && bh.is_contiguous() && lengths.is_contiguous(),
+              "inputs must be contiguous");
+  const int64_t D = whT.size(0), G = whT.size(2);
+  TORCH_CHECK(G == (cell == 0 ? 4 : 3) * whT.size(1), "whT: (D, H, gates*H) with 4 gates (LSTM) or 3 (GRU)");
+  TORCH_CHECK(xp.size(2) == D * G && bh.size(0) == D && bh.size(1) == G && lengths.size(0) == xp.size(0),
+              "shapes: xp (B, T, D*G), bh (D, G), lengths (B)");
   return cell == 0 ? recurrence<0>(xp, whT, bh, lengths) : recurrence<1>(xp, whT, bh, lengths);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  // the Python lock is released for the call: other threads (a server's) run meanwhile
+  m.def("rnn_recurrence", &rnn_recurrence, py::call_guard<py::gil_scoped_release>());
 }
 """
 _lock = threading.Lock()
 _built: dict = {}  # "module" (None when it cannot be built) and "why"
 _off = threading.local()
-_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # nn.LSTM -> (version key, per-layer weights)
+_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (params, versions, per-layer weights)
 
 
 def kernel():
@@ -154,7 +171,7 @@ def kernel():
 
 
 def _build():
-    return compile_kernel("attnkit_rnn", SOURCE, ["rnn_recurrence"], "ATTNKIT_RNN_KERNEL", "the fused LSTM/GRU kernel")
+    return compile_kernel("attnkit_rnn", SOURCE, None, "ATTNKIT_RNN_KERNEL", "the fused LSTM/GRU kernel")
 
 
 def why_not() -> str | None:
@@ -177,6 +194,8 @@ def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`run` runs ``rnn`` on ``x [B, T, D]`` (see the module's docstring)."""
     if type(rnn) not in CELLS or getattr(_off, "on", False) or rnn.proj_size or not rnn.batch_first:
         return False
+    if _hooked(rnn):  # the kernel does not call rnn.forward: its hooks (weight norm, pruning ...) would not run
+        return False
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3:
         return False
     if x.shape[0] > MAX_BATCH or x.numel() == 0 or tracing():
@@ -188,17 +207,29 @@ def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
     return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in rnn.parameters()) and kernel() is not None
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run forward hooks (its own or global ones)."""
+    from torch.nn.modules import module as base
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or base._global_forward_hooks
+                or base._global_forward_pre_hooks)
+
+
 def packed(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, ...]]:
     """Per layer ``(W_ih^T [in, dirs*G], b [dirs*G], W_hh^T [dirs, H, G], b_h [dirs, G])`` with
     ``G = gates * H``: the LSTM's two biases summed into ``b`` (``b_h`` zeros), the GRU's hidden
-    bias kept apart (it sits inside the reset gate's product). Made once per weight version
-    (an optimizer step or ``load_state_dict`` makes them again); weights made under
-    ``torch.inference_mode`` have no version counter: they are packed on every call."""
-    params = list(rnn.parameters())
-    key = None if any(p.is_inference() for p in params) else tuple((p.data_ptr(), p._version) for p in params)
+    bias kept apart (it sits inside the reset gate's product). Made once per weight version:
+    the same parameter tensors at the same version counters (an optimizer step, ``copy_``,
+    ``load_state_dict`` or a replaced parameter makes them again). Not seen: edits through
+    ``.data``, which bypass the version counter (use the parameter itself, or
+    ``rnn_kernel.forget(rnn)``); weights made under ``torch.inference_mode`` have no version
+    counter: they are packed on every call."""
+    params = list(rnn._flat_weights)
+    versions = None if any(p.is_inference() for p in params) else [p._version for p in params]
     hit = _packed.get(rnn)
-    if key is not None and hit is not None and hit[0] == key:
-        return hit[1]
+    if (versions is not None and hit is not None and hit[1] == versions
+            and all(a is b for a, b in zip(hit[0], params))):
+        return hit[2]
     dirs = 2 if rnn.bidirectional else 1
     gru = type(rnn) is nn.GRU
     layers = []
@@ -216,9 +247,14 @@ def packed(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, ...]]:
             else:
                 b = torch.cat([getattr(rnn, "bias_ih" + s) + getattr(rnn, "bias_hh" + s) for s in sfx])
             layers.append((w_ih, b, w_hh, b_h))
-    if key is not None:
-        _packed[rnn] = (key, layers)
+    if versions is not None:
+        _packed[rnn] = (params, versions, layers)
     return layers
+
+
+def forget(rnn: nn.Module) -> None:
+    """Drop ``rnn``'s packed weights: the next call packs them again (after edits through ``.data``)."""
+    _packed.pop(rnn, None)
 
 
 def run(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

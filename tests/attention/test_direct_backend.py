@@ -64,3 +64,20 @@ def test_direct_equals_the_float64_reference_with_padding_and_empty_rows(score_n
     torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(w.double(), ref_w, atol=2e-6, rtol=1e-5)
     assert (out[2] == 0).all() and (w[2] == 0).all() and torch.isfinite(out).all()
+
+
+def test_bf16_without_gradients_is_within_bf16s_own_error():
+    """bf16 inputs (the pair kernel widens them): the softmax runs in float32, output and
+    weights come back in bf16, near the float64 reference."""
+    torch.manual_seed(9)
+    score = build_score("additive", 16, 16, hidden=8)
+    q, k, v = torch.randn(2, 1, 3, 16), torch.randn(2, 1, 9, 16), torch.randn(2, 1, 9, 4)
+    mask = key_padding(lengths=torch.tensor([9, 4]))
+    with torch.no_grad():
+        ref, ref_w, _ = attend(q.double(), k.double(), v.double(), score.double(), mask, need_weights=True,
+                               backend="reference")
+        score.bfloat16()
+        out, w, how = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), score, mask, need_weights=True)
+    assert how.backend == "direct" and out.dtype == w.dtype == torch.bfloat16
+    assert (out.double() - ref).abs().max() < 0.05 and (w.double() - ref_w).abs().max() < 0.02
+    assert (w[1, :, :, 4:] == 0).all()

@@ -140,7 +140,7 @@ def test_the_build_says_building_or_loading_and_keeps_its_reason_short(monkeypat
     long = "x" * 500
     monkeypatch.setattr(ext, "load_inline", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError(long)))
     monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
-    monkeypatch.setattr(pair_kernel, "_clear_stale_lock", lambda name: None)
+    monkeypatch.setattr(pair_kernel, "_clear_stale_lock", lambda name, switch: None)
     monkeypatch.delenv("ATTNKIT_PAIR_KERNEL", raising=False)
     monkeypatch.setenv("PATH", os.environ.get("PATH", ""))
     with caplog.at_level(logging.DEBUG, logger="attnkit"):

@@ -198,3 +198,80 @@ def test_switched_off_it_says_so_and_torchs_rnn_runs(monkeypatch, caplog):
     assert rnn_kernel.why_not() == "ATTNKIT_RNN_KERNEL=0"
     assert [r.getMessage() for r in caplog.records] == [
         "fused LSTM/GRU kernel not used (ATTNKIT_RNN_KERNEL=0): PyTorch's LSTM/GRU runs"]
+
+
+@needs_kernel
+@pytest.mark.parametrize("grad", [False, True], ids=["kernel", "torch"])
+def test_lengths_past_the_padded_length_are_one_clear_error_on_either_path(grad):
+    from attnkit.errors import ShapeError
+
+    enc = LSTMEncoder(3, hidden=4).eval()
+    with torch.set_grad_enabled(grad), pytest.raises(ShapeError, match=r"^lengths: values must be <= the padded "
+                                                                         r"length 5, got \[5, 6\]$"):
+        enc(torch.randn(2, 5, 3), torch.tensor([5, 6]))
+
+
+@needs_kernel
+def test_hooks_on_the_rnn_keep_torchs_path():
+    """The kernel never calls ``rnn.forward``: a module with forward hooks (pruning, weight
+    norm, a user's) runs PyTorch's RNN, and its hook is seen."""
+    enc = LSTMEncoder(3, hidden=4).eval()
+    x = torch.randn(1, 5, 3)
+    seen = []
+    handle = enc.rnn.register_forward_pre_hook(lambda m, args: seen.append(1))
+    with torch.no_grad():
+        assert not rnn_kernel.usable(enc.rnn, x)
+        enc(x, torch.tensor([5]))
+    assert seen == [1]
+    handle.remove()
+    with torch.no_grad():
+        assert rnn_kernel.usable(enc.rnn, x)
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, a, out: None)
+    try:
+        with torch.no_grad():
+            assert not rnn_kernel.usable(enc.rnn, x)
+    finally:
+        handle.remove()
+
+
+@needs_kernel
+def test_batches_up_to_max_batch_and_strided_inputs():
+    torch.manual_seed(2)
+    rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True)
+    x = torch.randn(7, rnn_kernel.MAX_BATCH, 6).transpose(0, 1)  # not contiguous
+    lengths = torch.randint(1, 8, (rnn_kernel.MAX_BATCH,))
+    with torch.no_grad():
+        assert rnn_kernel.usable(rnn, x)
+        got = rnn_kernel.run(rnn, x, lengths)
+    torch.testing.assert_close(got.double(), rnn_reference(rnn, x, lengths), atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_a_replaced_parameter_or_forget_after_a_data_edit_repacks():
+    torch.manual_seed(6)
+    rnn = nn.LSTM(4, 3, batch_first=True)
+    x, lengths = torch.randn(1, 5, 4), torch.tensor([5])
+    with torch.no_grad():
+        rnn_kernel.run(rnn, x, lengths)
+        rnn.weight_hh_l0 = nn.Parameter(torch.randn(12, 3))  # a new tensor, at version 0 as well
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+                                   atol=2e-6, rtol=1e-5)
+        rnn.weight_ih_l0.data.mul_(2)  # bypasses the version counter: not seen until forget()
+        rnn_kernel.forget(rnn)
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+                                   atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_the_compiled_call_checks_its_inputs():
+    k = rnn_kernel.kernel()
+    xp, w, bh, n = torch.zeros(1, 2, 8), torch.zeros(1, 2, 8), torch.zeros(1, 8), torch.tensor([2])
+    assert k.rnn_recurrence(xp, w, bh, n, 0).shape == (1, 2, 2)
+    for bad, match in [((xp, w, bh, torch.tensor([2, 2]), 0), "shapes"),
+                       ((xp, w, bh, n.int(), 0), "int64"),
+                       ((xp.double(), w, bh, n, 0), "float32"),
+                       ((xp, w, bh, n, 1), "gates"),
+                       ((xp, w, bh, n, 2), "cell"),
+                       ((torch.zeros(1, 8, 2).transpose(1, 2), w, bh, n, 0), "contiguous")]:
+        with pytest.raises(RuntimeError, match=match):
+            k.rnn_recurrence(*bad)

@@ -20,9 +20,12 @@ BUDGET = 1 << 22  # floats of score work, as one tile of the chunked backend
 
 
 def score_work(p: Problem) -> int:
-    """Floats of score work for all of ``p``'s pairs (``B*H*Lq*Lk`` times the score's per-pair cost)."""
+    """Floats of score work for all of ``p``'s pairs: ``B*H*Lq*Lk`` times the score's per-pair
+    cost, the fused kernel's (``tile_cost``) without gradients, else what autograd keeps
+    (``block_cost``: the pair buffer of an additive/MLP score)."""
     b, h, lq, lk = p.shape
-    return b * h * lq * lk * max(1, p.score.tile_cost(p.qf, p.kf))
+    per_pair = p.score.block_cost if p.needs_grad else p.score.tile_cost(p.qf, p.kf)
+    return b * h * lq * lk * max(1, per_pair)
 
 
 class DirectBackend(Backend):
@@ -47,12 +50,13 @@ class DirectBackend(Backend):
         s = tile_scores(p, (0, lq), (0, lk))
         if p.mask is not None:
             s = s.masked_fill(~evaluate_mask(p.mask, b, h, (0, lq), (0, lk), p.device), float("-inf"))
-        top = s.amax(-1, keepdim=True)
+        sf = s.float() if s.dtype in (torch.bfloat16, torch.float16) else s  # the softmax in float32 at least
+        top = sf.amax(-1, keepdim=True)
         top = torch.where(torch.isinf(top), torch.zeros_like(top), top)  # a row with nothing visible gives zeros
-        e = torch.exp(s - top)
+        e = torch.exp(sf - top)
         den = e.sum(-1, keepdim=True)
         w = e / torch.where(den > 0, den, torch.ones_like(den))
-        return w.to(p.v.dtype) @ p.v, (w if p.need_weights else None)
+        return w.to(p.v.dtype) @ p.v, (w.to(s.dtype) if p.need_weights else None)
 
 
 BACKENDS.register("direct")(DirectBackend())
