@@ -32,7 +32,7 @@ from torch import nn
 
 from ..attention.pair_kernel import built_once, compile_kernel, tracing
 
-MAX_BATCH = 8
+MAX_BATCH = 16
 CELLS = {nn.LSTM: 0, nn.GRU: 1}  # the kernel's CELL template argument
 
 SOURCE = r"""
