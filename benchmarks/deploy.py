@@ -88,6 +88,9 @@ class GeneralPaths:
         finally:
             DirectBackend.budget = budget
 
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
 
 class Autocast:
     """A model called under bf16 autocast, as ``attnkit predict --precision bf16`` calls it
