@@ -43,6 +43,16 @@ def interleaved(contenders: dict, calls: int = CALLS, rounds: int = ROUNDS) -> d
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def compared(name: str, ms: dict, fast: str, general: str, **extra) -> list[dict]:
+    """Print and return the rows of one case: each path's ms and general / fast."""
+    ratio = ms[general] / ms[fast]
+    print(f"{name:32} {fast} {ms[fast]:8.3f} ms  {general} {ms[general]:8.3f} ms  {ratio:5.2f}x  "
+          + "  ".join(f"{k}: {v}" for k, v in extra.items()), flush=True)
+    return [row(name, f"{fast}_ms", round(ms[fast], 4), unit="ms"),
+            row(name, f"{general}_ms", round(ms[general], 4), unit="ms"),
+            row(name, f"{general}_over_{fast}", round(ratio, 2), better="higher", unit="x", **extra)]
+
+
 def attention_cases() -> list[dict]:
     from attnkit.attention import Attention, AttentionPooling
 
@@ -76,13 +86,7 @@ def attention_cases() -> list[dict]:
         module.spec.backend = "auto"
         with torch.inference_mode():
             module(*args, **kw)
-        auto = module.last_dispatch.backend
-        print(f"{name:32} direct {ms['direct']:8.3f} ms  chunked {ms['chunked']:8.3f} ms  "
-              f"{ms['chunked'] / ms['direct']:5.2f}x  auto: {auto}  max diff {err:.1e}", flush=True)
-        rows += [row(name, "direct_ms", round(ms["direct"], 4), unit="ms"),
-                 row(name, "chunked_ms", round(ms["chunked"], 4), unit="ms"),
-                 row(name, "chunked_over_direct", round(ms["chunked"] / ms["direct"], 2), better="higher", unit="x",
-                     auto_picks=auto, max_abs_diff=err)]
+        rows += compared(name, ms, "direct", "chunked", auto_picks=module.last_dispatch.backend, max_abs_diff=err)
     return rows
 
 
@@ -109,14 +113,8 @@ def rnn_cases() -> list[dict]:
             with torch.inference_mode():
                 err = (fused() - torch_lstm()).abs().max().item()
             ms = interleaved({"fused": fused, "torch": torch_lstm})
-            name = f"{cell} bi H{hidden} D384 T<=24 B{b}"
-            used = b <= rnn_kernel.MAX_BATCH
-            print(f"{name:32} fused {ms['fused']:8.3f} ms  torch {ms['torch']:8.3f} ms  "
-                  f"{ms['torch'] / ms['fused']:5.2f}x  encoder uses fused: {used}  max diff {err:.1e}", flush=True)
-            rows += [row(name, "fused_ms", round(ms["fused"], 4), unit="ms"),
-                     row(name, "torch_ms", round(ms["torch"], 4), unit="ms"),
-                     row(name, "torch_over_fused", round(ms["torch"] / ms["fused"], 2), better="higher", unit="x",
-                         encoder_uses_fused=used, max_abs_diff=err)]
+            rows += compared(f"{cell} bi H{hidden} D384 T<=24 B{b}", ms, "fused", "torch",
+                             encoder_uses_fused=b <= rnn_kernel.MAX_BATCH, max_abs_diff=err)
     return rows
 
 

@@ -200,18 +200,32 @@ _FLAGS = {
 }
 _lock = threading.Lock()
 _built: dict = {}  # "module" (None when it cannot be built) and "why"
-_off = threading.local()  # set by `off()`: this thread runs the tensor ops
 
 
-@contextlib.contextmanager
-def off():
-    """Run the tensor-op path inside this block on this thread (tests and A/B benchmarks)."""
-    before = getattr(_off, "on", False)
-    _off.on = True
-    try:
-        yield
-    finally:
-        _off.on = before
+class ThreadSwitch:
+    """A kernel switched off for one thread inside ``with switch.off():`` blocks (tests and
+    A/B benchmarks); ``switch.is_off()`` tells the kernel's ``usable``."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def is_off(self) -> bool:
+        """Whether this thread is inside an ``off()`` block."""
+        return getattr(self._local, "on", False)
+
+    @contextlib.contextmanager
+    def off(self):
+        """The general path inside this block on this thread."""
+        before = self.is_off()
+        self._local.on = True
+        try:
+            yield
+        finally:
+            self._local.on = before
+
+
+_switch = ThreadSwitch()
+off = _switch.off  # ``with pair_kernel.off():`` runs the tensor-op path on this thread
 
 
 def capability() -> str:
@@ -314,7 +328,7 @@ def usable(qf: torch.Tensor, kf: torch.Tensor, activation: str) -> bool:
     """Whether the kernel runs this pair loop: CPU tensors with the same leading dims, float32
     or a 16-bit float (float64 keeps the tensor ops: the kernel computes in float32), an
     activation it has, and a kernel that built."""
-    return (activation in ACTIVATIONS and not getattr(_off, "on", False) and qf.device.type == "cpu"
+    return (activation in ACTIVATIONS and not _switch.is_off() and qf.device.type == "cpu"
             and kf.device.type == "cpu" and qf.shape[:-2] == kf.shape[:-2] and qf.shape[-1] == kf.shape[-1]
             and qf.dtype in LOW_OR_SINGLE and kf.dtype in LOW_OR_SINGLE and qf.numel() > 0 and kf.numel() > 0
             and not tracing() and kernel() is not None)

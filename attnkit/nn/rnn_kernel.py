@@ -23,14 +23,13 @@ kernel (once per machine, then cached) and where it cannot be, PyTorch's RNN run
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
 
 import torch
 from torch import nn
 
-from ..attention.pair_kernel import built_once, compile_kernel, tracing
+from ..attention.pair_kernel import ThreadSwitch, built_once, compile_kernel, tracing
 
 MAX_BATCH = 16
 CELLS = {nn.LSTM: 0, nn.GRU: 1}  # the kernel's CELL template argument
@@ -161,7 +160,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 """
 _lock = threading.Lock()
 _built: dict = {}  # "module" (None when it cannot be built) and "why"
-_off = threading.local()
+_switch = ThreadSwitch()
+off = _switch.off  # ``with rnn_kernel.off():`` runs PyTorch's LSTM/GRU on this thread (tests, A/B benchmarks)
 _packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (params, versions, per-layer weights)
 
 
@@ -179,20 +179,9 @@ def why_not() -> str | None:
     return _built.get("why")
 
 
-@contextlib.contextmanager
-def off():
-    """Run PyTorch's LSTM/GRU inside this block on this thread (tests and A/B benchmarks)."""
-    before = getattr(_off, "on", False)
-    _off.on = True
-    try:
-        yield
-    finally:
-        _off.on = before
-
-
 def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`run` runs ``rnn`` on ``x [B, T, D]`` (see the module's docstring)."""
-    if type(rnn) not in CELLS or getattr(_off, "on", False) or rnn.proj_size or not rnn.batch_first:
+    if type(rnn) not in CELLS or _switch.is_off() or rnn.proj_size or not rnn.batch_first:
         return False
     if _hooked(rnn):  # the kernel does not call rnn.forward: its hooks (weight norm, pruning ...) would not run
         return False
