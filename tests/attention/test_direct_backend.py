@@ -81,3 +81,28 @@ def test_bf16_without_gradients_is_within_bf16s_own_error():
     assert how.backend == "direct" and out.dtype == w.dtype == torch.bfloat16
     assert (out.double() - ref).abs().max() < 0.05 and (w.double() - ref_w).abs().max() < 0.02
     assert (w[1, :, :, 4:] == 0).all()
+
+
+def test_non_finite_scores_give_what_the_chunked_backend_gives():
+    """A NaN or +inf among the visible scores makes its row NaN in both backends; a -inf score
+    is weight 0 and the other rows are equal."""
+    torch.manual_seed(1)
+    q, k, v = torch.randn(1, 1, 4, 8), torch.randn(1, 1, 6, 8), torch.randn(1, 1, 6, 3)
+    score = build_score("dot", 8, 8)
+
+    def poked(s, b, h, qi, kv):  # row 0: NaN at key 1; row 1: +inf at key 2; row 2: -inf at key 0
+        s = torch.where((qi == 0) & (kv == 1), torch.full_like(s, float("nan")), s)
+        s = torch.where((qi == 1) & (kv == 2), torch.full_like(s, float("inf")), s)
+        return torch.where((qi == 2) & (kv == 0), torch.full_like(s, float("-inf")), s)
+
+    mods = [build_mod(poked, heads=1)]
+    rows = {}
+    with torch.no_grad():
+        for name in ("direct", "chunked"):
+            out, w, _ = attend(q, k, v, score, None, mods, need_weights=True, backend=name)
+            rows[name] = (out, w)
+    for out, w in rows.values():
+        assert torch.isnan(out[0, 0, 0]).all() and torch.isnan(out[0, 0, 1]).all()
+        assert w[0, 0, 2, 0] == 0 and torch.isfinite(out[0, 0, 2:]).all()
+    torch.testing.assert_close(rows["direct"][0][..., 2:, :], rows["chunked"][0][..., 2:, :])
+    torch.testing.assert_close(rows["direct"][1][..., 2:, :], rows["chunked"][1][..., 2:, :])

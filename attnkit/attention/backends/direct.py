@@ -51,11 +51,10 @@ class DirectBackend(Backend):
         if p.mask is not None:
             s = s.masked_fill(~evaluate_mask(p.mask, b, h, (0, lq), (0, lk), p.device), float("-inf"))
         sf = s.float() if s.dtype in (torch.bfloat16, torch.float16) else s  # the softmax in float32 at least
-        top = sf.amax(-1, keepdim=True)
-        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)  # a row with nothing visible gives zeros
-        e = torch.exp(sf - top)
-        den = e.sum(-1, keepdim=True)
-        w = e / torch.where(den > 0, den, torch.ones_like(den))
+        w = torch.softmax(sf, -1)
+        # a row with nothing visible (all -inf) gives zeros, as in the chunked backend, not NaN;
+        # a NaN or +inf score still gives NaN, as there
+        w = w.masked_fill(torch.isneginf(sf.amax(-1, keepdim=True)), 0.0)
         return w.to(p.v.dtype) @ p.v, (w.to(s.dtype) if p.need_weights else None)
 
 
