@@ -275,3 +275,40 @@ def test_the_compiled_call_checks_its_inputs():
                        ((torch.zeros(1, 8, 2).transpose(1, 2), w, bh, n, 0), "contiguous")]:
         with pytest.raises(RuntimeError, match=match):
             k.rnn_recurrence(*bad)
+
+
+@needs_kernel
+def test_the_python_lock_is_released_during_the_recurrence():
+    """Another Python thread (a server's) runs while the kernel works: it counts at a rate
+    near the one it reaches while this thread sleeps (with the lock held it would get about
+    1-2% of it: measured with a C loop that holds the lock)."""
+    import threading
+    import time
+
+    rnn = nn.GRU(8, 64, batch_first=True)
+    x, lengths = torch.randn(1, 40_000, 8), torch.tensor([40_000])
+    w_ih, b, w_hh, b_h = rnn_kernel.packed(rnn)[0]
+    with torch.no_grad():
+        xp = torch.addmm(b, x[0], w_ih).unsqueeze(0)
+    started, done, ticks = threading.Event(), threading.Event(), []
+
+    def count():
+        started.set()
+        while not done.is_set():
+            ticks.append(1)
+
+    def rate(work):
+        before, t0 = len(ticks), time.perf_counter()
+        work()
+        return (len(ticks) - before) / (time.perf_counter() - t0)
+
+    worker = threading.Thread(target=count)
+    worker.start()
+    started.wait()
+    try:
+        asleep = rate(lambda: time.sleep(0.2))
+        working = rate(lambda: rnn_kernel.kernel().rnn_recurrence(xp, w_hh, b_h, lengths, 1))
+    finally:
+        done.set()
+        worker.join()
+    assert working > 0.2 * asleep, (working, asleep)
