@@ -28,17 +28,32 @@ def test_small_inference_calls_go_direct_and_training_calls_stay_chunked():
         assert pool.last_dispatch.backend == "direct"
 
 
+def test_score_work_counts_every_pair_at_the_cost_the_call_pays():
+    """B*H*Lq*Lk pairs; per pair the score's cost without gradients (1 for a dot product, the
+    fused kernel's for additive), with them what autograd keeps (additive: its hidden size)."""
+    q, k = torch.randn(2, 3, 6, 8), torch.randn(2, 3, 10, 8)
+    assert score_work(build_problem(q, k, k, build_score("scaled_dot", 8, 8))) == 2 * 3 * 6 * 10
+    additive = build_score("additive", 8, 8, hidden=40)
+    with torch.no_grad():
+        p = build_problem(q, k, k, additive)
+        assert score_work(p) == 2 * 3 * 6 * 10 * additive.tile_cost(p.qf, p.kf) < 2 * 3 * 6 * 10 * 40
+    assert score_work(build_problem(q, k, k, additive)) == 2 * 3 * 6 * 10 * 40  # the weights require grad
+
+
 def test_a_call_larger_than_one_tile_is_tiled(monkeypatch):
     score = build_score("additive", 8, 8, hidden=4)
     q, k = torch.randn(1, 1, 6, 8), torch.randn(1, 1, 10, 8)
-    p = build_problem(q, k, k, score, None, [])
+    with torch.no_grad():
+        p = build_problem(q, k, k, score, None, [])
     work = score_work(p)
     assert work == 6 * 10 * max(1, score.tile_cost(p.qf, p.kf))
     direct = BACKENDS.get("direct")
     monkeypatch.setattr(type(direct), "budget", work)
-    assert direct.why_not(p) is None
+    with torch.no_grad():
+        assert direct.why_not(p) is None
     monkeypatch.setattr(type(direct), "budget", work - 1)
-    assert direct.why_not(p) == f"{work:,} floats of scores exceed one tile ({work - 1:,}): tiled instead"
+    with torch.no_grad():
+        assert direct.why_not(p) == f"{work:,} floats of scores exceed one tile ({work - 1:,}): tiled instead"
     with torch.no_grad():
         assert attend(q, k, k, score)[2].backend == "chunked"
 
@@ -67,8 +82,8 @@ def test_direct_equals_the_float64_reference_with_padding_and_empty_rows(score_n
 
 
 def test_bf16_without_gradients_is_within_bf16s_own_error():
-    """bf16 inputs (the pair kernel widens them): the softmax runs in float32, output and
-    weights come back in bf16, near the float64 reference."""
+    """bf16 inputs (the pair kernel widens them): output and weights come back in bf16, near
+    the float64 reference."""
     torch.manual_seed(9)
     score = build_score("additive", 16, 16, hidden=8)
     q, k, v = torch.randn(2, 1, 3, 16), torch.randn(2, 1, 9, 16), torch.randn(2, 1, 9, 4)
@@ -106,3 +121,21 @@ def test_non_finite_scores_give_what_the_chunked_backend_gives():
         assert w[0, 0, 2, 0] == 0 and torch.isfinite(out[0, 0, 2:]).all()
     torch.testing.assert_close(rows["direct"][0][..., 2:, :], rows["chunked"][0][..., 2:, :])
     torch.testing.assert_close(rows["direct"][1][..., 2:, :], rows["chunked"][1][..., 2:, :])
+
+
+def test_a_row_empty_in_one_head_only_is_zeros_and_weights_come_only_when_asked():
+    """Head 0 sees every key; in head 1 query 0 sees nothing (its row must be zeros) and query
+    i sees the keys before it: dead rows are found per row, not per head or per column."""
+    torch.manual_seed(2)
+    q, k, v = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 3)
+    score = build_score("additive", 8, 8, hidden=4)
+    mask = lambda b, h, qi, kv: (h == 0) | (kv < qi)  # noqa: E731
+    with torch.no_grad():
+        out, w, how = attend(q, k, v, score, mask, need_weights=True)
+        ref, ref_w, _ = attend(q.double(), k.double(), v.double(), score.double(), mask, need_weights=True,
+                               backend="reference")
+        score.float()
+        assert how.backend == "direct" and attend(q, k, v, score, mask)[1] is None
+    assert (out[:, 1, 0] == 0).all() and (w[:, 1, 0] == 0).all()
+    torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(w.double(), ref_w, atol=2e-6, rtol=1e-5)

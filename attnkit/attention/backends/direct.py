@@ -50,12 +50,11 @@ class DirectBackend(Backend):
         s = tile_scores(p, (0, lq), (0, lk))
         if p.mask is not None:
             s = s.masked_fill(~evaluate_mask(p.mask, b, h, (0, lq), (0, lk), p.device), float("-inf"))
-        sf = s.float() if s.dtype in (torch.bfloat16, torch.float16) else s  # the softmax in float32 at least
-        w = torch.softmax(sf, -1)
+        w = torch.softmax(s, -1)  # bf16/fp16 scores: PyTorch sums in float32 and rounds once
         # a row with nothing visible (all -inf) gives zeros, as in the chunked backend, not NaN;
         # a NaN or +inf score still gives NaN, as there
-        w = w.masked_fill(torch.isneginf(sf.amax(-1, keepdim=True)), 0.0)
-        return w.to(p.v.dtype) @ p.v, (w.to(s.dtype) if p.need_weights else None)
+        w = w.masked_fill(torch.isneginf(s.amax(-1, keepdim=True)), 0.0)
+        return w.to(p.v.dtype) @ p.v, (w if p.need_weights else None)
 
 
 BACKENDS.register("direct")(DirectBackend())
