@@ -117,11 +117,17 @@ def test_the_kernel_runs_only_where_it_should():
         assert rnn_kernel.usable(nn.GRU(4, 6, batch_first=True), x)
         assert not rnn_kernel.usable(nn.RNN(4, 6, batch_first=True), x)  # the plain tanh RNN: not in the kernel
         assert not rnn_kernel.usable(rnn, torch.randn(0, 3, 4))
+        assert rnn_kernel.usable(nn.LSTM(1, 2, batch_first=True), torch.randn(1, 1, 1))  # one number is enough
+        assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=True).double(), x)  # weights not float32
+        assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=True).bfloat16(), x.bfloat16())
         with rnn_kernel.off():
             assert not rnn_kernel.usable(rnn, x)
         deep = nn.LSTM(4, 6, num_layers=2, dropout=0.5, batch_first=True)
         assert not rnn_kernel.usable(deep.train(), x)  # dropout between layers in training
         assert rnn_kernel.usable(deep.eval(), x)
+        single = nn.LSTM(4, 6, batch_first=True).train()
+        single.dropout = 0.5  # one layer: nothing between layers, PyTorch ignores it too
+        assert rnn_kernel.usable(single, x)
     frozen = nn.LSTM(4, 6, batch_first=True).requires_grad_(False)
     assert rnn_kernel.usable(frozen, x) and not rnn_kernel.usable(frozen, x.requires_grad_())
 
@@ -258,8 +264,34 @@ def test_a_replaced_parameter_or_forget_after_a_data_edit_repacks():
                                    atol=2e-6, rtol=1e-5)
         rnn.weight_ih_l0.data.mul_(2)  # bypasses the version counter: not seen until forget()
         rnn_kernel.forget(rnn)
+        rnn_kernel.forget(rnn)  # nothing packed: nothing to drop, no error
         torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
                                    atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_lengths_of_any_integer_type():
+    torch.manual_seed(4)
+    rnn = nn.GRU(3, 5, batch_first=True)
+    x = torch.randn(2, 4, 3)
+    with torch.no_grad():
+        for lengths in (torch.tensor([4, 2], dtype=torch.int32), torch.tensor([4, 2], dtype=torch.int16)):
+            torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+                                       atol=2e-6, rtol=1e-5)
+
+
+def test_a_first_build_says_what_it_builds(monkeypatch, tmp_path, caplog):
+    import logging
+    import types
+
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path))
+    monkeypatch.setattr(ext, "load_inline", lambda *a, **kw: types.SimpleNamespace())
+    monkeypatch.delenv("ATTNKIT_RNN_KERNEL", raising=False)
+    with caplog.at_level(logging.INFO, logger="attnkit"):
+        assert rnn_kernel._build()[0] is not None
+    assert any(r.getMessage().startswith("building the fused LSTM/GRU kernel for ") for r in caplog.records)
 
 
 @needs_kernel
