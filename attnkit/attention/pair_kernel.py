@@ -313,7 +313,7 @@ def build_dir(name: str) -> Path:
     return path
 
 
-def _clear_stale_lock(name: str, switch: str = "ATTNKIT_PAIR_KERNEL") -> None:
+def _clear_stale_lock(name: str, switch: str) -> None:
     """Remove the build lock a killed build left behind: PyTorch's builder waits on it forever."""
     try:
         lock = build_dir(name) / "lock"

@@ -46,10 +46,10 @@ class _RNNEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Runs the packed recurrence; returns per-position states, zero at padding."""
         t = x.shape[1]
-        if isinstance(lengths, torch.Tensor) and lengths.numel() and bool((lengths > t).any()):
+        if not rnn_kernel.tracing() and bool((lengths > t).any()):  # (a traced graph would bake the check in)
             raise ShapeError(f"lengths: values must be <= the padded length {t}, got {lengths.tolist()}")
-        if rnn_kernel.usable(self.rnn, x):  # small inference batches: one fused call per layer
-            return self.dropout(rnn_kernel.run(self.rnn, x, lengths.clamp(min=0)))
+        if rnn_kernel.usable(self.rnn, x):  # small inference batches: one fused call per layer (lengths < 0: empty)
+            return self.dropout(rnn_kernel.run(self.rnn, x, lengths))
         # pack_padded_sequence rejects length 0; such rows come back as zeros below anyway
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = run_recurrence(self.rnn, packed)

@@ -13,12 +13,14 @@ The GRU's hidden bias stays inside the reset gate's product, as PyTorch's GRU ha
 ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``.
 
 It runs only where it is faster and computes what PyTorch's module does (to float32
-rounding, ~1e-6): inference (no gradient wanted), CPU float32 weights (bf16 inputs are
-widened: under bf16 autocast the recurrence runs in float32 either way, see
-``rnn.run_recurrence``), a plain ``nn.LSTM`` (without projections) or ``nn.GRU`` without
-forward hooks, batches of at most :data:`MAX_BATCH` sequences (beyond that oneDNN's batched
-GEMMs win: ``benchmarks/results/small_calls.json``), nothing tracing (an exported graph
-keeps the PyTorch module). The Python lock is released during the recurrence. ``ATTNKIT_RNN_KERNEL=0`` turns it off; it is built like the attention pair
+rounding, ~1e-6): inference (no gradient wanted, no dropout between layers in training), CPU
+float32 weights (bf16 inputs are widened: under bf16 autocast the recurrence runs in float32
+either way, see ``rnn.run_recurrence``), a plain ``batch_first`` ``nn.LSTM`` (without
+projections) or ``nn.GRU`` without forward hooks, batches of at most :data:`MAX_BATCH`
+sequences (``benchmarks/results/small_calls.json``: at hidden 256 oneDNN's batched GEMMs
+catch up at 16 and win at 32; at hidden 128 the kernel was still 1.47x faster at 32: the
+limit is the larger model's), nothing tracing (an exported graph keeps the PyTorch module).
+The Python lock is released during the recurrence. ``ATTNKIT_RNN_KERNEL=0`` turns it off; it is built like the attention pair
 kernel (once per machine, then cached) and where it cannot be, PyTorch's RNN runs.
 """
 from __future__ import annotations
@@ -181,19 +183,20 @@ def why_not() -> str | None:
 
 def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`run` runs ``rnn`` on ``x [B, T, D]`` (see the module's docstring)."""
-    if type(rnn) not in CELLS or _switch.is_off() or rnn.proj_size or not rnn.batch_first:
+    if tracing() or type(rnn) not in CELLS or _switch.is_off() or rnn.proj_size or not rnn.batch_first:
         return False
     if _hooked(rnn):  # the kernel does not call rnn.forward: its hooks (weight norm, pruning ...) would not run
         return False
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3:
         return False
-    if x.shape[0] > MAX_BATCH or x.numel() == 0 or tracing():
+    if x.shape[0] > MAX_BATCH or x.numel() == 0:
         return False
     if rnn.training and rnn.dropout > 0 and rnn.num_layers > 1:  # dropout between layers
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in rnn.parameters())):
+    weights = rnn._flat_weights  # its parameters, without walking the module tree
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in weights)):
         return False
-    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in rnn.parameters()) and kernel() is not None
+    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in weights) and kernel() is not None
 
 
 def _hooked(module: nn.Module) -> bool:
@@ -208,13 +211,14 @@ def packed(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, ...]]:
     """Per layer ``(W_ih^T [in, dirs*G], b [dirs*G], W_hh^T [dirs, H, G], b_h [dirs, G])`` with
     ``G = gates * H``: the LSTM's two biases summed into ``b`` (``b_h`` zeros), the GRU's hidden
     bias kept apart (it sits inside the reset gate's product). Made once per weight version:
-    the same parameter tensors at the same version counters (an optimizer step, ``copy_``,
-    ``load_state_dict`` or a replaced parameter makes them again). Not seen: edits through
-    ``.data``, which bypass the version counter (use the parameter itself, or
-    ``rnn_kernel.forget(rnn)``); weights made under ``torch.inference_mode`` have no version
-    counter: they are packed on every call."""
+    the same parameter tensors on the same storage at the same version counters (an optimizer
+    step, ``copy_``, ``load_state_dict``, ``.to()``/``.float()``, which swap ``.data``, or a
+    replaced parameter make them again). Not seen: in-place edits through ``.data``, which
+    bypass the version counter (edit the parameter itself, or call ``rnn_kernel.forget(rnn)``);
+    weights made under ``torch.inference_mode`` have no version counter: they are packed on
+    every call."""
     params = list(rnn._flat_weights)
-    versions = None if any(p.is_inference() for p in params) else [p._version for p in params]
+    versions = None if any(p.is_inference() for p in params) else [(p.data_ptr(), p._version) for p in params]
     hit = _packed.get(rnn)
     if (versions is not None and hit is not None and hit[1] == versions
             and all(a is b for a, b in zip(hit[0], params))):

@@ -73,7 +73,7 @@ def test_a_lock_left_by_a_killed_build_is_removed_and_said(monkeypatch, tmp_path
     lock.write_text("")  # just under the age: kept
     young = time.time() - pair_kernel.STALE_LOCK_S + 60
     os.utime(lock, (young, young))
-    pair_kernel._clear_stale_lock(lock.parent.name)
+    pair_kernel._clear_stale_lock(lock.parent.name, "ATTNKIT_PAIR_KERNEL")
     assert lock.exists()
 
 

@@ -2,6 +2,7 @@
 float64, on random shapes that reach every loop of the kernel (register blocks, single
 vectors, scalar tails), padding, empty sequences and several layers; when it runs and when
 PyTorch's RNN does; the weights it packs following the module's."""
+import copy
 import os
 import shutil
 
@@ -12,7 +13,7 @@ from torch import nn
 from attnkit.nn import GRUEncoder, LSTMEncoder, rnn_kernel
 
 needs_kernel = pytest.mark.skipif(rnn_kernel.kernel() is None,
-                                  reason=f"fused LSTM kernel not built here: {rnn_kernel.why_not()}")
+                                  reason=f"fused LSTM/GRU kernel not built here: {rnn_kernel.why_not()}")
 
 
 def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths) -> torch.Tensor:
@@ -109,9 +110,10 @@ def test_the_kernel_runs_only_where_it_should():
     with torch.no_grad():
         assert rnn_kernel.usable(rnn, x)
         assert rnn_kernel.usable(rnn, x.bfloat16())  # widened: the recurrence runs in fp32 anyway
-        assert not rnn_kernel.usable(rnn, torch.randn(rnn_kernel.MAX_BATCH + 1, 3, 4))  # oneDNN's batched GEMMs
+        assert rnn_kernel.usable(rnn, torch.randn(rnn_kernel.MAX_BATCH, 3, 4))
+        assert not rnn_kernel.usable(rnn, torch.randn(rnn_kernel.MAX_BATCH + 1, 3, 4))  # left to oneDNN
         assert not rnn_kernel.usable(rnn, x.double())
-        assert not rnn_kernel.usable(rnn.double(), x.double())
+        assert not rnn_kernel.usable(copy.deepcopy(rnn).double(), x.double())
         assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=False), x)
         assert not rnn_kernel.usable(nn.LSTM(4, 6, batch_first=True, proj_size=3), x)
         assert rnn_kernel.usable(nn.GRU(4, 6, batch_first=True), x)
@@ -257,16 +259,24 @@ def test_a_replaced_parameter_or_forget_after_a_data_edit_repacks():
     torch.manual_seed(6)
     rnn = nn.LSTM(4, 3, batch_first=True)
     x, lengths = torch.randn(1, 5, 4), torch.tensor([5])
-    with torch.no_grad():
-        rnn_kernel.run(rnn, x, lengths)
-        rnn.weight_hh_l0 = nn.Parameter(torch.randn(12, 3))  # a new tensor, at version 0 as well
+
+    def check():
         torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
                                    atol=2e-6, rtol=1e-5)
+
+    with torch.no_grad():
+        check()
+        rnn.weight_hh_l0 = nn.Parameter(torch.randn(12, 3))  # a new tensor, at version 0 as well
+        check()
         rnn.weight_ih_l0.data.mul_(2)  # bypasses the version counter: not seen until forget()
         rnn_kernel.forget(rnn)
+        check()
+        rnn_kernel.forget(rnn)
         rnn_kernel.forget(rnn)  # nothing packed: nothing to drop, no error
-        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
-                                   atol=2e-6, rtol=1e-5)
+        check()
+    rnn.bfloat16().float()  # .to() swaps .data (versions unchanged, values rounded): seen by its storage
+    with torch.no_grad():
+        check()
 
 
 @needs_kernel

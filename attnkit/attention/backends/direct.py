@@ -2,8 +2,9 @@
 
 The chunked backend's online softmax, tile plan and custom autograd function cost a fixed
 ~0.2 ms of small tensor ops per call, which dominates when the whole problem is one tile
-anyway: an attention-pooling layer over a 20-token sentence (1 query, 20 keys) spent 0.3 ms
-there for microseconds of arithmetic. Where no gradient is needed and all the scores fit in
+anyway: an attention-pooling layer over a 20-token sentence (1 query, 20 keys) took 0.40-0.51
+ms there and 0.21-0.30 ms here (``benchmarks/results/small_calls.json``), for microseconds of
+arithmetic. Where no gradient is needed and all the scores fit in
 the chunked backend's own tile budget, this backend computes them in one call (the fused
 additive/MLP pair kernel where it applies) with the same memory as one such tile.
 Calls that need gradients, or are larger, stay on ``chunked`` (O(n) memory, recomputing
@@ -15,8 +16,7 @@ import torch
 
 from ..masks import evaluate_mask
 from .base import BACKENDS, Backend, Problem, tile_scores
-
-BUDGET = 1 << 22  # floats of score work, as one tile of the chunked backend
+from .chunked import ChunkedBackend
 
 
 def score_work(p: Problem) -> int:
@@ -32,7 +32,7 @@ class DirectBackend(Backend):
     """All scores at once for small calls; picked automatically without gradients (inference)."""
 
     name = "direct"
-    budget = BUDGET
+    budget = ChunkedBackend.budget  # floats of score work: one tile of the chunked backend
 
     def why_not(self, p: Problem) -> str | None:
         work = score_work(p)
