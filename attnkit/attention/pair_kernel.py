@@ -308,7 +308,8 @@ def build_dir(name: str) -> Path:
     (``~/.cache/torch_extensions``; ``TORCH_EXTENSIONS_DIR`` moves it), per Python version."""
     from torch.utils.cpp_extension import get_default_build_root
 
-    path = Path(get_default_build_root()) / f"attnkit-py{sys.version_info[0]}{sys.version_info[1]}" / name
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()  # as PyTorch's own builds
+    path = Path(root) / f"attnkit-py{sys.version_info[0]}{sys.version_info[1]}" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 

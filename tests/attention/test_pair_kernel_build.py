@@ -155,3 +155,15 @@ def test_the_build_says_building_or_loading_and_keeps_its_reason_short(monkeypat
         pair_kernel._build()
     said = [(r.levelno, r.getMessage()) for r in caplog.records if "pair kernel for" in r.getMessage()]
     assert said[0][0] == logging.DEBUG and said[0][1].startswith("loading the additive/MLP pair kernel")
+
+
+def test_torch_extensions_dir_moves_the_build(monkeypatch, tmp_path):
+    """``TORCH_EXTENSIONS_DIR`` moves attnkit's kernels as it moves PyTorch's own builds (a
+    read-only home, a shared cache); without it, PyTorch's default root."""
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    assert pair_kernel.build_dir("k").parent.parent == tmp_path / "ext"
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
+    monkeypatch.setattr(ext, "get_default_build_root", lambda: str(tmp_path / "default"))
+    assert pair_kernel.build_dir("k").parent.parent == tmp_path / "default"
