@@ -68,31 +68,30 @@ def shuffled(items: list, r: int) -> list:
     return order
 
 
-class GeneralPaths:
-    """A model run on the general paths only, as before the small-call ones (2026-12-02):
-    PyTorch's LSTM (oneDNN) instead of the fused LSTM kernel, and the chunked attention
-    backend instead of ``direct`` (its budget set to nothing for the call)."""
+class Wrapped:
+    """A run's model called in some way of its own; every other attribute is the model's."""
 
     def __init__(self, model):
         self.model = model
-
-    def __call__(self, batch):
-        from attnkit.attention.backends.direct import DirectBackend
-        from attnkit.nn import rnn_kernel
-
-        budget = DirectBackend.budget
-        DirectBackend.budget = -1
-        try:
-            with rnn_kernel.off():
-                return self.model(batch)
-        finally:
-            DirectBackend.budget = budget
 
     def __getattr__(self, name):
         return getattr(self.__dict__["model"], name)
 
 
-class Autocast:
+class GeneralPaths(Wrapped):
+    """A model run on the general paths only, as before the small-call ones (2026-12-02):
+    PyTorch's LSTM (oneDNN) instead of the fused LSTM kernel, and the chunked attention
+    backend instead of ``direct``."""
+
+    def __call__(self, batch):
+        from attnkit.attention.backends import direct
+        from attnkit.nn import rnn_kernel
+
+        with rnn_kernel.off(), direct.off():
+            return self.model(batch)
+
+
+class Autocast(Wrapped):
     """A model called under bf16 autocast, as ``attnkit predict --precision bf16`` calls it
     (the weights its modules declare safe held in bf16 for the call); everything else is the
     model's."""
@@ -100,16 +99,14 @@ class Autocast:
     def __init__(self, model):
         from attnkit.train.precision import choose_precision
 
-        self.model, self.precision = model, choose_precision("bf16", "benchmark")
+        super().__init__(model)
+        self.precision = choose_precision("bf16", "benchmark")
 
     def __call__(self, batch):
         with self.precision.autocast(self.model):
             out = self.model(batch)
         return {k: v.float() if hasattr(v, "is_floating_point") and v.is_floating_point() else v
                 for k, v in out.items()}
-
-    def __getattr__(self, name):
-        return getattr(self.__dict__["model"], name)
 
 
 def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dict:
@@ -118,7 +115,7 @@ def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dic
     import torch
 
     from attnkit.deploy import attach_engine, compress_run, export_run
-    from attnkit.rundir import load_run
+    from attnkit.rundir import load_run, read_meta
 
     out = {}
     base = load_run(run_dir)
@@ -163,21 +160,20 @@ def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dic
         if not (where / "model.safetensors").is_file():
             out[k] = (None, f"no run at {where} (make it with the attnkit prune command in this file's docstring)")
             continue
-        made = load_run(where)
-        if Path(made.meta.get("pruned_from", "")).resolve() != run_dir.resolve():
-            out[k] = (None, f"{where} was pruned from {made.meta.get('pruned_from')}, not from {run_dir}: make it again")
+        source = read_meta(where).get("pruned_from")
+        if Path(source or "").resolve() != run_dir.resolve():
+            out[k] = (None, f"{where} was pruned from {source}, not from {run_dir}: make it again")
             continue
-        out[k] = (made.model, where / "model.safetensors")
+        out[k] = (load_run(where).model, where / "model.safetensors")
     return out
 
 
-def pruning_target(speed: dict, drop_points: float) -> dict:
+def pruning_target(speed: dict, drop_points: float) -> None:
     """The pruning target is one: >= 1.2x at batch 1 *at* <= 1 point lower dev accuracy, so a
     pruned variant's speed-up row meets it only with both."""
     speed["meets"] = bool(speed["meets"] and drop_points <= 1.0)
     speed["drop_points"] = drop_points
     speed["note"] = "target: >= 1.2x at batch 1 at <= 1 point lower dev accuracy (both)"
-    return speed
 
 
 def main() -> None:

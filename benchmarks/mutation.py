@@ -42,9 +42,13 @@ def mutmut(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 def statuses(cwd: Path = ROOT) -> dict[str, str]:
     """``{mutant name: status}`` from ``mutmut results --all true``."""
-    out = mutmut("results", "--all", "true", cwd=cwd).stdout
+    return parse_statuses(mutmut("results", "--all", "true", cwd=cwd).stdout)
+
+
+def parse_statuses(text: str) -> dict[str, str]:
+    """``{mutant name: status}`` from ``name: status`` lines (as ``mutmut results`` prints them)."""
     res = {}
-    for line in out.splitlines():
+    for line in text.splitlines():
         name, sep, status = line.strip().rpartition(": ")
         if sep and "__mutmut_" in name:
             res[name] = status.strip()
@@ -149,12 +153,13 @@ def only(status: dict[str, str], given: list[str]) -> dict[str, str]:
     return {k: v for k, v in status.items() if k in names or any(fnmatch.fnmatchcase(k, p) for p in patterns)}
 
 
-def draw_sample(n: int, seed: int, cwd: Path = ROOT) -> list[str]:
+def draw_sample(n: int, seed: int, cwd: Path = ROOT, status: dict[str, str] | None = None) -> list[str]:
     """``n`` mutant names drawn without replacement from every mutant mutmut generated (sorted
-    by name first, so the same seed draws the same mutants of the same code)."""
+    by name first, so the same seed draws the same mutants of the same code); ``status``: the
+    store's statuses when already read."""
     import random
 
-    names = sorted(statuses(cwd))
+    names = sorted(statuses(cwd) if status is None else status)
     if not names:
         sys.exit("no mutants yet: run `mutmut run` once (it generates them) before drawing a sample")
     return sorted(random.Random(seed).sample(names, min(n, len(names))))
@@ -201,7 +206,8 @@ def main(argv=None) -> None:
     if args.sample and (args.names or args.names_file):
         ap.error("--sample draws its own mutants: give it without NAMES or --names-file (its total is then a "
                  "simple random sample)")
-    if args.only_given and not given_names(args):
+    given = given_names(args)  # read once
+    if args.only_given and not given:
         ap.error("--only-given: name the mutants (NAMES or --names-file)")
     sampled = bool(args.sample or args.only_given)
     if args.out is None and sampled:
@@ -216,7 +222,8 @@ def main(argv=None) -> None:
                        "tests/train/test_optim.py -x -m 'not slow_compile' (full grid) on it"])
         return
     seconds = None
-    names = draw_sample(args.sample, args.seed, args.cwd) if args.sample else given_names(args)  # read once
+    stored = statuses(args.cwd) if args.sample and args.no_run else None  # nothing runs: drawn from and summarised
+    names = draw_sample(args.sample, args.seed, args.cwd, stored) if args.sample else given
     if args.sample:
         print(f"drew {len(names)} mutants (seed {args.seed})", flush=True)
     if not args.no_run:
@@ -229,11 +236,11 @@ def main(argv=None) -> None:
         seconds = round(time.perf_counter() - t0, 1)
         if done.returncode:
             sys.exit(f"mutmut run failed with exit code {done.returncode}")
-    status = statuses(args.cwd)
+    status = stored if stored is not None else statuses(args.cwd)
     if not status:
         sys.exit("no mutmut results: run `mutmut run` (or this script without --no-run) first")
     if args.carry:
-        earlier = dict(ln.strip().rsplit(": ", 1) for ln in args.carry.read_text().splitlines() if ": " in ln)
+        earlier = parse_statuses(args.carry.read_text())
         status = {k: (earlier.get(k, v) if v in NOT_RUN else v) for k, v in status.items()}
     population = len(status)
     if sampled:

@@ -30,6 +30,7 @@ import weakref
 
 import torch
 from torch import nn
+from torch.nn.modules import module as base
 
 from ..attention.pair_kernel import ThreadSwitch, built_once, compile_kernel, tracing
 
@@ -201,8 +202,6 @@ def usable(rnn: nn.Module, x: torch.Tensor) -> bool:
 
 def _hooked(module: nn.Module) -> bool:
     """Whether calling ``module`` would run forward hooks (its own or global ones)."""
-    from torch.nn.modules import module as base
-
     return bool(module._forward_hooks or module._forward_pre_hooks or base._global_forward_hooks
                 or base._global_forward_pre_hooks)
 

@@ -54,7 +54,7 @@ def prune(run_dir: str | Path, out: str | Path, heads: float, ffn: float = 0.0, 
                                 task=run.task, featurized=run.featurized)  # the pruned model's own score
         log.info(f"recovering the pruned model: {recover_epochs} epoch(s) of {len(prepared.train):,} examples")
         result = train_model(cfg, prepared, run.model, scratch / "training", progress)
-        trained = RunFiles(scratch / "training")
+        trained = RunFiles(result.run_dir)
         with derived_run(pruned, out, skip=(WEIGHTS,)) as final:  # the pruned weights: replaced below
             files = RunFiles(final)
             save_weights(run.model, files.weights, everything=True)

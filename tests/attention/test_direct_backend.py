@@ -139,3 +139,15 @@ def test_a_row_empty_in_one_head_only_is_zeros_and_weights_come_only_when_asked(
     assert (out[:, 1, 0] == 0).all() and (w[:, 1, 0] == 0).all()
     torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(w.double(), ref_w, atol=2e-6, rtol=1e-5)
+
+
+def test_switched_off_on_a_thread_it_is_not_picked_there():
+    from attnkit.attention.backends import direct
+
+    pool = AttentionPooling(16, score="additive", hidden=8)
+    x = torch.randn(1, 5, 16)
+    with torch.no_grad():
+        with direct.off():
+            d = explain_dispatch(pool, x)
+        assert d.backend == "chunked" and ("direct", "switched off on this thread (direct.off())") in d.passed_over
+        assert explain_dispatch(pool, x).backend == "direct"

@@ -3,14 +3,13 @@ float64, on random shapes that reach every loop of the kernel (register blocks, 
 vectors, scalar tails), padding, empty sequences and several layers; when it runs and when
 PyTorch's RNN does; the weights it packs following the module's."""
 import copy
-import os
-import shutil
 
 import pytest
 import torch
 from torch import nn
 
 from attnkit.nn import GRUEncoder, LSTMEncoder, rnn_kernel
+from tests.native_build import build_where_a_compiler_is
 
 needs_kernel = pytest.mark.skipif(rnn_kernel.kernel() is None,
                                   reason=f"fused LSTM/GRU kernel not built here: {rnn_kernel.why_not()}")
@@ -183,13 +182,7 @@ def test_bf16_inputs_under_autocast_give_the_fp32_recurrence(cls):
 
 
 def test_the_kernel_builds_where_a_compiler_is_installed():
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C++ compiler ({compiler}) here: PyTorch's LSTM/GRU runs")
-    if os.environ.get("ATTNKIT_RNN_KERNEL") == "0":
-        pytest.skip("ATTNKIT_RNN_KERNEL=0 is set")
-    module, why = rnn_kernel._build()
-    assert module is not None and why is None, why
+    module = build_where_a_compiler_is(rnn_kernel._build, "ATTNKIT_RNN_KERNEL", "PyTorch's LSTM/GRU runs")
     assert hasattr(module, "rnn_recurrence")
 
 

@@ -272,6 +272,7 @@ class BlockSparseBackend(Backend):
         if span is not None:
             return self._one_call(p, plan, *span), None
         qf, kf, v = _one_head_size(p.qf, p.kf, p.v)
+        dv = p.v.shape[-1]  # the output's own width, cut back to after the kernel
         if not p.mods:  # bias modifiers stay on the tile path (their per-tile views are cached bands)
             key = ("band", p.qf.dtype, self.band_waste)  # cached plans are positional: one layout for any B, H
             if key not in derived:
@@ -280,11 +281,11 @@ class BlockSparseBackend(Backend):
             layout = derived[key]
             if layout is not None:
                 with threads_for_tiles():
-                    return _cut(BandFlash.apply(layout, p.score.dot_scale, qf, kf, v), p.v.shape[-1]), None
+                    return _cut(BandFlash.apply(layout, p.score.dot_scale, qf, kf, v), dv), None
         calls = _calls(p, plan, bq)
         with threads_for_tiles():  # many short parallel regions: leave cores other processes hold to them
             out, _ = _BlockSparseFlash.apply(plan, calls, p.score.dot_scale, qf, kf, v)
-        return _cut(out, p.v.shape[-1]), None
+        return _cut(out, dv), None
 
 
 def _cut(out: torch.Tensor, dv: int) -> torch.Tensor:

@@ -15,8 +15,12 @@ from __future__ import annotations
 import torch
 
 from ..masks import evaluate_mask
+from ..pair_kernel import ThreadSwitch
 from .base import BACKENDS, Backend, Problem, tile_scores
 from .chunked import ChunkedBackend
+
+_switch = ThreadSwitch()
+off = _switch.off  # ``with direct.off():`` never picks this backend by itself on this thread (A/B benchmarks)
 
 
 def score_work(p: Problem) -> int:
@@ -41,6 +45,8 @@ class DirectBackend(Backend):
         return None
 
     def why_not_automatic(self, p: Problem) -> str | None:
+        if _switch.is_off():
+            return "switched off on this thread (direct.off())"
         if p.needs_grad:  # forced, autograd differentiates the tensor ops (the pairs are kept)
             return "gradients needed: the chunked backend recomputes its tiles in the backward instead of keeping them"
         return self.why_not(p)
