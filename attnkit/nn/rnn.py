@@ -18,9 +18,10 @@ def run_recurrence(rnn: nn.RNNBase, x, hx=None):
     """``rnn(x, hx)``, in fp32 with autocast off when bf16 autocast is on: oneDNN's bf16
     LSTM/GRU has no kernel on CPUs without bf16 units ("could not create a primitive
     descriptor"), and a recurrence's cost is its elementwise gates, which bf16 does not speed
-    up. Everything around it stays under autocast."""
+    up. Everything around it stays under autocast. A padded float32 batch the fused kernel
+    takes (``rnn_kernel.usable``: small inference batches; a decoder's steps) runs there."""
     if not torch.is_autocast_enabled("cpu"):
-        return rnn(x, hx)
+        return _recurrence(rnn, x, hx)
     with torch.autocast("cpu", enabled=False):
         if isinstance(x, torch.nn.utils.rnn.PackedSequence):
             x = x._replace(data=x.data.float())
@@ -28,7 +29,15 @@ def run_recurrence(rnn: nn.RNNBase, x, hx=None):
             x = x.float()
         if hx is not None:
             hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
-        return rnn(x, hx)
+        return _recurrence(rnn, x, hx)
+
+
+def _recurrence(rnn: nn.RNNBase, x, hx):
+    """``rnn(x, hx)``; on the fused kernel where it runs (every sequence of a padded tensor is
+    its whole length, as the module takes it)."""
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float32 and rnn_kernel.usable(rnn, x, hx):
+        return rnn_kernel.run(rnn, x, torch.full((x.shape[0],), x.shape[1], dtype=torch.int64), hx)
+    return rnn(x, hx)
 
 
 class _RNNEncoder(nn.Module):
@@ -49,7 +58,7 @@ class _RNNEncoder(nn.Module):
         if not rnn_kernel.tracing() and bool((lengths > t).any()):  # (a traced graph would bake the check in)
             raise ShapeError(f"lengths: values must be <= the padded length {t}, got {lengths.tolist()}")
         if rnn_kernel.usable(self.rnn, x):  # small inference batches: one fused call per layer (lengths < 0: empty)
-            return self.dropout(rnn_kernel.run(self.rnn, x, lengths))
+            return self.dropout(rnn_kernel.run(self.rnn, x, lengths)[0])
         # pack_padded_sequence rejects length 0; such rows come back as zeros below anyway
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = run_recurrence(self.rnn, packed)

@@ -15,13 +15,20 @@ needs_kernel = pytest.mark.skipif(rnn_kernel.kernel() is None,
                                   reason=f"fused LSTM/GRU kernel not built here: {rnn_kernel.why_not()}")
 
 
-def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths) -> torch.Tensor:
+def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths, hx=None, finals: bool = False):
     """``rnn`` over each sequence alone, from the equations, in float64: LSTM gates i, f, g, o;
-    GRU gates r, z, n with ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``."""
+    GRU gates r, z, n with ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``; from the initial
+    states ``hx`` (``h0`` or ``(h0, c0)``, ``[layers * dirs, B, H]``; None: zeros). With
+    ``finals``, ``(out, h_n, c_n)``: each direction's state after the sequence's last step."""
     gru = isinstance(rnn, nn.GRU)
     x = x.double()
     dirs = 2 if rnn.bidirectional else 1
     hsz = rnn.hidden_size
+    slots = rnn.num_layers * dirs
+    h0, c0 = ((hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None, None))
+    h0 = torch.zeros(slots, x.shape[0], hsz) if h0 is None else h0
+    c0 = torch.zeros(slots, x.shape[0], hsz) if c0 is None else c0
+    h_n, c_n = torch.zeros(slots, x.shape[0], hsz, dtype=torch.float64), torch.zeros_like(h0, dtype=torch.float64)
     out = torch.zeros(x.shape[0], x.shape[1], dirs * hsz, dtype=torch.float64)
     for b, n in enumerate(int(v) for v in lengths):
         seq = x[b, :n]
@@ -32,7 +39,8 @@ def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths) -> torch.Tensor:
                 w_ih, w_hh = (getattr(rnn, w + sfx).detach().double() for w in ("weight_ih", "weight_hh"))
                 b_ih, b_hh = ((getattr(rnn, b + sfx).detach().double() if rnn.bias
                                else torch.zeros(w_ih.shape[0], dtype=torch.float64)) for b in ("bias_ih", "bias_hh"))
-                h, c = torch.zeros(hsz, dtype=torch.float64), torch.zeros(hsz, dtype=torch.float64)
+                slot = layer * dirs + d
+                h, c = h0[slot, b].double(), c0[slot, b].double()
                 states = [None] * n
                 for t in (range(n) if d == 0 else reversed(range(n))):
                     if gru:
@@ -45,10 +53,11 @@ def rnn_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths) -> torch.Tensor:
                         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                         h = torch.sigmoid(o) * torch.tanh(c)
                     states[t] = h
+                h_n[slot, b], c_n[slot, b] = h, c
                 outs.append(torch.stack(states) if n else torch.zeros(0, hsz, dtype=torch.float64))
             seq = torch.cat(outs, -1)
         out[b, :n] = seq
-    return out
+    return (out, h_n, c_n) if finals else out
 
 
 SHAPES = [  # batch, time, input dim, hidden (3 or 4 x hidden gate columns: blocks of 8 vectors, single vectors, scalars)
@@ -75,10 +84,117 @@ def test_kernel_equals_the_equations_in_float64(cell, b, t, d, h, bidirectional,
         lengths[-1] = 0  # an empty sequence: all zeros
     with torch.no_grad():
         assert rnn_kernel.usable(rnn, x)
-        got = rnn_kernel.run(rnn, x, lengths)
+        got = rnn_kernel.run(rnn, x, lengths)[0]
     want = rnn_reference(rnn, x, lengths)
     assert got.dtype == torch.float32 and got.shape == want.shape
     torch.testing.assert_close(got.double(), want, atol=2e-6, rtol=1e-5)
+
+
+def _states(cell, slots: int, b: int, h: int):
+    return (torch.randn(slots, b, h), torch.randn(slots, b, h)) if cell is nn.LSTM else torch.randn(slots, b, h)
+
+
+def _flat(hx) -> tuple:
+    return hx if isinstance(hx, tuple) else (hx,)
+
+
+@needs_kernel
+@pytest.mark.parametrize("b,t,d,h", SHAPES[1:4], ids=[f"B{b}-T{t}-D{d}-H{h}" for b, t, d, h in SHAPES[1:4]])
+@pytest.mark.parametrize("bidirectional,layers", [(False, 1), (True, 2)], ids=["uni-1layer", "bi-2layers"])
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU], ids=["lstm", "gru"])
+def test_initial_and_final_states_equal_the_equations_in_float64(cell, b, t, d, h, bidirectional, layers):
+    """From given ``h0`` (``c0``) the outputs and each direction's state after a sequence's
+    last step are the equations' (an empty sequence keeps its initial state)."""
+    torch.manual_seed(b * 100 + h)
+    rnn = cell(d, h, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+    x = torch.randn(b, t, d)
+    lengths = torch.randint(1, t + 1, (b,))
+    lengths[-1] = 0 if b > 2 else lengths[-1]
+    hx = _states(cell, layers * (2 if bidirectional else 1), b, h)
+    with torch.no_grad():
+        assert rnn_kernel.usable(rnn, x, hx)
+        got, got_hx = rnn_kernel.run(rnn, x, lengths, hx)
+    want, h_n, c_n = rnn_reference(rnn, x, lengths, hx, finals=True)
+    torch.testing.assert_close(got.double(), want, atol=2e-6, rtol=1e-5)
+    for g, w in zip(_flat(got_hx), (h_n, c_n)):
+        assert g.dtype == torch.float32 and g.shape == w.shape
+        torch.testing.assert_close(g.double(), w, atol=2e-6, rtol=1e-5)
+    if b > 2:  # the empty sequence's final states are its initial ones
+        for g, w in zip(_flat(got_hx), _flat(hx)):
+            assert torch.equal(g[:, -1], w[:, -1])
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU], ids=["lstm", "gru"])
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_run_recurrence_with_states_takes_the_kernel_as_torchs_module(monkeypatch, cell, autocast):
+    """``run_recurrence(rnn, x, hx)`` (a decoder's step) runs the kernel in inference (counted)
+    and returns what the module returns: the outputs and ``h_n`` (``(h_n, c_n)``)."""
+    from attnkit.nn.rnn import run_recurrence
+
+    torch.manual_seed(9)
+    rnn = cell(6, 10, num_layers=2, batch_first=True)
+    x, hx = torch.randn(5, 1, 6), _states(cell, 2, 5, 10)
+    calls = []
+    real = rnn_kernel.run
+    monkeypatch.setattr(rnn_kernel, "run", lambda *a: calls.append(1) or real(*a))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        fused, fused_hx = run_recurrence(rnn, x.bfloat16() if autocast else x, hx)
+        with rnn_kernel.off():
+            plain, plain_hx = run_recurrence(rnn, x.bfloat16() if autocast else x, hx)
+    assert calls == [1]
+    torch.testing.assert_close(fused, plain, atol=2e-6, rtol=1e-5)
+    for f, p in zip(_flat(fused_hx), _flat(plain_hx)):
+        assert f.dtype == p.dtype == torch.float32
+        torch.testing.assert_close(f, p, atol=2e-6, rtol=1e-5)
+
+
+@needs_kernel
+def test_states_the_module_would_reject_or_differentiate_keep_torchs_path():
+    """``hx`` of the wrong shape, count or device type leaves the call to the module (which
+    raises its own error); states that need gradients too."""
+    from attnkit.nn.rnn import run_recurrence
+
+    lstm, gru = nn.LSTM(4, 6, batch_first=True), nn.GRU(4, 6, batch_first=True)
+    x = torch.randn(2, 3, 4)
+    h, c = torch.zeros(1, 2, 6), torch.zeros(1, 2, 6)
+    with torch.no_grad():
+        assert rnn_kernel.usable(lstm, x, (h, c)) and rnn_kernel.usable(gru, x, h) and rnn_kernel.usable(gru, x, None)
+        for rnn, bad in [(lstm, h), (lstm, (h, c, c)), (gru, (h, c)), (lstm, (torch.zeros(1, 3, 6), c)),
+                         (gru, torch.zeros(2, 2, 6)), (gru, h.double()), (gru, h.long()), (gru, [h])]:
+            assert not rnn_kernel.usable(rnn, x, bad), bad
+        with pytest.raises(RuntimeError, match="Expected hidden"):  # PyTorch's own message
+            run_recurrence(gru, x, torch.zeros(1, 3, 6))
+    frozen = nn.GRU(4, 6, batch_first=True).requires_grad_(False)
+    assert rnn_kernel.usable(frozen, x, h) and not rnn_kernel.usable(frozen, x, h.clone().requires_grad_())
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_decoder_steps_in_inference_take_the_kernel_with_the_same_output(monkeypatch, cell):
+    """An RNN decoder's step (translation, beam search) runs its recurrence on the kernel in
+    inference, with the output and new state of PyTorch's RNN."""
+    from attnkit.nn.decoders import GRUDecoder, LSTMDecoder
+
+    torch.manual_seed(11)
+    dec = (LSTMDecoder if cell == "lstm" else GRUDecoder)(8, 12, hidden=16, layers=2).eval()
+    memory, src_lengths = torch.randn(3, 7, 12), torch.tensor([7, 4, 1])
+    y = torch.randn(3, 1, 8)
+    calls = []
+    real = rnn_kernel.run
+    monkeypatch.setattr(rnn_kernel, "run", lambda *a: calls.append(1) or real(*a))
+    with torch.inference_mode():
+        state = dec.start(memory, src_lengths)
+        out, _, new = dec.step(y, state)
+        out2, _, _ = dec.step(y, new)
+        with rnn_kernel.off():
+            plain, _, plain_new = dec.step(y, state)
+            plain2, _, _ = dec.step(y, plain_new)
+    assert calls == [1, 1]
+    torch.testing.assert_close(out, plain, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(out2, plain2, atol=2e-6, rtol=1e-5)
+    for key in ("h", "c") if cell == "lstm" else ("h",):
+        torch.testing.assert_close(new[key], plain_new[key], atol=2e-6, rtol=1e-5)
 
 
 @needs_kernel
@@ -151,19 +267,19 @@ def test_packed_weights_follow_the_modules_weights():
     rnn = nn.LSTM(5, 7, batch_first=True, bidirectional=True)
     x, lengths = torch.randn(2, 4, 5), torch.tensor([4, 2])
     with torch.no_grad():
-        first = rnn_kernel.run(rnn, x, lengths)
+        first = rnn_kernel.run(rnn, x, lengths)[0]
         assert rnn_kernel.packed(rnn) is rnn_kernel.packed(rnn)
         rnn.weight_hh_l0_reverse.mul_(-1.5)
-        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths)[0].double(), rnn_reference(rnn, x, lengths),
                                    atol=2e-6, rtol=1e-5)
         other = nn.LSTM(5, 7, batch_first=True, bidirectional=True)
         rnn.load_state_dict(other.state_dict())
-        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(other, x, lengths),
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths)[0].double(), rnn_reference(other, x, lengths),
                                    atol=2e-6, rtol=1e-5)
-        assert not torch.allclose(first, rnn_kernel.run(rnn, x, lengths))
+        assert not torch.allclose(first, rnn_kernel.run(rnn, x, lengths)[0])
     with torch.inference_mode():
         made = nn.LSTM(5, 7, batch_first=True)
-        torch.testing.assert_close(rnn_kernel.run(made, x, lengths).double(), rnn_reference(made, x, lengths),
+        torch.testing.assert_close(rnn_kernel.run(made, x, lengths)[0].double(), rnn_reference(made, x, lengths),
                                    atol=2e-6, rtol=1e-5)
 
 
@@ -243,7 +359,7 @@ def test_batches_up_to_max_batch_and_strided_inputs():
     lengths = torch.randint(1, 8, (rnn_kernel.MAX_BATCH,))
     with torch.no_grad():
         assert rnn_kernel.usable(rnn, x)
-        got = rnn_kernel.run(rnn, x, lengths)
+        got = rnn_kernel.run(rnn, x, lengths)[0]
     torch.testing.assert_close(got.double(), rnn_reference(rnn, x, lengths), atol=2e-6, rtol=1e-5)
 
 
@@ -254,7 +370,7 @@ def test_a_replaced_parameter_or_forget_after_a_data_edit_repacks():
     x, lengths = torch.randn(1, 5, 4), torch.tensor([5])
 
     def check():
-        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+        torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths)[0].double(), rnn_reference(rnn, x, lengths),
                                    atol=2e-6, rtol=1e-5)
 
     with torch.no_grad():
@@ -279,7 +395,7 @@ def test_lengths_of_any_integer_type():
     x = torch.randn(2, 4, 3)
     with torch.no_grad():
         for lengths in (torch.tensor([4, 2], dtype=torch.int32), torch.tensor([4, 2], dtype=torch.int16)):
-            torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths).double(), rnn_reference(rnn, x, lengths),
+            torch.testing.assert_close(rnn_kernel.run(rnn, x, lengths)[0].double(), rnn_reference(rnn, x, lengths),
                                        atol=2e-6, rtol=1e-5)
 
 
@@ -301,7 +417,9 @@ def test_a_first_build_says_what_it_builds(monkeypatch, tmp_path, caplog):
 def test_the_compiled_call_checks_its_inputs():
     k = rnn_kernel.kernel()
     xp, w, bh, n = torch.zeros(1, 2, 8), torch.zeros(1, 2, 8), torch.zeros(1, 8), torch.tensor([2])
-    assert k.rnn_recurrence(xp, w, bh, n, 0).shape == (1, 2, 2)
+    e = torch.zeros(0)
+    out, h_n, c_n = k.rnn_recurrence(xp, w, bh, n, 0, e, e)
+    assert out.shape == (1, 2, 2) and h_n.shape == c_n.shape == (1, 1, 2)
     for bad, match in [((xp, w, bh, torch.tensor([2, 2]), 0), "shapes"),
                        ((xp, w, bh, n.int(), 0), "int64"),
                        ((xp.double(), w, bh, n, 0), "float32"),
@@ -309,7 +427,15 @@ def test_the_compiled_call_checks_its_inputs():
                        ((xp, w, bh, n, 2), "cell"),
                        ((torch.zeros(1, 8, 2).transpose(1, 2), w, bh, n, 0), "contiguous")]:
         with pytest.raises(RuntimeError, match=match):
-            k.rnn_recurrence(*bad)
+            k.rnn_recurrence(*bad, e, e)
+    for h0, c0, match in [(torch.zeros(1, 2, 2), e, "h0, c0"),  # batch 2, not 1
+                          (e, torch.zeros(1, 1, 2).double(), "h0, c0"),
+                          (torch.zeros(2, 1, 1), e, "h0, c0")]:
+        with pytest.raises(RuntimeError, match=match):
+            k.rnn_recurrence(xp, w, bh, n, 0, h0, c0)
+    gru_w, gru_xp, gru_bh = torch.zeros(1, 2, 6), torch.zeros(1, 2, 6), torch.zeros(1, 6)
+    with pytest.raises(RuntimeError, match="no cell state"):
+        k.rnn_recurrence(gru_xp, gru_w, gru_bh, n, 1, e, torch.zeros(1, 1, 2))
 
 
 @needs_kernel
@@ -342,7 +468,8 @@ def test_the_python_lock_is_released_during_the_recurrence():
     started.wait()
     try:
         asleep = rate(lambda: time.sleep(0.2))
-        working = rate(lambda: rnn_kernel.kernel().rnn_recurrence(xp, w_hh, b_h, lengths, 1))
+        e = torch.zeros(0)
+        working = rate(lambda: rnn_kernel.kernel().rnn_recurrence(xp, w_hh, b_h, lengths, 1, e, e))
     finally:
         done.set()
         worker.join()
