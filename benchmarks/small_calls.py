@@ -7,6 +7,7 @@
 2. LSTM and GRU: ``LSTMEncoder``/``GRUEncoder`` on the fused kernel (``attnkit.nn.rnn_kernel``;
    past ``MAX_BATCH`` too, to see where it stops paying) against the same encoder on
    PyTorch's LSTM/GRU over the packed batch (oneDNN, ``rnn_kernel.off()``), at batch 1-32.
+3. RNN decoder steps (beam 5) on the kernel, from the decoder's state, against PyTorch's.
 
 Each case's contenders run interleaved, in rounds (the order alternating), medians of the
 per-call times; ratios are general / small-call path (> 1: the small-call path is faster).
@@ -123,6 +124,32 @@ def rnn_cases() -> list[dict]:
     return rows
 
 
+def decoder_cases() -> list[dict]:
+    """One step of an RNN decoder (translation: beam 5 over one sentence of 20 source words,
+    the layout of ``examples/multi30k_gru.yaml``, with either cell) on the kernel against the
+    same step on PyTorch's LSTM/GRU: the recurrence takes its initial states, so each step
+    runs there."""
+    from attnkit.nn import rnn_kernel
+    from attnkit.nn.decoders import GRUDecoder, LSTMDecoder
+
+    rows = []
+    for cell, cls in (("lstm", LSTMDecoder), ("gru", GRUDecoder)):
+        dec = cls(256, 512, hidden=256, attention={"score": "additive", "hidden": 256}).eval()
+        with torch.inference_mode():
+            state = dec.start(torch.randn(5, 20, 512), torch.full((5,), 20))
+        y = torch.randn(5, 1, 256)
+
+        def plain(dec=dec, state=state, y=y):
+            with rnn_kernel.off():
+                return dec.step(y, state)[0]
+
+        with torch.inference_mode():
+            err = (dec.step(y, state)[0] - plain()).abs().max().item()
+        ms = interleaved({"fused": lambda dec=dec, state=state, y=y: dec.step(y, state)[0], "torch": plain})
+        rows += compared(f"{cell} decoder step H256 beam5 S20", ms, "fused", "torch", max_abs_diff=err)
+    return rows
+
+
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -130,7 +157,7 @@ def main() -> None:
 
     if rnn_kernel.kernel() is None:
         raise SystemExit(f"the fused LSTM/GRU kernel is not available here: {rnn_kernel.why_not()}")
-    rows = attention_cases() + rnn_cases()
+    rows = attention_cases() + rnn_cases() + decoder_cases()
     notes = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, inference mode",
              f"medians of {ROUNDS} rounds of {CALLS} calls per contender, contenders interleaved (order alternating)",
              "ratios: general path / small-call path; > 1: the small-call path is faster",

@@ -19,6 +19,7 @@ from .dropout import Dropout
 from .dispatch import Dispatch, choose_backend
 from .functional import attend, build_problem
 from .masks import key_padding, segment
+from .pair_kernel import tracing
 from .spec import ATTENTION_LAYERS, AttentionSpec
 
 
@@ -38,9 +39,11 @@ def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segme
         if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
             raise ShapeError(f"lengths: expected a tensor of shape [{batch}], got "
                              f"{list(getattr(lengths, 'shape', [])) or type(lengths).__name__}")
-        if bool((lengths < 0).any()) or bool((lengths > lk).any()):
+        lo, hi = (int(v) for v in torch.aminmax(lengths)) if lengths.numel() else (0, 0)
+        if lo < 0 or hi > lk:
             raise ShapeError(f"lengths: values must be in [0, {lk}], got {lengths.tolist()}")
-        out.append(key_padding(lengths=lengths))
+        if lo < lk or tracing():  # every key real: nothing to hide (an exported graph keeps the mask for later batches)
+            out.append(key_padding(lengths=lengths))
     if segment_ids is not None:
         q_ids, kv_ids = segment_ids if isinstance(segment_ids, (tuple, list)) else (segment_ids, None)
         out.append(segment(q_ids, kv_ids))
@@ -59,10 +62,16 @@ def real_positions(x, key_padding_mask=None, lengths=None) -> torch.Tensor | Non
     real = None
     if isinstance(key_padding_mask, torch.Tensor) and tuple(key_padding_mask.shape) == (b, n):
         real = key_padding_mask.to(device=x.device, dtype=torch.bool)
-    if isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (b,):
+    if isinstance(lengths, torch.Tensor) and tuple(lengths.shape) == (b,) and (tracing() or not _covers(lengths, n)):
         by_length = torch.arange(n, device=x.device)[None, :] < lengths.to(x.device)[:, None]
         real = by_length if real is None else real & by_length
     return None if real is None else real.unsqueeze(-1)
+
+
+def _covers(lengths: torch.Tensor, n: int) -> bool:
+    """Whether every one of ``lengths`` is at least ``n`` (no padding: a batch of one, or of
+    equal lengths), so a padding mask would hide nothing."""
+    return lengths.numel() > 0 and int(lengths.min()) >= n
 
 
 def zeroed(t, real: torch.Tensor | None):

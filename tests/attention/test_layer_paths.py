@@ -308,3 +308,40 @@ def test_values_with_their_own_head_size_under_a_mask(small_tiles, path, size, l
     g = torch.randn_like(want)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), g.float()), torch.autograd.grad(want, (q, k, v), g)):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_lengths_covering_every_key_add_no_mask_and_give_the_same_result():
+    """Lengths that hide nothing (a batch of one, or of equal lengths) add no padding mask and
+    no zeroing: the call is the unmasked one, with the unmasked output; one short length
+    brings both back (and its NaN padding stays out of every output)."""
+    from attnkit.attention.layers import real_positions, runtime_mask
+
+    torch.manual_seed(1)
+    full = torch.tensor([6, 6])
+    assert runtime_mask(2, 6, lengths=full) == [] and real_positions(torch.zeros(2, 6, 3), lengths=full) is None
+    assert len(runtime_mask(2, 6, lengths=torch.tensor([6, 5]))) == 1
+    assert real_positions(torch.zeros(2, 6, 3), lengths=torch.tensor([6, 5]))[:, :, 0].sum().item() == 11
+    assert len(runtime_mask(0, 6, lengths=torch.zeros(0, dtype=torch.long))) == 1  # an empty batch: as before
+    pool = AttentionPooling(8, score="additive", hidden=4).eval()
+    x = torch.randn(2, 6, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(pool(x, lengths=full, need_weights=True)[1], pool(x, need_weights=True)[1])
+        x[1, 5] = float("nan")
+        out, w = pool(x, lengths=torch.tensor([6, 5]), need_weights=True)
+    assert torch.isfinite(out[1]).all() and w[1, 0, 5] == 0
+    mha = MultiHeadAttention(8, heads=2).eval()
+    with torch.no_grad():
+        y = torch.randn(2, 6, 8)
+        torch.testing.assert_close(mha(y, lengths=full)[0], mha(y)[0])
+
+
+def test_an_exported_graph_keeps_the_padding_mask_of_a_full_length_example(monkeypatch):
+    """While a graph is traced (ONNX export) the padding mask stays even when the example's
+    lengths hide nothing: the graph must mask the padded batches it will see later."""
+    from attnkit.attention import pair_kernel
+    from attnkit.attention.layers import real_positions, runtime_mask
+
+    full = torch.tensor([6, 6])
+    monkeypatch.setattr(pair_kernel.torch.jit, "is_tracing", lambda: True)
+    assert len(runtime_mask(2, 6, lengths=full)) == 1
+    assert real_positions(torch.zeros(2, 6, 3), lengths=full) is not None
