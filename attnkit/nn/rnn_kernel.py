@@ -310,5 +310,5 @@ def run(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, hx=None):
             xp = torch.addmm(bias, h.reshape(b * t, -1), w_ih).view(b, t, -1)
             h, hn, cn = kernel().rnn_recurrence(xp, w_hh, b_h, lengths, cell, h0, c0)
             finals.append((hn, cn))
-    h_n = torch.cat([hn for hn, _ in finals])
-    return h, ((h_n, torch.cat([cn for _, cn in finals])) if cell == 0 else h_n)
+    h_n, c_n = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*finals))
+    return h, ((h_n, c_n) if cell == 0 else h_n)
