@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import torch
 
 from ..errors import BackendError
 from .backends import BACKENDS, Problem
+from .pair_kernel import exporting
 
 log = logging.getLogger("attnkit.attention")
 
@@ -64,7 +64,7 @@ def choose_backend(p: Problem, force: str | None = None) -> Dispatch:
         if why is not None:
             raise BackendError(f"backend {force!r} cannot run this attention: {why}")
         return Dispatch(force, "forced")
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if exporting():
         return Dispatch("reference", "exporting a graph: the fused and custom-gradient kernels have no ONNX form, "
                                      "the plain formula does (the runtime fuses it)")
     order = ORDER.get(p.device.type, DEFAULT_ORDER)

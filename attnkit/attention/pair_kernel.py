@@ -335,11 +335,36 @@ def usable(qf: torch.Tensor, kf: torch.Tensor, activation: str) -> bool:
             and not tracing() and kernel() is not None)
 
 
+def exporting() -> bool:
+    """Whether a graph is being exported (``torch.jit`` tracing or an ONNX export)."""
+    return torch.jit.is_tracing() or _in_onnx_export()
+
+
 def tracing() -> bool:
     """Whether a tracer or compiler is recording: it cannot see into the kernel (an opaque call
     would be baked into the graph as a constant)."""
-    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-            or (hasattr(torch, "compiler") and torch.compiler.is_compiling()))
+    return exporting() or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
+
+
+_ONNX_FLAGS: list = []  # [(GLOBALS, _flags)] once found, [None] where this torch lacks them
+
+
+def _in_onnx_export() -> bool:
+    """``torch.onnx.is_in_onnx_export()``, which imports its two flag holders on every call
+    (3 us, and a small attention call asks about five times: 15 us of a 300 us pooling call
+    on a 2-core Xeon); here they are imported once. A torch without them asks torch."""
+    if not _ONNX_FLAGS:
+        try:
+            from torch.onnx._internal.exporter import _flags
+            from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+            _ONNX_FLAGS.append((GLOBALS, _flags))
+        except ImportError:  # another torch layout
+            _ONNX_FLAGS.append(None)
+    if _ONNX_FLAGS[0] is None:
+        return torch.onnx.is_in_onnx_export()
+    holder, flags = _ONNX_FLAGS[0]
+    return bool(holder.in_onnx_export or flags._is_onnx_exporting)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:

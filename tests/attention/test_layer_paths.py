@@ -192,6 +192,10 @@ def test_padding_positions_are_worked_out_where_the_inputs_live():
 
 
 def test_a_graph_being_exported_gets_the_plain_formula(monkeypatch):
+    from torch.onnx._internal.exporter import _flags
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+    from attnkit.attention.pair_kernel import tracing
     from attnkit.attention import choose_backend
     from attnkit.attention.functional import build_problem
     from attnkit.attention.scores import build_score
@@ -199,10 +203,23 @@ def test_a_graph_being_exported_gets_the_plain_formula(monkeypatch):
     q = torch.randn(1, 1, 3, 8)
     p = build_problem(q, q, q, build_score("additive", 8, 8, hidden=4))
     assert choose_backend(p).backend == "chunked"
+    for holder, flag in ((GLOBALS, "_in_onnx_export"), (_flags, "_is_onnx_exporting")):  # either exporter's flag
+        with monkeypatch.context() as m:
+            m.setattr(holder, flag, True)
+            assert torch.onnx.is_in_onnx_export()  # the flag torch itself reads
+            d = choose_backend(p)
+            assert (d.backend, d.reason) == ("reference", "exporting a graph: the fused and custom-gradient kernels "
+                                                          "have no ONNX form, the plain formula does (the runtime fuses it)")
+            assert tracing()
+    assert choose_backend(p).backend == "chunked" and not tracing()
+
+
+def test_the_export_check_asks_torch_where_its_flags_are_elsewhere(monkeypatch):
+    from attnkit.attention import pair_kernel
+
+    monkeypatch.setattr(pair_kernel, "_ONNX_FLAGS", [None])  # a torch whose flag holders were not found
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
-    d = choose_backend(p)
-    assert (d.backend, d.reason) == ("reference", "exporting a graph: the fused and custom-gradient kernels have no "
-                                                  "ONNX form, the plain formula does (the runtime fuses it)")
+    assert pair_kernel.exporting() and pair_kernel.tracing()
 
 
 def test_dispatch_and_input_errors_say_what_and_where():

@@ -137,12 +137,18 @@ def additive_bias(mods, grid, dtype, cache_key: tuple | None = None) -> torch.Te
     return bias
 
 
+def _rows(t: torch.Tensor, span) -> torch.Tensor:
+    """``t[:, :, span[0]:span[1]]``; ``t`` itself when the span is all of it (a small call's one
+    tile: a slice is a tensor op, ~4 us on a 2-core Xeon)."""
+    return t if span[0] == 0 and span[1] == t.shape[2] else t[:, :, span[0]:span[1]]
+
+
 def tile_scores(p: Problem, q_range, kv_range, qf=None, kf=None, keep: bool = False):
     """Modified scores of one tile (mask not applied); with ``keep``, ``(scores, state)``
     where ``state`` is what ``score.block_keep`` keeps for ``score.block_backward``."""
     b, h, _, _ = p.shape
-    qf = p.qf[:, :, q_range[0]:q_range[1]] if qf is None else qf
-    kf = p.kf[:, :, kv_range[0]:kv_range[1]] if kf is None else kf
+    qf = _rows(p.qf, q_range) if qf is None else qf
+    kf = _rows(p.kf, kv_range) if kf is None else kf
     s, state = p.score.block_keep(qf, kf) if keep else (p.score.block(qf, kf), None)
     if p.mods:
         s = apply_mods(s, p.mods, index_grid(b, h, q_range, kv_range, p.device))
