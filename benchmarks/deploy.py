@@ -47,8 +47,10 @@ from _common import has_bf16_units, machine, row, write_results
 DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
                 "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled",
+                "sst2/bilstm_distilled_h192": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h192",
                 "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128"}
 TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full",  # distilled student -> its teacher
+           "sst2/bilstm_distilled_h192": "sst2/minilm_full",
            "sst2/bilstm_distilled_h128": "sst2/minilm_full"}
 # pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run
 RECOVERED = {"sst2/minilm_full": {"torch_pruned_heads50_ffn50_recovered1": "/tmp/attnkit-deploy/sst2-minilm-p50-50-r1"}}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-
 from ..errors import BackendError
 from .backends import BACKENDS, Problem
 from .pair_kernel import exporting
