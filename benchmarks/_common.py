@@ -22,6 +22,28 @@ def has_bf16_units() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """``(steal, total)`` CPU ticks since boot from ``/proc/stat`` (Linux), else None. Steal is
+    time the hypervisor gave this VM's CPUs to someone else: every timing stretches with it."""
+    try:
+        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+_START_TICKS = cpu_ticks()  # when the benchmark started (this module is imported first)
+
+
+def steal_share(since: tuple[int, int] | None = _START_TICKS, now: tuple[int, int] | None = None) -> float | None:
+    """The share of CPU time stolen by the hypervisor since ``since`` (default: the benchmark's
+    start); None where /proc/stat is not there."""
+    now = now or cpu_ticks()
+    if since is None or now is None or now[1] <= since[1]:
+        return None
+    return round((now[0] - since[0]) / (now[1] - since[1]), 3)
+
+
 def machine() -> dict:
     """CPU model, core count, bf16 units, torch version, and GPU if any."""
     import torch
@@ -72,7 +94,7 @@ def write_results(name: str, rows: list[dict], notes: list[str] | None = None, p
     payload = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": {**machine(), "cpu_steal_share": steal_share()},  # > 0.05: a busy host, timings stretched
         "notes": notes or [],
         "rows": rows,
     }

@@ -18,6 +18,9 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --set model.embedding.extend_vocab=true --set model.embedding.freeze=true \
         --out /tmp/attnkit-deploy/sst2-bilstm-distilled
     attnkit distill ... (the same) --set model.encoder.hidden=128 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128
+    attnkit distill ... (the same) --set model.encoder.hidden=192 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h192
+    attnkit distill ... (the same but --augment 12 --set train.epochs=4) --set model.encoder.hidden=128 \
+        --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12
     attnkit prune /tmp/attnkit-deploy/sst2-minilm --out /tmp/attnkit-deploy/sst2-minilm-p50-50-r1 \
         --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
@@ -48,10 +51,9 @@ DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/minilm_full": "/tmp/attnkit-deploy/sst2-minilm",
                 "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled",
                 "sst2/bilstm_distilled_h192": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h192",
-                "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128"}
-TEACHER = {"sst2/bilstm_distilled": "sst2/minilm_full",  # distilled student -> its teacher
-           "sst2/bilstm_distilled_h192": "sst2/minilm_full",
-           "sst2/bilstm_distilled_h128": "sst2/minilm_full"}
+                "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128",
+                "sst2/bilstm_distilled_h128_a12": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12"}
+TEACHER = {name: "sst2/minilm_full" for name in DEFAULT_RUNS if "distilled" in name}  # student -> its teacher
 # pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run
 RECOVERED = {"sst2/minilm_full": {"torch_pruned_heads50_ffn50_recovered1": "/tmp/attnkit-deploy/sst2-minilm-p50-50-r1"}}
 PRUNE_LEVELS = ((0.25, 0.0), (0.5, 0.0), (0.25, 0.25), (0.5, 0.5))  # (heads, ffn) fractions removed, MiniLM
