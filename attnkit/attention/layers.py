@@ -39,7 +39,7 @@ def runtime_mask(batch: int, lk: int, key_padding_mask=None, lengths=None, segme
         if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (batch,):
             raise ShapeError(f"lengths: expected a tensor of shape [{batch}], got "
                              f"{list(getattr(lengths, 'shape', [])) or type(lengths).__name__}")
-        lo, hi = (int(v) for v in torch.aminmax(lengths)) if lengths.numel() else (0, 0)
+        lo, hi = (v.item() for v in torch.aminmax(lengths)) if lengths.numel() else (0, 0)  # not int(): 6.5 > 6
         if lo < 0 or hi > lk:
             raise ShapeError(f"lengths: values must be in [0, {lk}], got {lengths.tolist()}")
         if lo < lk or tracing():  # every key real: nothing to hide (an exported graph keeps the mask for later batches)

@@ -228,15 +228,19 @@ def usable(rnn: nn.Module, x: torch.Tensor, hx=None) -> bool:
 def _states(rnn: nn.RNNBase, x: torch.Tensor, hx) -> tuple[torch.Tensor, ...] | None:
     """``hx`` as a tuple (``()`` for None), or None when it is not the module's initial state
     for ``x``: ``h0`` (and for the LSTM ``c0``) of shape ``[layers * dirs, B, H]``, floating
-    point, on the CPU."""
+    point in ``x``'s dtype (as the module wants them), on the CPU; the LSTM's as a tuple, the
+    GRU's as one tensor."""
     if hx is None:
         return ()
-    states = hx if isinstance(hx, tuple) else (hx,)
-    if len(states) != (2 if type(rnn) is nn.LSTM else 1) or x.dim() != 3:
+    lstm = type(rnn) is nn.LSTM
+    if isinstance(hx, tuple) != lstm:  # nn.GRU refuses a tuple, nn.LSTM a lone tensor
+        return None
+    states = hx if lstm else (hx,)
+    if len(states) != (2 if lstm else 1) or x.dim() != 3:
         return None
     want = ((2 if rnn.bidirectional else 1) * rnn.num_layers, x.shape[0], rnn.hidden_size)
     fits = all(isinstance(t, torch.Tensor) and tuple(t.shape) == want and t.device.type == "cpu"
-               and t.dtype in (torch.float32, torch.bfloat16) for t in states)
+               and t.dtype == x.dtype for t in states)
     return states if fits else None
 
 

@@ -193,6 +193,8 @@ def test_runtime_masks_accept_legal_edges_and_refuse_bad_values():
     assert torch.all(w[0] == 0) and torch.all(out[0] == 0)
     with pytest.raises(ShapeError, match=r"lengths: values must be in \[0, 5\], got \[-1, 5\]"):
         att(x, lengths=torch.tensor([-1, 5]))
+    with pytest.raises(ShapeError, match=r"lengths: values must be in \[0, 5\], got \[5.5, 5.5\]"):
+        att(x, lengths=torch.tensor([5.5, 5.5]))  # past the keys, though whole numbers would cover them
     with pytest.raises(ShapeError, match=r"lengths: expected a tensor of shape \[2\]"):
         att(x, lengths=[5, 5])
     with pytest.raises(ShapeError, match=r"key_padding_mask: expected a bool tensor \[B, Lk\], got list"):

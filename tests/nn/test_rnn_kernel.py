@@ -161,7 +161,8 @@ def test_states_the_module_would_reject_or_differentiate_keep_torchs_path():
     with torch.no_grad():
         assert rnn_kernel.usable(lstm, x, (h, c)) and rnn_kernel.usable(gru, x, h) and rnn_kernel.usable(gru, x, None)
         for rnn, bad in [(lstm, h), (lstm, (h, c, c)), (gru, (h, c)), (lstm, (torch.zeros(1, 3, 6), c)),
-                         (gru, torch.zeros(2, 2, 6)), (gru, h.double()), (gru, h.long()), (gru, [h])]:
+                         (gru, torch.zeros(2, 2, 6)), (gru, h.double()), (gru, h.long()), (gru, [h]),
+                         (gru, (h,)), (gru, h.bfloat16()), (lstm, (h.bfloat16(), c))]:  # x is float32
             assert not rnn_kernel.usable(rnn, x, bad), bad
         with pytest.raises(RuntimeError, match="Expected hidden"):  # PyTorch's own message
             run_recurrence(gru, x, torch.zeros(1, 3, 6))
