@@ -1,11 +1,25 @@
 """Shared fixtures: devices to test on (CUDA when present), deterministic seeds, small tiles
 so that multi-tile code paths run on small inputs, and small trained runs of every task
 (session scope: trained once, shared by the explanation, report and deployment tests)."""
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
 
 from attnkit.run import train
 from tests.run.conftest import make_conll_files, make_mnist_folder, make_text_files
+
+# TorchInductor (the compiled FlexAttention tests) compiles into a private cache per test run:
+# the shared one under /tmp outlives runs, and a run killed mid-compile left a half-built entry
+# there that failed every later run's cache hit (CI, 2026-12-03). A user's own
+# TORCHINDUCTOR_CACHE_DIR is kept.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _INDUCTOR_CACHE = tempfile.mkdtemp(prefix="attnkit-test-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+    atexit.register(shutil.rmtree, _INDUCTOR_CACHE, ignore_errors=True)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
