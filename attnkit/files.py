@@ -38,6 +38,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             Path(tmp).unlink(missing_ok=True)
 
 
+def cache_root() -> Path:
+    """attnkit's per-user cache (``~/.cache/attnkit``; ``ATTNKIT_CACHE`` moves it): what a later
+    run may reuse instead of measuring or computing it again."""
+    return Path(os.environ.get("ATTNKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "attnkit"))
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomic UTF-8 text write."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -16,10 +16,12 @@ from tests.run.conftest import make_conll_files, make_mnist_folder, make_text_fi
 # the shared one under /tmp outlives runs, and a run killed mid-compile left a half-built entry
 # there that failed every later run's cache hit (CI, 2026-12-03). A user's own
 # TORCHINDUCTOR_CACHE_DIR is kept.
-if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-    _INDUCTOR_CACHE = tempfile.mkdtemp(prefix="attnkit-test-inductor-")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
-    atexit.register(shutil.rmtree, _INDUCTOR_CACHE, ignore_errors=True)
+# attnkit's own cache (precision probes, teacher scores) too, always: a test never reads what
+# an earlier run or the user left there, nor writes into the user's.
+for _var, _prefix in (("TORCHINDUCTOR_CACHE_DIR", "attnkit-test-inductor-"), ("ATTNKIT_CACHE", "attnkit-test-cache-")):
+    if _var == "ATTNKIT_CACHE" or _var not in os.environ:
+        os.environ[_var] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_var], ignore_errors=True)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,9 +1,22 @@
-"""The benchmarks' shared plumbing: the host's steal time recorded with every result."""
+"""The benchmarks' shared plumbing: the host's steal time recorded with every result. And no
+benchmark script is named like a standard-library module: with ``benchmarks/`` on the path
+(``python benchmarks/X.py`` puts it there), a child Python that inherits the path as
+PYTHONPATH (TorchInductor's CPU probe does) cannot start (``benchmarks/encodings.py`` made
+every compiled FlexAttention test fail once it was on the path, CI 2026-12-03)."""
+import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import _common  # noqa: E402
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# loaded by file, not by putting benchmarks/ on this process's path
+_spec = importlib.util.spec_from_file_location("attnkit_bench_common", BENCHMARKS / "_common.py")
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+
+
+def test_no_benchmark_shadows_a_standard_library_module():
+    shadowing = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert not shadowing, f"rename {shadowing}: a child Python with benchmarks/ on its path would import them"
 
 
 def test_steal_share_is_the_stolen_part_of_the_ticks_between_two_readings(tmp_path):

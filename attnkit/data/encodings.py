@@ -1,6 +1,6 @@
 """Which text encoding a data file is in: ``encoding: auto``.
 
-The rule, in order (measured in ``benchmarks/encodings.py``):
+The rule, in order (measured in ``benchmarks/encoding_detection.py``):
 
 1. a byte-order mark names UTF-8, UTF-16 or UTF-32;
 2. UTF-16 without a mark when every other byte is NUL; bytes that decode as UTF-8 are UTF-8 (other encodings almost never produce valid UTF-8

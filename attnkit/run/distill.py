@@ -11,10 +11,12 @@ import torch
 
 from ..data import TableData
 from ..data.augment import transfer_texts
-from ..deploy import attach_engine
+from ..deploy import attach_engine, engine_name
 from ..errors import AttnkitError, ConfigError
 from ..rundir import load_run
 from ..tasks import predict_data
+from ..train.precision import PrecisionChoice, batch_size_text, choose_precision, model_work
+from .score_cache import cache_file, load_scores, save_scores, score_key
 
 log = logging.getLogger("attnkit")
 
@@ -47,22 +49,47 @@ def teacher_log_probs(teacher, cfg, student_labels: list[str], n_train: int) -> 
     if len(data) != n_train:
         raise ConfigError(f"train.distill.teacher: the teacher encodes {len(data)} training examples, the student "
                           f"{n_train}; give both the same data options")
-    return _scored(teacher, cfg, data, student_labels, "training examples")
+    return _scored(teacher, cfg, data, student_labels, "training examples", getattr(raw_train, "texts", None))
 
 
-def _scored(teacher, cfg, data, student_labels: list[str], what: str) -> torch.Tensor:
-    """The teacher's log-probabilities of encoded ``data``, columns in student label order."""
+def _scored(teacher, cfg, data, student_labels: list[str], what: str, texts: list[str] | None = None) -> torch.Tensor:
+    """The teacher's log-probabilities of encoded ``data``, columns in student label order;
+    with the ``texts`` it encodes, kept in the score cache (:mod:`attnkit.run.score_cache`)."""
     names = teacher.featurized.labels
     missing = [name for name in student_labels if name not in names]
     if missing:
         raise ConfigError(f"train.distill.teacher: the teacher does not know the student's label(s) {missing[:5]} "
                           f"(it knows {names[:10]})")
-    log.info(f"teacher {cfg.train.distill.teacher}: scoring {len(data):,} {what} once")
-    t0 = time.perf_counter()
-    probs, _, _ = predict_data(teacher.model, teacher.task, data, batch_size=cfg.train.eval_batch_size)
-    log.info(f"teacher scored them in {time.perf_counter() - t0:.0f} s")
+    precision = _scoring_precision(teacher, cfg, data)
+    key = score_key(teacher.path, engine_name(teacher), precision.name, texts) if texts is not None else None
+    probs = load_scores(key, len(data), len(names)) if key else None
+    if probs is not None:
+        log.info(f"teacher {cfg.train.distill.teacher}: {len(data):,} {what} scored before, read from the cache "
+                 f"({cache_file(key)})")
+    else:
+        log.info(f"teacher {cfg.train.distill.teacher}: scoring {len(data):,} {what} once ({precision})")
+        t0 = time.perf_counter()
+        with precision.autocast(teacher.model):
+            rows, _, _ = predict_data(teacher.model, teacher.task, data, batch_size=cfg.train.eval_batch_size)
+        probs = torch.stack(rows).float()
+        log.info(f"teacher scored them in {time.perf_counter() - t0:.0f} s")
+        if key:
+            save_scores(key, probs)
     order = torch.tensor([names.index(name) for name in student_labels])
-    return torch.stack(probs).index_select(1, order).clamp_min(1e-12).log()
+    return probs.index_select(1, order).clamp_min(1e-12).log()
+
+
+def _scoring_precision(teacher, cfg, data) -> PrecisionChoice:
+    """``train.distill.precision`` for the teacher's scoring; ``auto`` times one batch of
+    ``data`` both ways. A teacher on ONNX Runtime scores in the precision it was exported in."""
+    name, engine = cfg.train.distill.precision, engine_name(teacher)
+    if engine != "torch":
+        return PrecisionChoice("fp32", f"the {engine} engine")
+    if name != "auto" or len(data) == 0:
+        return choose_precision("fp32" if name == "auto" else name, "train.distill.precision")
+    batch = data.collate(list(range(min(len(data), cfg.train.eval_batch_size))))
+    work = model_work(teacher.model, lambda: teacher.model(batch), f"score batch {batch_size_text(batch)}")
+    return choose_precision(name, "train.distill.precision", work)
 
 
 def with_transfer_set(teacher, cfg, task, fz, train_data, log_probs: torch.Tensor):
@@ -84,7 +111,7 @@ def with_transfer_set(teacher, cfg, task, fz, train_data, log_probs: torch.Tenso
         return TableData(path=f"{raw.path} (transfer set)", texts=texts, labels=labels, lines=[0] * len(texts))
     # the teacher encodes them with any label it knows; the label is replaced by its own verdict
     extra = _scored(teacher, cfg, teacher.task.encode(teacher.featurized, table([fz.labels[0]] * len(texts))),
-                    fz.labels, "transfer-set texts")
+                    fz.labels, "transfer-set texts", texts)
     labelled = table([fz.labels[i] for i in extra.argmax(-1).tolist()])
     both = TableData(path=raw.path, texts=raw.texts + labelled.texts, labels=raw.labels + labelled.labels,
                      lines=raw.lines + labelled.lines)

@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import logging
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path

@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from .adversarial import AdversarialConfig
 from .distill import DistillConfig
 from .optim import OptimizerConfig, ScheduleConfig
-from .precision import PRECISIONS
+from .precision import precision_error
 
 
 @dataclass
@@ -29,8 +29,7 @@ class TrainConfig:
     average_last: int = checked(0, non_negative)  # average the weights of the last N epochs at the end; kept if dev is as good; 0 = off
     patience: int = checked(0, non_negative)  # epochs without improvement before stopping; 0 = off
     seed: int = 0
-    precision: str = checked("fp32", lambda v: None if v in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}, "
-                                                                            f"got {v!r}")  # auto: bf16 autocast only where a probe measures it faster
+    precision: str = checked("fp32", precision_error)  # auto: bf16 autocast only where a probe measures it faster
     bf16: bool = False  # older name of precision: bf16 (true = bf16 autocast)
     checkpoint_every: int = checked(0, non_negative)  # optimiser steps between checkpoints; 0 = per epoch
     max_steps: int = checked(0, non_negative)  # stop after this many optimiser steps; 0 = no limit

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import checked, closed_unit, non_negative, positive
+from .precision import precision_error
 
 
 @dataclass
@@ -27,6 +28,9 @@ class DistillConfig:
     # transfer set (text classification): up to this many new texts per training text, made by
     # masking, swapping and cutting words (attnkit.data.augment), labelled by the teacher
     augment: int = checked(0, non_negative)
+    # the teacher's scoring (once, before training): fp32, bf16 or auto (bf16 only where it
+    # measures faster on the teacher's own batch: attnkit.train.precision)
+    precision: str = checked("auto", precision_error)
 
 
 class WithTeacher:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import torch
 
 from ..attention.backends.threads import BUSY_CORE, cpu_seconds, others_busy_between
 from ..errors import ConfigError
-from ..files import write_json
+from ..files import cache_root, write_json
 from .bf16_weights import bf16_weights
 
 log = logging.getLogger("attnkit")
@@ -42,6 +41,11 @@ BF16_MIN_SPEEDUP = 1.3  # bf16 must beat fp32 by this much: the casts and roundi
 PROBE_SHAPE = (256, 768, 768)  # rows x in x out of the probed Linear (a MiniLM-sized layer)
 PROBE_REPS = 5
 WORK_REPS = 2  # timed runs of the run's own step per precision, after one warm-up each
+
+
+def precision_error(value: str) -> str | None:
+    """A config field's check (:func:`attnkit.config.checked`): None for a known precision."""
+    return None if value in PRECISIONS else f"must be one of {', '.join(PRECISIONS)}, got {value!r}"
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,7 @@ def cpu_name() -> str:
 
 def cache_path() -> Path:
     """Where probe results are kept."""
-    root = os.environ.get("ATTNKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "attnkit")
-    return Path(root) / "precision.json"
+    return cache_root() / "precision.json"
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def student_config(files, **distill):
             "data": {"train": str(files["train"]), "dev": str(files["dev"]), "text_column": "sentence"},
             "model": {"embedding": {"dim": 16}, "encoder": {"type": "textcnn", "channels": 16, "kernel_sizes": [1, 2]}, "pooler": {"type": "max"}},
             "train": {"epochs": 4, "batch_size": 16, "report": False, "optimizer": {"name": "adam", "lr": 0.01},
-                      "distill": distill}}
+                      "distill": {"precision": "fp32", **distill}}}  # scored in fp32: compared with fp32 below
 
 
 def test_the_student_learns_from_the_teacher(text_files_s, tmp_path):
@@ -179,4 +179,4 @@ def test_distill_command(text_run, text_files_s, tmp_path):
     assert "run directory:" in r.output
     saved = yaml.safe_load((tmp_path / "s" / "config.yaml").read_text())
     assert saved["train"]["distill"] == {"teacher": str(text_run), "temperature": 3.0, "alpha": 0.5,
-                                         "augment": 1}
+                                         "augment": 1, "precision": "fp32"}

@@ -2,7 +2,7 @@
 Latin-1 and UTF-16, read back by three detectors; a file counts as right when the text read
 equals the text written.
 
-    python benchmarks/encodings.py
+    python benchmarks/encoding_detection.py
 
 Contenders, side by side on the same files:
 * ``attnkit`` — :func:`attnkit.data.encodings.detect_encoding` (BOM, UTF-8, then

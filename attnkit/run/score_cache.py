@@ -1,0 +1,83 @@
+"""The teacher's scores, kept between distillation runs: scoring a transfer set of half a
+million texts with a MiniLM teacher takes tens of minutes on two cores, and a user trying
+student after student scores the same texts with the same teacher each time.
+
+An entry is the teacher's class probabilities (its own label order) for a list of texts,
+under ``scores/`` of attnkit's cache (``~/.cache/attnkit``; ``ATTNKIT_CACHE`` moves it),
+named by a digest of everything the scores depend on: the teacher run's files that decide
+its predictions (weights, backbone, tokenizer, config, engine and its graph; not its
+metrics, checkpoints or report), the engine, the precision and the texts in order. An
+entry that cannot be read or does not fit is ignored (and scored again); one that cannot
+be written is said and skipped: the cache never stops a run."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import WriteError
+from ..files import TMP_SUFFIX, atomic_write, cache_root
+
+log = logging.getLogger("attnkit")
+
+IGNORED = {"checkpoints", "events", "metrics.jsonl", "report.html", "eval.json"}
+
+
+def run_digest(run_dir: str | Path) -> str:
+    """A digest of the files of ``run_dir`` that decide its predictions (names and bytes)."""
+    root = Path(run_dir)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if rel.parts[0] in IGNORED or rel.name.startswith("eval-") or rel.name.endswith(TMP_SUFFIX):
+            continue
+        h.update(str(rel.as_posix()).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def score_key(run_dir: str | Path, engine: str, precision: str, texts: list[str]) -> str:
+    """The cache key of ``texts`` scored by the run at ``run_dir`` on ``engine`` in ``precision``."""
+    h = hashlib.sha256(f"{run_digest(run_dir)}\0{engine}\0{precision}\0{len(texts)}\0".encode())
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:32]
+
+
+def cache_file(key: str) -> Path:
+    """Where the entry ``key`` is kept."""
+    return cache_root() / "scores" / f"{key}.safetensors"
+
+
+def load_scores(key: str, rows: int, columns: int) -> torch.Tensor | None:
+    """The kept ``[rows, columns]`` probabilities of ``key``, or None (none kept, unreadable, or
+    another shape)."""
+    path = cache_file(key)
+    if not path.is_file():
+        return None
+    try:
+        from safetensors.torch import load
+
+        probs = load(path.read_bytes())["probs"]
+    except Exception as e:  # a damaged entry is scored again, never trusted
+        log.warning(f"teacher score cache: {path} could not be read ({type(e).__name__}); scoring again")
+        return None
+    if tuple(probs.shape) != (rows, columns) or probs.dtype != torch.float32:
+        log.warning(f"teacher score cache: {path} holds {tuple(probs.shape)}, not ({rows}, {columns}); scoring again")
+        return None
+    return probs
+
+
+def save_scores(key: str, probs: torch.Tensor) -> None:
+    """Keep ``probs`` under ``key`` (atomically); a failure is said and changes nothing else."""
+    from safetensors.torch import save
+
+    try:
+        atomic_write(cache_file(key), lambda f: f.write(save({"probs": probs.float().contiguous()})))
+    except WriteError as e:
+        log.warning(f"teacher score cache: not kept ({e})")
