@@ -36,6 +36,7 @@ BEST = "best.pt"
 METRICS = "metrics.jsonl"
 EVENTS = "events"
 EVAL = "eval.json"
+EVAL_OF = "eval-"  # eval-<data file name>.json: attnkit evaluate RUN --data FILE
 REPORT = "report.html"
 TOKENIZER = "tokenizer"
 BACKBONE = "backbone"
@@ -85,7 +86,7 @@ class RunFiles:
     def eval_of(self, data_file: str | Path) -> Path:
         """``eval-<file name>.json``: ``attnkit evaluate RUN --data FILE``."""
         name = "".join("_" if ch in '*?[]<>:"|\\' else ch for ch in Path(data_file).name)  # a glob, Windows-safe
-        return self.root / f"eval-{name}.json"
+        return self.root / f"{EVAL_OF}{name}.json"
 
     def read_metrics(self) -> list[dict]:
         """The records of ``metrics.jsonl`` in order; a line cut short by a kill (or damaged) is skipped."""

@@ -23,7 +23,9 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12
     attnkit prune /tmp/attnkit-deploy/sst2-minilm --out /tmp/attnkit-deploy/sst2-minilm-p50-50-r1 \
         --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
-    python benchmarks/deploy.py [--run NAME=RUN_DIR ...]
+    attnkit distill ... (the same but --augment 20 --set train.epochs=4 --set train.average_last=2) \
+        --set model.encoder.hidden=128 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20
+    python benchmarks/deploy.py [--run NAME=RUN_DIR ...] [--results NAME]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
 variants take turns in blocks of BLOCK calls (order shuffled every block, seeded; each turn
@@ -52,8 +54,10 @@ DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/bilstm_distilled": "/tmp/attnkit-deploy/sst2-bilstm-distilled",
                 "sst2/bilstm_distilled_h192": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h192",
                 "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128",
-                "sst2/bilstm_distilled_h128_a12": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12"}
-TEACHER = {name: "sst2/minilm_full" for name in DEFAULT_RUNS if "distilled" in name}  # student -> its teacher
+                "sst2/bilstm_distilled_h128_a12": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12",
+                "sst2/bilstm_distilled_h128_a20": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20"}
+STUDENT = "distilled"  # a run named so is a student of TEACHER_RUN
+TEACHER_RUN = "sst2/minilm_full"
 # pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run
 RECOVERED = {"sst2/minilm_full": {"torch_pruned_heads50_ffn50_recovered1": "/tmp/attnkit-deploy/sst2-minilm-p50-50-r1"}}
 PRUNE_LEVELS = ((0.25, 0.0), (0.5, 0.0), (0.25, 0.25), (0.5, 0.5))  # (heads, ffn) fractions removed, MiniLM
@@ -182,7 +186,10 @@ def pruning_target(speed: dict, drop_points: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR (repeatable; default: the quality runs)")
+    ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR (repeatable; default: the quality runs; "
+                    f"a NAME with '{STUDENT}' in it is a student of {TEACHER_RUN}, which must be given too)")
+    ap.add_argument("--results", default="deploy", help="results/NAME.json to write (default deploy; a run of "
+                    "some runs only writes its own file, so the full table stays)")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -278,7 +285,8 @@ def main() -> None:
             rows.append(row(name, "torch_bf16_latency_p50_ms", None,
                             note="not measured: this CPU has no bf16 units (no amx_bf16/avx512_bf16 in "
                                  "/proc/cpuinfo); bf16 runs emulated, several times slower than fp32"))
-    for student, teacher in TEACHER.items():
+    teacher = TEACHER_RUN
+    for student in (n for n in runs if STUDENT in n):
         if student in batch1 and teacher in batch1:
             rows.append(row(student, "dev_accuracy_distilled", round(batch1[student][1], 4), 0.88, "higher",
                             teacher=teacher, teacher_dev_accuracy=round(batch1[teacher][1], 4)))
@@ -297,7 +305,7 @@ def main() -> None:
                  f"variant about 4x), at batch 32 one pass each per round (order shuffled); the network alone is timed "
                  f"(inputs encoded beforehand); 2 threads for torch and ONNX Runtime")
     notes.append(f"bf16 units: {has_bf16_units()}")
-    write_results("deploy", rows, notes=notes)
+    write_results(args.results, rows, notes=notes)
     print("machine:", machine().get("cpu"))
 
 

@@ -15,8 +15,8 @@ from ..deploy import attach_engine, engine_name
 from ..errors import AttnkitError, ConfigError
 from ..rundir import load_run
 from ..tasks import predict_data
-from ..train.precision import PrecisionChoice, batch_size_text, choose_precision, model_work
-from .score_cache import cache_file, load_scores, save_scores, score_key
+from ..train.precision import PrecisionChoice, batch_size_text, inference_precision, model_work
+from .score_cache import cache_file, load_scores, save_scores, score_key, teacher_digest
 
 log = logging.getLogger("attnkit")
 
@@ -54,42 +54,55 @@ def teacher_log_probs(teacher, cfg, student_labels: list[str], n_train: int) -> 
 
 def _scored(teacher, cfg, data, student_labels: list[str], what: str, texts: list[str] | None = None) -> torch.Tensor:
     """The teacher's log-probabilities of encoded ``data``, columns in student label order;
-    with the ``texts`` it encodes, kept in the score cache (:mod:`attnkit.run.score_cache`)."""
+    with the ``texts`` it encodes, kept in the score cache (:mod:`attnkit.run.score_cache`),
+    which is read first (under ``auto``, an entry of either precision)."""
     names = teacher.featurized.labels
     missing = [name for name in student_labels if name not in names]
     if missing:
         raise ConfigError(f"train.distill.teacher: the teacher does not know the student's label(s) {missing[:5]} "
                           f"(it knows {names[:10]})")
-    precision = _scoring_precision(teacher, cfg, data)
-    key = score_key(teacher.path, engine_name(teacher), precision.name, texts) if texts is not None else None
-    probs = load_scores(key, len(data), len(names)) if key else None
-    if probs is not None:
-        log.info(f"teacher {cfg.train.distill.teacher}: {len(data):,} {what} scored before, read from the cache "
-                 f"({cache_file(key)})")
-    else:
+    asked, engine = cfg.train.distill.precision, engine_name(teacher)
+    digest = teacher_digest(teacher) if texts is not None else None
+    probs = None
+    if digest is not None:
+        for name in (("bf16", "fp32") if asked == "auto" and engine == "torch" else (asked,)):
+            probs = load_scores(score_key(digest, engine, name, texts), len(data), len(names))
+            if probs is not None:
+                log.info(f"teacher {cfg.train.distill.teacher}: {len(data):,} {what} scored before ({name}), read "
+                         f"from the cache ({cache_file(score_key(digest, engine, name, texts))})")
+                break
+    if probs is None:
+        precision = _scoring_precision(teacher, cfg, data)
         log.info(f"teacher {cfg.train.distill.teacher}: scoring {len(data):,} {what} once ({precision})")
         t0 = time.perf_counter()
         with precision.autocast(teacher.model):
             rows, _, _ = predict_data(teacher.model, teacher.task, data, batch_size=cfg.train.eval_batch_size)
         probs = torch.stack(rows).float()
         log.info(f"teacher scored them in {time.perf_counter() - t0:.0f} s")
-        if key:
-            save_scores(key, probs)
+        if digest is not None:
+            save_scores(score_key(digest, engine, precision.name, texts), probs)
     order = torch.tensor([names.index(name) for name in student_labels])
     return probs.index_select(1, order).clamp_min(1e-12).log()
 
 
 def _scoring_precision(teacher, cfg, data) -> PrecisionChoice:
     """``train.distill.precision`` for the teacher's scoring; ``auto`` times one batch of
-    ``data`` both ways. A teacher on ONNX Runtime scores in the precision it was exported in."""
+    ``data`` both ways, except in a data-parallel run (fp32 there: ranks timing the teacher
+    apart could choose apart, and every rank must score the same rows). A teacher on ONNX
+    Runtime scores in the precision it was exported in."""
     name, engine = cfg.train.distill.precision, engine_name(teacher)
-    if engine != "torch":
-        return PrecisionChoice("fp32", f"the {engine} engine")
-    if name != "auto" or len(data) == 0:
-        return choose_precision("fp32" if name == "auto" else name, "train.distill.precision")
-    batch = data.collate(list(range(min(len(data), cfg.train.eval_batch_size))))
-    work = model_work(teacher.model, lambda: teacher.model(batch), f"score batch {batch_size_text(batch)}")
-    return choose_precision(name, "train.distill.precision", work)
+    where = "train.distill.precision"
+    if engine == "torch" and name == "auto":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return PrecisionChoice("fp32", "auto: fp32 in a data-parallel run, so that every rank scores alike")
+        if len(data) == 0:
+            return PrecisionChoice("fp32", "auto: nothing to score")
+        batch = data.collate(list(range(min(len(data), cfg.train.eval_batch_size))))
+        work = model_work(teacher.model, lambda: teacher.model(batch), f"score batch {batch_size_text(batch)}")
+        return inference_precision(name, where, engine, work)
+    return inference_precision(name, where, engine)
 
 
 def with_transfer_set(teacher, cfg, task, fz, train_data, log_probs: torch.Tensor):
