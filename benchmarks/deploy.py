@@ -25,7 +25,7 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
     attnkit distill ... (the same but --augment 20 --set train.epochs=4 --set train.average_last=2) \
         --set model.encoder.hidden=128 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20
-    python benchmarks/deploy.py [--run NAME=RUN_DIR ...] [--results NAME]
+    python benchmarks/deploy.py [--run NAME=RUN_DIR ...] [--results NAME] [--no-prune]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
 variants take turns in blocks of BLOCK calls (order shuffled every block, seeded; each turn
@@ -117,9 +117,10 @@ class Autocast(Wrapped):
                 for k, v in out.items()}
 
 
-def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dict:
+def variants(run_dir: Path, scratch: Path, recovered: dict | None = None, prune: bool = True) -> dict:
     """name -> (model with forward(batch), file whose size counts); ``recovered``: {variant:
-    run dir} of runs pruned and fine-tuned from this one, measured beside it."""
+    run dir} of runs pruned and fine-tuned from this one, measured beside it; ``prune``:
+    False leaves the pruned variants out."""
     import torch
 
     from attnkit.deploy import attach_engine, compress_run, export_run
@@ -154,7 +155,7 @@ def variants(run_dir: Path, scratch: Path, recovered: dict | None = None) -> dic
         out["torch_int8_dynamic"] = (q, path)
     except Exception as e:  # noqa: BLE001  (deprecated or missing in some torch builds)
         out["torch_int8_dynamic"] = (None, f"not measurable: {type(e).__name__}: {e}")
-    if base.cfg.model.pretrained is not None:
+    if base.cfg.model.pretrained is not None and prune:
         from attnkit.deploy import prune_run
 
         for heads, ffn in PRUNE_LEVELS:
@@ -190,6 +191,8 @@ def main() -> None:
                     f"a NAME with '{STUDENT}' in it is a student of {TEACHER_RUN}, which must be given too)")
     ap.add_argument("--results", default="deploy", help="results/NAME.json to write (default deploy; a run of "
                     "some runs only writes its own file, so the full table stays)")
+    ap.add_argument("--no-prune", dest="prune", action="store_false", help="leave out the pruned MiniLM "
+                    "variants (minutes of pruning; for a run about the students)")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -220,7 +223,7 @@ def main() -> None:
         batches = [stack_batches([e.batch for e in run.task.encode_inputs(run.featurized, texts[i:i + 32])])
                    for i in range(0, len(texts), 32)]
         with tempfile.TemporaryDirectory() as scratch:
-            found = variants(run_dir, Path(scratch), RECOVERED.get(name))
+            found = variants(run_dir, Path(scratch), RECOVERED.get(name) if args.prune else None, args.prune)
             live = {k: m for k, (m, _) in found.items() if m is not None}
             for k, (m, why) in found.items():
                 if m is None:
