@@ -4,6 +4,7 @@ trained run scores the student's training split once (and the transfer set of
 encoding and engine (an exported teacher runs on ONNX Runtime)."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -16,7 +17,7 @@ from ..errors import AttnkitError, ConfigError
 from ..rundir import load_run
 from ..tasks import predict_data
 from ..train.precision import PrecisionChoice, batch_size_text, inference_precision, model_work
-from .score_cache import cache_file, load_scores, save_scores, score_key, teacher_digest
+from .score_cache import cache_file, key_of, load_scores, save_scores, teacher_digest, texts_digest
 
 log = logging.getLogger("attnkit")
 
@@ -62,35 +63,36 @@ def _scored(teacher, cfg, data, student_labels: list[str], what: str, texts: lis
         raise ConfigError(f"train.distill.teacher: the teacher does not know the student's label(s) {missing[:5]} "
                           f"(it knows {names[:10]})")
     asked, engine = cfg.train.distill.precision, engine_name(teacher)
-    digest = teacher_digest(teacher) if texts is not None else None
+    # the teacher's files and the texts are hashed once, each precision's key made from them
+    key = None if texts is None else functools.partial(key_of, teacher_digest(teacher), engine,
+                                                       of_texts=texts_digest(texts))
     probs = None
-    if digest is not None:
-        for name in (("bf16", "fp32") if asked == "auto" and engine == "torch" else (asked,)):
-            probs = load_scores(score_key(digest, engine, name, texts), len(data), len(names))
-            if probs is not None:
-                log.info(f"teacher {cfg.train.distill.teacher}: {len(data):,} {what} scored before ({name}), read "
-                         f"from the cache ({cache_file(score_key(digest, engine, name, texts))})")
-                break
+    for name in (("bf16", "fp32") if asked == "auto" and engine == "torch" else (asked,)) if key else ():
+        probs = load_scores(key(name), len(data), len(names))
+        if probs is not None:
+            log.info(f"teacher {cfg.train.distill.teacher}: {len(data):,} {what} scored before ({name}), read "
+                     f"from the cache ({cache_file(key(name))})")
+            break
     if probs is None:
-        precision = _scoring_precision(teacher, cfg, data)
+        precision = _scoring_precision(teacher, cfg, data, engine)
         log.info(f"teacher {cfg.train.distill.teacher}: scoring {len(data):,} {what} once ({precision})")
         t0 = time.perf_counter()
         with precision.autocast(teacher.model):
             rows, _, _ = predict_data(teacher.model, teacher.task, data, batch_size=cfg.train.eval_batch_size)
         probs = torch.stack(rows).float()
         log.info(f"teacher scored them in {time.perf_counter() - t0:.0f} s")
-        if digest is not None:
-            save_scores(score_key(digest, engine, precision.name, texts), probs)
+        if key:
+            save_scores(key(precision.name), probs)
     order = torch.tensor([names.index(name) for name in student_labels])
     return probs.index_select(1, order).clamp_min(1e-12).log()
 
 
-def _scoring_precision(teacher, cfg, data) -> PrecisionChoice:
+def _scoring_precision(teacher, cfg, data, engine: str | None = None) -> PrecisionChoice:
     """``train.distill.precision`` for the teacher's scoring; ``auto`` times one batch of
     ``data`` both ways, except in a data-parallel run (fp32 there: ranks timing the teacher
     apart could choose apart, and every rank must score the same rows). A teacher on ONNX
     Runtime scores in the precision it was exported in."""
-    name, engine = cfg.train.distill.precision, engine_name(teacher)
+    name, engine = cfg.train.distill.precision, engine or engine_name(teacher)
     where = "train.distill.precision"
     if engine == "torch" and name == "auto":
         import torch.distributed as dist

@@ -70,13 +70,24 @@ def teacher_digest(run) -> str:
     return "+".join(parts)
 
 
-def score_key(digest: str, engine: str, precision: str, texts: list[str]) -> str:
-    """The cache key of ``texts`` scored by the teacher of ``digest`` (:func:`teacher_digest`)
-    on ``engine`` in ``precision``, with the installed :func:`versions`."""
-    h = hashlib.sha256(f"{digest}\0{versions()}\0{engine}\0{precision}\0{len(texts)}\0".encode())
+def texts_digest(texts: list[str]) -> str:
+    """A digest of ``texts`` in order (each kept apart from the next)."""
+    h = hashlib.sha256(f"{len(texts)}\0".encode())
     for text in texts:
         h.update(text.encode("utf-8", "surrogatepass") + b"\0")
-    return h.hexdigest()[:32]
+    return h.hexdigest()
+
+
+def key_of(digest: str, engine: str, precision: str, of_texts: str) -> str:
+    """The cache key of the texts of :func:`texts_digest` ``of_texts`` scored by the teacher of
+    ``digest`` (:func:`teacher_digest`) on ``engine`` in ``precision``, with the installed
+    :func:`versions`."""
+    return hashlib.sha256(f"{digest}\0{versions()}\0{engine}\0{precision}\0{of_texts}".encode()).hexdigest()[:32]
+
+
+def score_key(digest: str, engine: str, precision: str, texts: list[str]) -> str:
+    """:func:`key_of` the ``texts`` themselves."""
+    return key_of(digest, engine, precision, texts_digest(texts))
 
 
 def cache_file(key: str) -> Path:
