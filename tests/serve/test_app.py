@@ -198,18 +198,27 @@ def test_a_full_queue_answers_503_with_retry_after(text_run, monkeypatch):
         served = c.app.state.pool.models["m"]
         real = served.predict_texts
 
+        in_model = threading.Event()
+
         def blocked(*a, **kw):
+            in_model.set()
             gate.wait(10)
             return real(*a, **kw)
 
         monkeypatch.setattr(served, "predict_texts", blocked)
+        post = lambda: c.post("/v1/models/m/predict", json={"texts": ["x"]})  # noqa: E731
         with ThreadPoolExecutor(4) as ex:
-            pending = [ex.submit(c.post, "/v1/models/m/predict", json={"texts": ["x"]}) for _ in range(3)]
-            for _ in range(500):  # one in the model, two queued
+            # One request in the model first, then two queued behind it: sent together, the
+            # third could arrive before the worker took the first and be the one refused.
+            pending = [ex.submit(post)]
+            assert in_model.wait(10), "the first request never reached the model"
+            pending += [ex.submit(post) for _ in range(2)]
+            for _ in range(1000):
                 if len(served.batcher.queue) == 2:
                     break
                 threading.Event().wait(0.01)
-            r = c.post("/v1/models/m/predict", json={"texts": ["x"]})
+            assert len(served.batcher.queue) == 2
+            r = post()
             assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
             assert r.json()["error"]["type"] == "overloaded"
             gate.set()
