@@ -43,14 +43,30 @@ def start(args: list[str], timeout: float = 90.0):
     raise AssertionError(f"not ready in {timeout} s: {proc.stdout.read()}")
 
 
+def queue_depth(url: str) -> float:
+    """The served model's queue depth, read from the server's /metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=2).text.splitlines():
+        if line.startswith('attnkit_queue_depth{model="run"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_sigterm_finishes_every_accepted_request(text_run):
-    # requests wait up to 1.5 s in the batcher: SIGTERM arrives while all of them are queued
-    proc, url = start([str(text_run), "--max-wait-ms", "1500", "--max-batch-size", "64"])
+    # requests wait up to 3 s in the batcher: SIGTERM arrives once all 12 are queued (the
+    # server's own queue-depth gauge says so; a fixed sleep raced the slower connections)
+    proc, url = start([str(text_run), "--max-wait-ms", "3000", "--max-batch-size", "64"])
     try:
+        # Two requests first, so the batcher has seen traffic: the first request after a quiet
+        # spell is answered at once, without waiting for company.
+        for _ in range(2):
+            assert httpx.post(f"{url}/v1/models/run/predict", json={"texts": ["warm"]}, timeout=30).status_code == 200
         with ThreadPoolExecutor(12) as ex:
             futures = [ex.submit(httpx.post, f"{url}/v1/models/run/predict",
                                  json={"texts": [f"a good film {i}"]}, timeout=30) for i in range(12)]
-            time.sleep(0.5)
+            deadline = time.time() + 2.5
+            while queue_depth(url) < 12 and time.time() < deadline:
+                time.sleep(0.05)
+            assert queue_depth(url) == 12, "the 12 requests were not all queued in time"
             proc.send_signal(signal.SIGTERM)
             answers = [f.result() for f in futures]
         assert [a.status_code for a in answers] == [200] * 12
