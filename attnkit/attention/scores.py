@@ -230,7 +230,9 @@ class MLPScore(Score):
         v = self.v.weight
         recorded = torch.is_grad_enabled() and (qf.requires_grad or kf.requires_grad or v.requires_grad)
         if not recorded and self._kernel_runs(qf, kf):
-            return pair_kernel.pair_scores(qf, kf, v.detach().squeeze(0), self.activation), None
+            # (without autograd no graph can form: the weight goes in as it is, one call fewer)
+            return pair_kernel.pair_scores(qf, kf, (v.detach() if torch.is_grad_enabled() else v)[0],
+                                           self.activation), None
         dtype = torch.promote_types(qf.dtype, kf.dtype)
         qf, kf = self._pair_inputs(qf, kf)
         with _autocast_off_if(qf.dtype != dtype, qf):  # under bf16 autocast `@ v` would go back to bf16

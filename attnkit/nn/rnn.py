@@ -55,7 +55,8 @@ class _RNNEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Runs the packed recurrence; returns per-position states, zero at padding."""
         t = x.shape[1]
-        if not rnn_kernel.tracing() and bool((lengths > t).any()):  # (a traced graph would bake the check in)
+        # (a traced graph would bake the check in; one read of the values, not three tensor ops)
+        if not rnn_kernel.tracing() and lengths.numel() and max(lengths.tolist()) > t:
             raise ShapeError(f"lengths: values must be <= the padded length {t}, got {lengths.tolist()}")
         if rnn_kernel.usable(self.rnn, x):  # small inference batches: one fused call per layer (lengths < 0: empty)
             return self.dropout(rnn_kernel.run(self.rnn, x, lengths)[0])

@@ -300,12 +300,13 @@ def run(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, hx=None):
     past each length, and the states after each sequence's last step (``(h_n, c_n)`` for the
     LSTM), float32."""
     b, t, _ = x.shape
-    lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    if lengths.dtype != torch.int64 or lengths.device.type != "cpu" or not lengths.is_contiguous():
+        lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()  # (a no-op .to still costs a dispatch)
     cell = CELLS[type(rnn)]
     dirs = 2 if rnn.bidirectional else 1
     states = [s.float() for s in (hx if isinstance(hx, tuple) else () if hx is None else (hx,))]
     none = x.new_empty(0, dtype=torch.float32)
-    h = x.float()
+    h = x if x.dtype == torch.float32 else x.float()
     finals = []
     with torch.autocast("cpu", enabled=False):  # float32 throughout, as rnn.run_recurrence
         for layer, (w_ih, bias, w_hh, b_h) in enumerate(packed(rnn)):

@@ -60,7 +60,7 @@ class DirectBackend(Backend):
         # a row with nothing visible (all -inf) gives zeros, as in the chunked backend, not NaN;
         # a NaN or +inf score still gives NaN, as there
         w = w.masked_fill(torch.isneginf(s.amax(-1, keepdim=True)), 0.0)
-        return w.to(p.v.dtype) @ p.v, (w if p.need_weights else None)
+        return (w if w.dtype == p.v.dtype else w.to(p.v.dtype)) @ p.v, (w if p.need_weights else None)
 
 
 BACKENDS.register("direct")(DirectBackend())
