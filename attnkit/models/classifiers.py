@@ -34,6 +34,13 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def encode_tokens(encoder: nn.Module, embedding: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor):
+    """``encoder(embedding(tokens), lengths)``, through the encoder's ``encode_tokens`` where it
+    has one (the RNN encoders: per-token input projections at inference)."""
+    fast = getattr(encoder, "encode_tokens", None)
+    return fast(embedding, tokens, lengths) if fast is not None else encoder(embedding(tokens), lengths)
+
+
 def word_starts(h: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Word-piece outputs ``h [B, P, D]`` at each word's first piece (``batch["first"] [B, W]``),
     and the word mask ``[B, W]`` (from ``batch["word_lengths"]``)."""
@@ -85,7 +92,7 @@ class TextClassifier(TaskModel):
     def forward(self, batch: dict, need_weights: bool = False) -> dict:
         """Logits ``[B, C]`` (and pooling weights ``[B, heads, T]``)."""
         tokens, lengths = batch["tokens"], batch["lengths"]
-        h = self.encoder(self.embedding(tokens), lengths)
+        h = encode_tokens(self.encoder, self.embedding, tokens, lengths)
         pooled, w = self.pooler(h, lengths, need_weights=need_weights)
         return {"logits": self.head(pooled), "attention": w}
 
@@ -113,10 +120,10 @@ class TokenTagger(TaskModel):
     def forward(self, batch: dict, need_weights: bool = False) -> dict:
         """Logits ``[B, T, K]`` and the padding mask."""
         tokens, lengths = batch["tokens"], batch["lengths"]
-        x = self.embedding(tokens)
-        if self.chars is not None:
-            x = torch.cat([x, self.chars(batch["chars"])], -1)
-        h = self.encoder(x, lengths)
+        if self.chars is None:
+            h = encode_tokens(self.encoder, self.embedding, tokens, lengths)
+        else:
+            h = self.encoder(torch.cat([self.embedding(tokens), self.chars(batch["chars"])], -1), lengths)
         if "first" in batch:  # word pieces: one prediction per word
             words, mask = word_starts(h, batch)
             return {"logits": self.head(words), "mask": mask}

@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..attention.dropout import Dropout
 from ..config import require_positive
 from ..errors import ShapeError
-from . import rnn_kernel
+from . import rnn_kernel, token_rows
 from .registry import ENCODERS
 
 
@@ -40,6 +40,13 @@ def _recurrence(rnn: nn.RNNBase, x, hx):
     return rnn(x, hx)
 
 
+def _check_lengths(lengths: torch.Tensor, t: int) -> None:
+    """No length past the padded length ``t`` (not while tracing: a graph would bake the check
+    in; one read of the values, not three tensor ops)."""
+    if not rnn_kernel.tracing() and lengths.numel() and max(lengths.tolist()) > t:
+        raise ShapeError(f"lengths: values must be <= the padded length {t}, got {lengths.tolist()}")
+
+
 class _RNNEncoder(nn.Module):
     cell: type[nn.RNNBase]
 
@@ -52,12 +59,19 @@ class _RNNEncoder(nn.Module):
         self.out_dim = hidden * (2 if bidirectional else 1)
         self.dropout = Dropout(dropout)
 
+    def encode_tokens(self, embedding: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``self(embedding(tokens), lengths)``; small inference batches over a token embedding
+        read the first layer's input projections per token (:mod:`attnkit.nn.token_rows`)."""
+        first = token_rows.first_layer_rows(embedding, self, self.rnn, tokens)
+        if first is None:
+            return self(embedding(tokens), lengths)
+        _check_lengths(lengths, tokens.shape[1])
+        return self.dropout(rnn_kernel.run(self.rnn, None, lengths, first=first)[0])
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Runs the packed recurrence; returns per-position states, zero at padding."""
         t = x.shape[1]
-        # (a traced graph would bake the check in; one read of the values, not three tensor ops)
-        if not rnn_kernel.tracing() and lengths.numel() and max(lengths.tolist()) > t:
-            raise ShapeError(f"lengths: values must be <= the padded length {t}, got {lengths.tolist()}")
+        _check_lengths(lengths, t)
         if rnn_kernel.usable(self.rnn, x):  # small inference batches: one fused call per layer (lengths < 0: empty)
             return self.dropout(rnn_kernel.run(self.rnn, x, lengths)[0])
         # pack_padded_sequence rejects length 0; such rows come back as zeros below anyway

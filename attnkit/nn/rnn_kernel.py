@@ -206,21 +206,29 @@ def why_not() -> str | None:
 def usable(rnn: nn.Module, x: torch.Tensor, hx=None) -> bool:
     """Whether :func:`run` runs ``rnn`` on ``x [B, T, D]`` (see the module's docstring), from
     initial states ``hx`` as the module takes them (None: zeros)."""
-    if tracing() or type(rnn) not in CELLS or _switch.is_off() or rnn.proj_size or not rnn.batch_first:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
         return False
     states = _states(rnn, x, hx)
     if states is None:  # not what the module takes: it raises its own error
         return False
+    return usable_on(rnn, tuple(x.shape), x.dtype, x.device, (x, *states))
+
+
+def usable_on(rnn: nn.Module, shape: tuple, dtype: torch.dtype, device: torch.device, inputs=()) -> bool:
+    """:func:`usable` for an input of ``shape [B, T, D]``, ``dtype`` and ``device`` (none need
+    exist yet), whose tensors ``inputs`` (the input and initial states) may need gradients."""
+    if tracing() or type(rnn) not in CELLS or _switch.is_off() or rnn.proj_size or not rnn.batch_first:
+        return False
     if _hooked(rnn):  # the kernel does not call rnn.forward: its hooks (weight norm, pruning ...) would not run
         return False
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3:
+    if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or len(shape) != 3:
         return False
-    if x.shape[0] > MAX_BATCH or x.numel() == 0:
+    if shape[0] > MAX_BATCH or 0 in shape:
         return False
     if rnn.training and rnn.dropout > 0 and rnn.num_layers > 1:  # dropout between layers
         return False
     weights = rnn._flat_weights  # its parameters, without walking the module tree
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *states, *weights)):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*inputs, *weights)):
         return False
     return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in weights) and kernel() is not None
 
@@ -293,26 +301,31 @@ def forget(rnn: nn.Module) -> None:
     _packed.pop(rnn, None)
 
 
-def run(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, hx=None):
+def run(rnn: nn.RNNBase, x: torch.Tensor | None, lengths: torch.Tensor, hx=None, first=None):
     """``rnn`` (an ``nn.LSTM`` or ``nn.GRU``) over ``x [B, T, D]`` with each sequence's
     ``lengths``, from initial states ``hx`` (as the module takes them; None: zeros). Returns
     ``(out, h_n)`` as the module does on the packed batch: ``out [B, T, dirs*H]`` float32, zero
     past each length, and the states after each sequence's last step (``(h_n, c_n)`` for the
-    LSTM), float32."""
-    b, t, _ = x.shape
+    LSTM), float32. ``first``: the first layer's input projections ``x W_ih^T + b``
+    (``[B, T, dirs*G]`` float32, as :func:`packed` lays them out) computed already, instead of
+    ``x`` (:mod:`attnkit.nn.token_rows`)."""
+    b, t = (x if first is None else first).shape[:2]
     if lengths.dtype != torch.int64 or lengths.device.type != "cpu" or not lengths.is_contiguous():
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()  # (a no-op .to still costs a dispatch)
     cell = CELLS[type(rnn)]
     dirs = 2 if rnn.bidirectional else 1
     states = [s.float() for s in (hx if isinstance(hx, tuple) else () if hx is None else (hx,))]
-    none = x.new_empty(0, dtype=torch.float32)
-    h = x if x.dtype == torch.float32 else x.float()
+    none = torch.empty(0)
+    h = x if x is None or x.dtype == torch.float32 else x.float()
     finals = []
     with torch.autocast("cpu", enabled=False):  # float32 throughout, as rnn.run_recurrence
         for layer, (w_ih, bias, w_hh, b_h) in enumerate(packed(rnn)):
             h0, c0 = (states[i][layer * dirs:(layer + 1) * dirs].contiguous() if i < len(states) else none
                       for i in (0, 1))
-            xp = torch.addmm(bias, h.reshape(b * t, -1), w_ih).view(b, t, -1)
+            if layer == 0 and first is not None:
+                xp = first
+            else:
+                xp = torch.addmm(bias, h.reshape(b * t, -1), w_ih).view(b, t, -1)
             h, hn, cn = kernel().rnn_recurrence(xp, w_hh, b_h, lengths, cell, h0, c0)
             finals.append((hn, cn))
     h_n, c_n = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*finals))
