@@ -71,7 +71,7 @@ def first_layer_rows(embedding: nn.Module, encoder: nn.Module, rnn: nn.RNNBase,
     if min(ids) < 0 or max(ids) >= weight.shape[0]:  # the embedding says what is wrong
         return None
     layer0 = rnn_kernel.packed(rnn)[0]
-    if any(p.is_inference() for p in rnn._flat_weights):  # packed anew on every call: nothing to keep
+    if rnn not in rnn_kernel._packed:  # weights made under inference_mode are packed anew on every call: nothing to keep
         return None
     version = (weight.data_ptr(), weight._version)
     rows = _tables.get(rnn)

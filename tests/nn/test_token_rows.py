@@ -94,6 +94,9 @@ def test_not_used_where_the_plain_path_differs_or_is_watched():
     # gradients wanted: the plain path, so autograd sees the embedding and W_ih
     emb.embed.weight.requires_grad_(True)
     assert token_rows.first_layer_rows(emb, enc, enc.rnn, tokens) is None
+    with torch.inference_mode():  # weights made here have no version counter: nothing could be kept safely
+        made_here, enc_here = blocks()
+        assert token_rows.first_layer_rows(made_here, enc_here, enc_here.rnn, tokens) is None
     capped = TokenEmbedding(50, 12).eval()
     capped.embed.max_norm = 1.0  # renormalizes rows as it reads them
     with torch.no_grad():
