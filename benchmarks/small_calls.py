@@ -7,7 +7,9 @@
 2. LSTM and GRU: ``LSTMEncoder``/``GRUEncoder`` on the fused kernel (``attnkit.nn.rnn_kernel``;
    past ``MAX_BATCH`` too, to see where it stops paying) against the same encoder on
    PyTorch's LSTM/GRU over the packed batch (oneDNN, ``rnn_kernel.off()``), at batch 1-32.
-3. RNN decoder steps (beam 5) on the kernel, from the decoder's state, against PyTorch's.
+3. A BiLSTM over a token embedding: the first layer's input projections kept per token
+   (``attnkit.nn.token_rows``) against the kernel projecting them on every call.
+4. RNN decoder steps (beam 5) on the kernel, from the decoder's state, against PyTorch's.
 
 Each case's contenders run interleaved, in rounds (the order alternating), medians of the
 per-call times; ratios are general / small-call path (> 1: the small-call path is faster).
@@ -124,6 +126,36 @@ def rnn_cases() -> list[dict]:
     return rows
 
 
+def token_cases() -> list[dict]:
+    """A BiLSTM over a token embedding (70,000 words of 384 dims, as the distilled SST-2
+    student): the first layer's input projections kept per token (``encode_tokens``, the
+    steady state: every token seen before) against the fused kernel projecting them on every
+    call (``encoder(embedding(tokens))``)."""
+    from attnkit.nn import LSTMEncoder, TokenEmbedding
+
+    rows = []
+    emb = TokenEmbedding(70_000, 384).eval()
+    for hidden in (128, 256):
+        enc = LSTMEncoder(384, hidden=hidden).eval()
+        for b in (1, 8, 16):
+            tokens = torch.randint(2, 70_000, (b, 24))
+            lengths = torch.randint(8, 25, (b,))
+            lengths[0] = 24
+
+            def kept(enc=enc, tokens=tokens, lengths=lengths):
+                return enc.encode_tokens(emb, tokens, lengths)
+
+            def projected(enc=enc, tokens=tokens, lengths=lengths):
+                return enc(emb(tokens), lengths)
+
+            with torch.inference_mode():
+                err = (kept() - projected()).abs().max().item()
+            ms = interleaved({"kept_rows": kept, "projected": projected})
+            rows += compared(f"lstm bi H{hidden} tokens V70000 D384 T<=24 B{b}", ms, "kept_rows", "projected",
+                             max_abs_diff=err)
+    return rows
+
+
 def decoder_cases() -> list[dict]:
     """One step of an RNN decoder (translation: beam 5 over one sentence of 20 source words,
     the layout of ``examples/multi30k_gru.yaml``, with either cell) on the kernel against the
@@ -157,7 +189,7 @@ def main() -> None:
 
     if rnn_kernel.kernel() is None:
         raise SystemExit(f"the fused LSTM/GRU kernel is not available here: {rnn_kernel.why_not()}")
-    rows = attention_cases() + rnn_cases() + decoder_cases()
+    rows = attention_cases() + rnn_cases() + token_cases() + decoder_cases()
     notes = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, inference mode",
              f"medians of {ROUNDS} rounds of {CALLS} calls per contender, contenders interleaved (order alternating)",
              "ratios: general path / small-call path; > 1: the small-call path is faster",
