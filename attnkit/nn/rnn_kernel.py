@@ -5,7 +5,8 @@ BiLSTM of hidden 256 over 384-dim inputs, about 0.47 ms per direction whatever t
 (0.53 ms for one token), most of a distilled student's time per sentence. Without oneDNN,
 ATen's own LSTM runs ~8 small ops per step. Here a layer is one matrix product for the
 input projections of every step and both directions (oneDNN's GEMM), then one kernel call
-for the recurrence: each (sequence, direction) on its own thread, the step's
+for the recurrence (or, over a token embedding, the first layer's projections looked up per
+token: :mod:`attnkit.nn.token_rows`): each (sequence, direction) on its own thread, the step's
 ``W_hh h`` as register-blocked FMAs over ``W_hh`` kept transposed (packed once per weight
 version, not per call), the gates in the same pass. Padded positions stay zero and a
 backward direction starts at each sequence's own last token, as with packed sequences.
