@@ -25,6 +25,8 @@ fp32. Results: ``benchmarks/results/deploy.json``.
         --heads 0.5 --ffn 0.5 --recover-epochs 1          # pruned, then fine-tuned one epoch
     attnkit distill ... (the same but --augment 20 --set train.epochs=4 --set train.average_last=2) \
         --set model.encoder.hidden=128 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20
+    attnkit distill ... (the same but --augment 20 --set train.epochs=3 --set train.distill.precision=auto) \
+        --set model.encoder.hidden=192 --out /tmp/attnkit-deploy/sst2-bilstm-distilled-h192-a20
     python benchmarks/deploy.py [--run NAME=RUN_DIR ...] [--results NAME] [--no-prune]
 
 The network alone is timed (inputs encoded beforehand, the same batches for every variant);
@@ -55,7 +57,8 @@ DEFAULT_RUNS = {"sst2/bilstm_attention": "/tmp/attnkit-deploy/sst2-bilstm",
                 "sst2/bilstm_distilled_h192": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h192",
                 "sst2/bilstm_distilled_h128": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128",
                 "sst2/bilstm_distilled_h128_a12": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a12",
-                "sst2/bilstm_distilled_h128_a20": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20"}
+                "sst2/bilstm_distilled_h128_a20": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h128-a20",
+                "sst2/bilstm_distilled_h192_a20": "/tmp/attnkit-deploy/sst2-bilstm-distilled-h192-a20"}
 STUDENT = "distilled"  # a run named so is a student of TEACHER_RUN
 TEACHER_RUN = "sst2/minilm_full"
 # pruned and then fine-tuned (attnkit prune --recover-epochs): run -> {variant: run dir}, measured beside the run

@@ -76,7 +76,9 @@ def first_layer_rows(embedding: nn.Module, encoder: nn.Module, rnn: nn.RNNBase,
     version = (weight.data_ptr(), weight._version)
     rows = _tables.get(rnn)
     if rows is None or rows.weight is not weight or rows.version != version or rows.w_ih is not layer0[0]:
-        rows = _Rows(weight, version, layer0[0], layer0[1], torch.empty(weight.shape[0], layer0[0].shape[1]))
+        with torch.inference_mode(False):  # a normal tensor: written later outside inference mode too
+            table = torch.empty(weight.shape[0], layer0[0].shape[1])
+        rows = _Rows(weight, version, layer0[0], layer0[1], table)
         _tables[rnn] = rows
     new = set(ids).difference(rows.seen)
     if new:

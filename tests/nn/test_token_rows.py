@@ -47,6 +47,17 @@ def test_encoding_through_kept_rows_equals_the_equations(cell, b, t, layers, bid
 
 
 @needs_kernel
+def test_rows_made_under_inference_mode_grow_under_no_grad():
+    emb, enc = blocks()
+    (a, la), (b, lb) = batch(2, 5, seed=1), batch(2, 5, seed=2)
+    with torch.inference_mode():  # the table is made here (a timing loop, a service)
+        enc.encode_tokens(emb, a, la)
+    with torch.no_grad():  # then new tokens under no_grad (an evaluation)
+        got = enc.encode_tokens(emb, b, lb)
+    torch.testing.assert_close(got.double(), rnn_reference(enc.rnn, emb.embed.weight[b], lb), atol=1e-5, rtol=1e-5)
+
+
+@needs_kernel
 def test_the_rows_follow_the_weights():
     emb, enc = blocks()
     tokens, lengths = batch(2, 6)
