@@ -129,9 +129,19 @@ class LazySparseMixin:
     decoupled = False
 
     def step(self, closure=None):
-        """One optimiser step: sparse parameters lazily, then the dense ones."""
+        """One optimiser step: sparse parameters lazily, then the dense ones. After a fused
+        step the updated parameters' version counters are moved on: PyTorch's fused kernels
+        write in place without doing so (torch 2.13), and caches that follow the weights by
+        version (the fused RNN kernel's packed weights, per-token input projections) would
+        otherwise read the weights of the first step for the whole run (a dev evaluation of
+        small batches during training scored a model that never changed)."""
         _lazy_sparse_step(self, self.decoupled)
-        return super().step(closure)
+        fused = any(g.get("fused") for g in self.param_groups)
+        stepped = [p for g in self.param_groups for p in g["params"] if p.grad is not None] if fused else []
+        out = super().step(closure)
+        if stepped:
+            torch.autograd.graph.increment_version(stepped)
+        return out
 
 
 class Adam(LazySparseMixin, torch.optim.Adam):

@@ -485,3 +485,30 @@ def test_fused_only_where_every_parameter_allows_it():
     assert fastest_kind([{"params": [cpu]}]) == {"fused": True}
     assert fastest_kind([{"params": [cpu]}, {"params": [meta]}]) == {"foreach": True}
     assert fastest_kind([]) == {"foreach": True}
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_a_fused_step_moves_the_version_counters_and_cached_weights_follow(name):
+    """PyTorch's fused Adam writes in place without moving version counters; caches that
+    follow weights by version (the fused RNN kernel's packed weights) must still see a step."""
+    from attnkit.nn import LSTMEncoder, rnn_kernel
+
+    torch.manual_seed(0)
+    enc = LSTMEncoder(6, hidden=5)
+    opt = build_optimizer(enc, OptimizerConfig(name=name, lr=0.1))
+    assert all(g.get("fused") for g in opt.param_groups)
+    x, lengths = torch.randn(2, 4, 6), torch.tensor([4, 3])
+    enc.eval()
+    with torch.no_grad():
+        enc(x, lengths)  # packs the weights
+    before = [p._version for p in enc.parameters()]
+    enc.train()
+    enc(x, lengths).sum().backward()
+    opt.step()
+    assert all(p._version > v for p, v in zip(enc.parameters(), before))
+    enc.eval()
+    with torch.no_grad():
+        got = enc(x, lengths)
+        with rnn_kernel.off():
+            want = enc(x, lengths)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
