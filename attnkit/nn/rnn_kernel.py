@@ -298,7 +298,8 @@ def packed(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, ...]]:
 
 
 def forget(rnn: nn.Module) -> None:
-    """Drop ``rnn``'s packed weights: the next call packs them again (after edits through ``.data``)."""
+    """Drop ``rnn``'s packed weights: the next call packs them again (after edits through ``.data``),
+    and makes again the input projections kept per token from them (:mod:`attnkit.nn.token_rows`)."""
     _packed.pop(rnn, None)
 
 

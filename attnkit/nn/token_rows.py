@@ -11,6 +11,8 @@ The rows live in a table with one row per vocabulary entry, allocated but never 
 ahead: memory is used only for the tokens seen (4 KiB per token at 1,024 floats). The table
 follows the weights it was made from (same parameters at the same version counters, as the
 kernel's packed weights): an optimizer step, ``load_state_dict`` or ``.to()`` start a new one.
+After edits through ``.data``, which no version counter sees, ``rnn_kernel.forget(rnn)`` packs
+the RNN again, and with new packed weights the rows are made again too.
 
 It runs only where the plain path would compute the same thing and nobody is watching the
 parts it skips: a :class:`~attnkit.nn.embedding.TokenEmbedding` in eval mode without
@@ -87,8 +89,3 @@ def first_layer_rows(embedding: nn.Module, encoder: nn.Module, rnn: nn.RNNBase,
             rows.table[idx] = torch.addmm(rows.bias, weight.detach()[idx], rows.w_ih)
         rows.seen.update(new)  # after the rows are written: another thread reads them only then
     return F.embedding(tokens, rows.table)
-
-
-def forget(rnn: nn.Module) -> None:
-    """Drop the rows kept for ``rnn`` (after edits through ``.data``, which no version counter sees)."""
-    _tables.pop(rnn, None)

@@ -142,3 +142,16 @@ def test_a_text_classifier_gives_the_same_logits(tmp_path):
     mean = torch.nn.Module()
     mean.forward = lambda x, lengths: x.mean(1)
     assert encode_tokens(mean, model.embedding, tokens, lengths).shape == (4, 16)
+
+
+@needs_kernel
+def test_forgetting_the_packed_weights_makes_the_rows_again():
+    emb, enc = blocks()
+    tokens, lengths = batch(1, 4)
+    with torch.no_grad():
+        enc.encode_tokens(emb, tokens, lengths)
+        emb.embed.weight.data.mul_(2)  # through .data: no version counter sees it
+        rnn_kernel.forget(enc.rnn)
+        got = enc.encode_tokens(emb, tokens, lengths)
+    torch.testing.assert_close(got.double(), rnn_reference(enc.rnn, emb.embed.weight[tokens], lengths),
+                               atol=1e-5, rtol=1e-5)
